@@ -1,0 +1,33 @@
+# The two commands a fresh machine needs: `make demo` (the main job) and `make test`.
+SHELL := /bin/bash
+UV_VERSION := 0.13.8
+PYTEST_ARGS ?=
+
+.PHONY: setup infra-up infra-down demo test test-unit bench schemas
+
+setup:
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
+	@uv sync --frozen --quiet
+
+infra-up: setup
+	@bash infra/local.sh up
+
+infra-down:
+	@bash infra/local.sh down
+
+## Local Kafka + PostgreSQL, all four services, simulated mini-program traffic, summary + audit.
+demo: infra-up
+	@eval "$$(bash infra/local.sh env)" && uv run --frozen python -m simulation.run
+
+## The whole suite against the real Kafka and PostgreSQL (started here if not running).
+test: infra-up
+	@eval "$$(bash infra/local.sh env)" && uv run --frozen pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	@uv run --frozen pytest tests/unit $(PYTEST_ARGS)
+
+bench: infra-up
+	@eval "$$(bash infra/local.sh env)" && uv run --frozen python -m bench.run
+
+schemas: setup
+	@uv run --frozen python -m shared.events.schemas

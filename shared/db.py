@@ -1,0 +1,69 @@
+"""PostgreSQL plumbing: one asyncpg pool per service, bound to the service's own schema,
+and forward-only SQL migrations run by yoyo."""
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+PLUMBING_MIGRATIONS = Path(__file__).parent / "migrations"
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema(schema: str) -> str:
+    if not _SCHEMA_RE.match(schema):
+        raise ValueError(f"bad schema name {schema!r}")
+    return schema
+
+
+async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections see `schema` first, so store SQL stays unqualified and the
+    same code can write a fresh replay schema."""
+    check_schema(schema)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": f"{schema},public", "application_name": f"fenxiao-{schema}"},
+    )
+
+
+def _yoyo_url(dsn: str, schema: str) -> str:
+    parts = urlsplit(dsn)
+    scheme = "postgresql+psycopg"
+    query = f"schema={schema}"
+    return urlunsplit((scheme, parts.netloc, parts.path, query, ""))
+
+
+def migrate_sync(dsn: str, schema: str, migrations_dir: Path) -> list[str]:
+    """Create `schema` if needed and apply the plumbing migrations (projector offsets,
+    applied-event ids, outbox) and then the service's own. Returns the ids applied now;
+    a second run applies nothing."""
+    import psycopg
+    from yoyo import get_backend, read_migrations
+
+    check_schema(schema)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    backend = get_backend(_yoyo_url(dsn, schema), migration_table="_yoyo_migration")
+    migrations = read_migrations(str(PLUMBING_MIGRATIONS), str(migrations_dir))
+    with backend.lock():
+        todo = backend.to_apply(migrations)
+        backend.apply_migrations(todo)
+    return [m.id for m in todo]
+
+
+async def migrate(dsn: str, schema: str, migrations_dir: Path) -> list[str]:
+    return await asyncio.to_thread(migrate_sync, dsn, schema, migrations_dir)
+
+
+async def drop_schema(dsn: str, schema: str) -> None:
+    check_schema(schema)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()

@@ -1,0 +1,76 @@
+"""The envelope every event travels in: identity, type and schema version, time,
+the aggregate key, causation and correlation. JSON on the wire."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Namespace for ids derived from a causing event; fixed forever, changing it breaks dedupe.
+_DERIVED_NS = uuid.UUID("6f1c1c52-8f0e-4c39-9a54-2f3a4f0e7d11")
+
+
+class EventPayload(BaseModel):
+    """Base of every event body. Subclasses set `event_type` and `version`; they are frozen
+    because an event, once written, is never changed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    event_type: ClassVar[str]
+    version: ClassVar[int] = 1
+    #: which payload field is the aggregate key (keeps one aggregate on one partition)
+    key_field: ClassVar[str]
+
+    def aggregate_key(self) -> str:
+        return str(getattr(self, self.key_field))
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID
+    event_type: str
+    version: int = Field(ge=1)
+    occurred_at: datetime
+    key: str = Field(min_length=1)
+    causation_id: uuid.UUID | None = None
+    correlation_id: uuid.UUID | None = None
+    payload: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Envelope":
+        return cls.model_validate_json(raw)
+
+
+def derive_event_id(cause_id: uuid.UUID, *parts: object) -> uuid.UUID:
+    """Deterministic id for an event caused by another: reprocessing the cause yields the same
+    id, so a consumer drops the repeat."""
+    return uuid.uuid5(_DERIVED_NS, f"{cause_id}:" + ":".join(str(p) for p in parts))
+
+
+def new_event(
+    payload: EventPayload,
+    *,
+    event_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+    cause: Envelope | None = None,
+    correlation_id: uuid.UUID | None = None,
+) -> Envelope:
+    """Wrap a payload. With `cause`, causation and correlation are carried over from it."""
+    if cause is not None:
+        correlation_id = correlation_id or cause.correlation_id or cause.event_id
+    eid = event_id or uuid.uuid4()
+    return Envelope(
+        event_id=eid,
+        event_type=payload.event_type,
+        version=payload.version,
+        occurred_at=occurred_at or datetime.now(timezone.utc),
+        key=payload.aggregate_key(),
+        causation_id=cause.event_id if cause is not None else None,
+        correlation_id=correlation_id or eid,
+        payload=payload.model_dump(mode="json"),
+    )

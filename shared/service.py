@@ -1,0 +1,144 @@
+"""The runtime every service's composition root builds: settings -> pool (own schema,
+migrated) -> idempotent producer -> outbox relay -> FastStream broker with the service's
+projectors -> FastAPI app with health, metrics and one domain-error handler."""
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+
+import asyncpg
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+from shared import db, telemetry
+from shared.outbox import OutboxRelay, make_producer
+from shared.projector import Projection, Projector, subscribe
+from shared.settings import CommonSettings
+from shared.topics import group
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; handed to projection factories, routes and tasks."""
+
+    service: str
+    settings: CommonSettings
+    pool: asyncpg.Pool
+    relay: OutboxRelay
+    producer: Any
+    broker: Any
+    projectors: list[Projector] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceSpec:
+    service: str                     # also the PostgreSQL schema name
+    migrations: Path
+    routers: Sequence[Any] = ()
+    projections: Sequence[Callable[[Runtime], Projection]] = ()
+    #: long-running tasks (schedulers, pollers) started after the broker
+    background: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+    #: extra start-up, e.g. building WeChat clients; may put things into runtime.extras
+    on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+    on_stop: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+    error_root: type[Exception] | None = None
+    error_status: Callable[[Exception], int] = lambda exc: 422
+    title: str = ""
+    schema: str | None = None        # defaults to `service`; tests use a fresh one
+
+
+def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
+    schema = spec.schema or spec.service
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from faststream.kafka import KafkaBroker
+
+        telemetry.configure(spec.service, settings.log_level, settings.log_json, settings.otel_exporter_otlp_endpoint)
+        applied = await db.migrate(settings.database_url, schema, spec.migrations)
+        log.info("migrated", schema=schema, applied=applied)
+        pool = await db.create_pool(settings.database_url, schema, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+        producer = make_producer(settings.kafka_bootstrap_servers)
+        await producer.start()
+        relay = OutboxRelay(pool, producer, spec.service)
+        broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=None)
+        rt = Runtime(spec.service, settings, pool, relay, producer, broker)
+        app.state.runtime = rt
+        app.state.identity_secret = settings.identity_secret
+        for hook in spec.on_start:
+            await hook(rt)
+        for make in spec.projections:
+            projection = make(rt)
+            projector = Projector(projection, pool, service=spec.service, relay=relay,
+                                  synchronous_commit=settings.projector_synchronous_commit)
+            subscribe(broker, projector, group_id=group(spec.service, projection.name), max_records=settings.projector_batch_max)
+            rt.projectors.append(projector)
+        relay.start()
+        await relay.drain()  # republish what a crash left unpublished before anything new
+        if rt.projectors:
+            await broker.start()
+        for job in spec.background:
+            rt.tasks.append(asyncio.create_task(job(rt), name=f"{spec.service}-{getattr(job, '__name__', 'task')}"))
+        log.info("service_started", service=spec.service, projections=[p.projection.name for p in rt.projectors])
+        try:
+            yield
+        finally:
+            for t in rt.tasks:
+                t.cancel()
+            await asyncio.gather(*rt.tasks, return_exceptions=True)
+            if rt.projectors:
+                await broker.stop()
+            for hook in spec.on_stop:
+                await hook(rt)
+            await relay.stop()
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(title=spec.title or f"fenxiao {spec.service}", lifespan=lifespan)
+    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        return {"ok": True}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        rt: Runtime = request.app.state.runtime
+        try:
+            async with rt.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception as exc:  # pragma: no cover
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
+        return JSONResponse({"ok": True, "positions": {
+            p.projection.name: {f"{tp.topic}[{tp.partition}]": o for tp, o in p.positions.items()} for p in rt.projectors}})
+
+    if spec.error_root is not None:
+        @app.exception_handler(spec.error_root)
+        async def domain_error(_: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse(status_code=spec.error_status(exc), content=error_body(exc))
+
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+def error_body(exc: Exception) -> dict:
+    """`{"code": "<snake_case of the error class>", "message": ...}`: the rule that was broken."""
+    name = type(exc).__name__.removesuffix("Error")
+    code = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    return {"code": getattr(exc, "code", None) or code, "message": str(exc)}
+
+
+def run(app: FastAPI, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host="0.0.0.0", port=port, log_config=None, access_log=False)

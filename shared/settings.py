@@ -1,0 +1,28 @@
+"""Settings common to every service, from the environment (Kubernetes sets these)."""
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Each service subclasses this with its own `env_prefix` for its own knobs; the
+    connection settings below are read without a prefix (shared by the deployment)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:19092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: str = Field(
+        "postgresql://fenxiao:fenxiao@127.0.0.1:55432/fenxiao", validation_alias="DATABASE_URL"
+    )
+    #: HMAC key the gateway signs identities with (see shared.identity)
+    identity_secret: str = Field("dev-only-identity-secret-change-me", validation_alias="FENXIAO_IDENTITY_SECRET")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_json: bool = Field(True, validation_alias="LOG_JSON")
+    #: OTLP endpoint; empty keeps spans in-process (still correlated in logs)
+    otel_exporter_otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    projector_batch_max: int = Field(2000, validation_alias="PROJECTOR_BATCH_MAX")
+    #: off is safe for exactly-once (state and offsets commit or vanish together) and faster
+    projector_synchronous_commit: bool = Field(True, validation_alias="PROJECTOR_SYNCHRONOUS_COMMIT")
+    db_pool_min: int = Field(1, validation_alias="DB_POOL_MIN")
+    db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")

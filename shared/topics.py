@@ -1,0 +1,34 @@
+"""Every topic, its partition key and every consumer group, in one place.
+
+Each service publishes one stream of its own events; the key is the aggregate id named by
+the payload's `key_field`, so all events of one aggregate land on one partition in order."""
+from __future__ import annotations
+
+REFERRAL_EVENTS = "referral.referral-events.v1"   # key: customer id (bindings) / promoter id
+ORDER_EVENTS = "orders.order-events.v1"           # key: order id
+COMMISSION_EVENTS = "commission.commission-events.v1"  # key: beneficiary promoter id
+PAYOUT_EVENTS = "payout.withdrawal-events.v1"     # key: promoter id
+
+DEAD_LETTER_SUFFIX = ".dlq"
+
+ALL_TOPICS = (REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS)
+PARTITIONS = 4
+
+
+def dead_letter(topic: str) -> str:
+    """The topic where what cannot be parsed or validated from `topic` is parked."""
+    return topic + DEAD_LETTER_SUFFIX
+
+
+def group(service: str, projection: str) -> str:
+    """Consumer group name: `<svc>.<projection>`."""
+    return f"{service}.{projection}"
+
+
+# Which service owns (publishes) which stream: an event type belongs to exactly one.
+OWNER_TOPIC = {
+    "referral": REFERRAL_EVENTS,
+    "orders": ORDER_EVENTS,
+    "commission": COMMISSION_EVENTS,
+    "payout": PAYOUT_EVENTS,
+}
