@@ -80,7 +80,9 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             projection = make(rt)
             projector = Projector(projection, pool, service=spec.service, relay=relay,
                                   synchronous_commit=settings.projector_synchronous_commit)
-            subscribe(broker, projector, group_id=group(spec.service, projection.name), max_records=settings.projector_batch_max)
+            # a test or replay schema gets its own group, so it never shares partitions with the live one
+            gid = group(spec.service, projection.name) + ("" if schema == spec.service else f".{schema}")
+            subscribe(broker, projector, group_id=gid, max_records=settings.projector_batch_max)
             rt.projectors.append(projector)
         relay.start()
         await relay.drain()  # republish what a crash left unpublished before anything new
