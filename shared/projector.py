@@ -346,10 +346,11 @@ def subscribe(broker: Any, projector: Projector, *, group_id: str, max_records: 
     ack policy is MANUAL and nothing is ever committed to Kafka (FastStream's default,
     ACK_FIRST, would acknowledge before handling: at-most-once)."""
     from faststream import AckPolicy
-    from faststream.kafka import KafkaMessage
 
-    async def raw_decoder(msg: Any) -> Any:  # skip FastStream's per-record JSON decode
-        return None
+    async def raw_decoder(msg: Any) -> Any:
+        # The aiokafka records themselves: skips FastStream's per-record JSON decode, and the
+        # projector needs their partitions and offsets anyway.
+        return msg.raw_message
 
     sub = broker.subscriber(
         *projector.projection.topics,
@@ -365,8 +366,8 @@ def subscribe(broker: Any, projector: Projector, *, group_id: str, max_records: 
     projector.bind_consumer(lambda: sub.consumer)
 
     @sub
-    async def _project(body: Any, message: KafkaMessage) -> None:
-        await projector.handle(message.raw_message)
+    async def _project(records: Any) -> None:
+        await projector.handle(records)
 
     return sub
 

@@ -4,6 +4,7 @@ projectors -> FastAPI app with health, metrics and one domain-error handler."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         producer = make_producer(settings.kafka_bootstrap_servers)
         await producer.start()
         relay = OutboxRelay(pool, producer, spec.service)
-        broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=None)
+        broker = KafkaBroker(settings.kafka_bootstrap_servers, log_level=logging.DEBUG)  # per-batch logs are noise
         rt = Runtime(spec.service, settings, pool, relay, producer, broker)
         app.state.runtime = rt
         app.state.identity_secret = settings.identity_secret
