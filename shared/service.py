@@ -142,6 +142,10 @@ def error_body(exc: Exception) -> dict:
 
 
 def run(app: FastAPI, port: int) -> None:
+    """Serve a service; `PORT` (set by Kubernetes or the local launcher) overrides the default."""
+    import os
+
     import uvicorn
 
-    uvicorn.run(app, host="0.0.0.0", port=port, log_config=None, access_log=False)
+    uvicorn.run(app, host=os.environ.get("HOST", "0.0.0.0"), port=int(os.environ.get("PORT", port)),
+                log_config=None, access_log=False)
