@@ -1,0 +1,78 @@
+"""Raw aiokafka ceilings on the same broker, measured in the same run as the service
+figures (these machines are shared and noisy: only ratios mean anything)."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Idempotent, acks=all producer; returns messages/s."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
+                                max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        t0 = time.perf_counter()
+        futs = [await producer.send(topic, v, key=k) for k, v in messages]
+        await asyncio.gather(*futs)
+        return len(messages) / (time.perf_counter() - t0)
+    finally:
+        await producer.stop()
+
+
+async def _end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
+    parts = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in parts]
+    return await consumer.end_offsets(tps)
+
+
+async def consume(bootstrap: str, topic: str, expect: int) -> float:
+    """Read the whole topic from offset 0; returns messages/s."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        ends = await _end_offsets(consumer, topic)
+        consumer.assign(list(ends))
+        await consumer.seek_to_beginning(*ends)
+        n = 0
+        t0 = time.perf_counter()
+        while n < expect:
+            got = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            n += sum(len(v) for v in got.values())
+        return n / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+
+
+async def consume_produce(bootstrap: str, topic: str, out_topic: str, expect: int) -> float:
+    """Consume every message and produce one per input (one send() each, idempotent, acks=all):
+    the ceiling a projector that emits events is compared with. Returns input messages/s."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
+                                max_batch_size=512 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.topics()
+        ends = await _end_offsets(consumer, topic)
+        consumer.assign(list(ends))
+        await consumer.seek_to_beginning(*ends)
+        n = 0
+        t0 = time.perf_counter()
+        while n < expect:
+            got = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            futs = []
+            for recs in got.values():
+                for r in recs:
+                    futs.append(await producer.send(out_topic, r.value, key=r.key))
+                n += len(recs)
+            await asyncio.gather(*futs)
+        return n / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+        await producer.stop()

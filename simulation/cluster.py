@@ -1,0 +1,101 @@
+"""Start the four fenxiao services as separate OS processes (as they are deployed), wait
+until each is ready, and stop them. Used by the demo, the end-to-end tests and the bench."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTS = {"referral": 8101, "orders": 8102, "commission": 8103, "payout": 8104}
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", f"services.{self.name}.main"], cwd=ROOT,
+                                     env={**os.environ, **self.env, "PORT": str(self.port), "HOST": "127.0.0.1"},
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    async def wait_ready(self, timeout: float = 90) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with httpx.AsyncClient(timeout=2) as client:
+            while True:
+                if self.proc and self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log: {self.log_path}\n{self.tail()}")
+                try:
+                    if (await client.get(self.url + "/readyz")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"{self.name} not ready after {timeout}s; log: {self.log_path}\n{self.tail()}")
+                await asyncio.sleep(0.2)
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the service process (Linux /proc)."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, AttributeError):
+            pass
+        return 0
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        if not self.proc or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Cluster:
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> ServiceProcess:
+        return self.services[name]
+
+    async def start(self) -> "Cluster":
+        for s in self.services.values():
+            s.start()
+        await asyncio.gather(*(s.wait_ready() for s in self.services.values()))
+        return self
+
+    def stop(self) -> None:
+        for s in self.services.values():
+            s.stop()
+
+
+def cluster(env_by_service: dict[str, dict[str, str]], *, log_dir: Path, ports: dict[str, int] | None = None,
+            names: tuple[str, ...] = tuple(PORTS)) -> Cluster:
+    ports = {**PORTS, **(ports or {})}
+    return Cluster({n: ServiceProcess(n, ports[n], env_by_service.get(n, {}), log_dir / f"{n}.log") for n in names})
