@@ -291,3 +291,34 @@ async def test_migrations_apply_to_empty_schema_and_again_as_no_op(infra, fresh_
     finally:
         await conn.close()
     assert {"projector_offsets", "projector_applied", "outbox", "tally_seen", "tally_totals"} <= tables
+
+
+async def test_trace_context_follows_an_event_into_the_events_it_causes(infra, fresh_schema, topics):
+    topic, out = topics
+    await create_topics(infra["kafka"], [topic, out], partitions=1)
+    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
+    pool = await db.create_pool(infra["db"], fresh_schema)
+    trace_id = uuid.uuid4().hex
+    env = new_event(TallyAdded(counter="t", amount=1))
+    producer = AIOKafkaProducer(bootstrap_servers=infra["kafka"])
+    await producer.start()
+    await producer.send_and_wait(topic, env.to_bytes(), key=b"t",
+                                 headers=[("traceparent", f"00-{trace_id}-{'1' * 16}-01".encode())])
+    await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        projector = Projector(TallyProjection(topic, out), pool, service="tally")
+        projector.bind_consumer(lambda: consumer)
+        await projector.assign([tp])
+        got = await consumer.getmany(timeout_ms=5000)
+        batch = await projector.handle([r for rs in got.values() for r in rs])
+        assert batch is not None and len(batch.emitted) == 1
+        assert batch.emitted[0].headers["traceparent"].split("-")[1] == trace_id
+        row = await pool.fetchrow("SELECT headers FROM outbox WHERE event_id = $1", batch.emitted[0].event_id)
+        assert trace_id in row["headers"]
+    finally:
+        await consumer.stop()
+        await pool.close()
