@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,8 @@ class ServiceSpec:
 
 
 def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
-    schema = spec.schema or spec.service
+    # <SERVICE>_SCHEMA lets a separate process (an e2e test, the bench) use a fresh schema
+    schema = spec.schema or os.environ.get(f"{spec.service.upper()}_SCHEMA") or spec.service
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

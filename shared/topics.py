@@ -4,10 +4,21 @@ Each service publishes one stream of its own events; the key is the aggregate id
 the payload's `key_field`, so all events of one aggregate land on one partition in order."""
 from __future__ import annotations
 
-REFERRAL_EVENTS = "referral.referral-events.v1"   # key: customer id (bindings) / promoter id
-ORDER_EVENTS = "orders.order-events.v1"           # key: order id
-COMMISSION_EVENTS = "commission.commission-events.v1"  # key: beneficiary promoter id
-PAYOUT_EVENTS = "payout.withdrawal-events.v1"     # key: promoter id
+import os
+
+# An optional namespace prefix (e.g. per benchmark run or per tenant environment) applied to
+# every topic; read once at import, so every process of one deployment must share it.
+NAMESPACE = os.environ.get("FENXIAO_TOPIC_NAMESPACE", "")
+
+
+def _t(name: str) -> str:
+    return f"{NAMESPACE}.{name}" if NAMESPACE else name
+
+
+REFERRAL_EVENTS = _t("referral.referral-events.v1")   # key: customer id (bindings) / promoter id
+ORDER_EVENTS = _t("orders.order-events.v1")           # key: order id
+COMMISSION_EVENTS = _t("commission.commission-events.v1")  # key: beneficiary promoter id
+PAYOUT_EVENTS = _t("payout.withdrawal-events.v1")     # key: promoter id
 
 DEAD_LETTER_SUFFIX = ".dlq"
 
