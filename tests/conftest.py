@@ -19,6 +19,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
+# Each test session gets its own topics (inherited by service subprocesses), so a run never
+# replays what an earlier run or the demo left on the same broker. Set before shared.topics loads.
+os.environ.setdefault("FENXIAO_TOPIC_NAMESPACE", "test" + uuid.uuid4().hex[:8])
+
 DEFAULT_KAFKA = "127.0.0.1:19092"
 DEFAULT_DB = "postgresql://fenxiao:fenxiao@127.0.0.1:55432/fenxiao"
 
