@@ -26,6 +26,10 @@ ALL_TOPICS = (REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS)
 PARTITIONS = 4
 
 
+def without_namespace(topic: str) -> str:
+    return topic[len(NAMESPACE) + 1:] if NAMESPACE and topic.startswith(NAMESPACE + ".") else topic
+
+
 def dead_letter(topic: str) -> str:
     """The topic where what cannot be parsed or validated from `topic` is parked."""
     return topic + DEAD_LETTER_SUFFIX

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import shared.contracts  # noqa: F401  (registers every event)
 from shared.events import Envelope, catalog
+from shared.topics import without_namespace
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "events"
 
@@ -16,7 +17,7 @@ def render() -> dict[str, str]:
     for name, cls in sorted(catalog.types().items()):
         schema = cls.model_json_schema()
         schema["x-event-type"], schema["x-event-version"], schema["x-key-field"] = name, cls.version, cls.key_field
-        schema["x-topic"] = shared.contracts.topic_of(name)
+        schema["x-topic"] = without_namespace(shared.contracts.topic_of(name))
         files[f"{name}.v{cls.version}.json"] = json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     return files
 

@@ -12,7 +12,7 @@ from shared.contracts.orders import OrderLine, OrderPaid
 from shared.events import Envelope, EventPayload, catalog, derive_event_id, new_event
 from shared.events.catalog import Catalog, UnknownEventError
 from shared.events.schemas import OUT as SCHEMA_DIR, render
-from shared.topics import ORDER_EVENTS, dead_letter
+from shared.topics import ORDER_EVENTS, dead_letter, without_namespace
 
 SAMPLES = Path(__file__).resolve().parents[2] / "contracts_samples"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
@@ -110,6 +110,6 @@ def test_committed_json_schemas_match_the_code():
 
 
 def test_topic_naming():
-    assert ORDER_EVENTS == "orders.order-events.v1"
-    assert dead_letter(ORDER_EVENTS) == "orders.order-events.v1.dlq"
+    assert without_namespace(ORDER_EVENTS) == "orders.order-events.v1"
+    assert dead_letter(ORDER_EVENTS) == ORDER_EVENTS + ".dlq"
     assert shared.contracts.topic_of("OrderPaid") == ORDER_EVENTS
