@@ -1,0 +1,2 @@
+"""HTTP API: orders for the gateway, refunds and receipt, the WeChat Pay notify endpoint,
+promoters' attributed orders."""

@@ -1,0 +1,1 @@
+"""Order rules as pure functions over frozen values: no I/O."""

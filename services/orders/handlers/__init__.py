@@ -1,0 +1,1 @@
+"""Projections (events in) and the time-driven sweeper."""

@@ -1,0 +1,127 @@
+"""Orders integration fixtures: the service served over real HTTP (uvicorn on a free
+loopback port, so the WeChat stand-in delivers notices as WeChat does), a WeChat Pay
+stand-in with fresh keys, a movable clock, and a reader of the real order-events topic."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+import asyncpg
+import httpx
+import pytest_asyncio
+import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.orders.clock import FakeClock
+from services.orders.main import create_app
+from services.orders.settings import OrdersSettings
+from shared.events import Envelope
+from shared.identity import HEADER, sign_identity
+from shared.topics import ORDER_EVENTS, PARTITIONS, REFERRAL_EVENTS
+from standins.wechat.pay import WeChatPayStandin
+from tests.conftest import create_topics
+
+
+class OrderEvents:
+    """Reads the real order-events topic from where it ended when the test began."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.by_key: dict[str, list[Envelope]] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await self.consumer.start()
+        tps = [TopicPartition(ORDER_EVENTS, p) for p in range(PARTITIONS)]
+        self.consumer.assign(tps)
+        for tp, end in (await self.consumer.end_offsets(tps)).items():
+            self.consumer.seek(tp, end)
+
+    async def stop(self) -> None:
+        if self.consumer:
+            await self.consumer.stop()
+
+    async def until(self, order_id: str, done: Callable[[list[Envelope]], bool], timeout: float = 30.0) -> list[Envelope]:
+        """This order's events (in topic order) once `done(events)` holds."""
+        assert self.consumer is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not done(self.by_key.get(order_id, [])):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"events of {order_id} so far: {[e.event_type for e in self.by_key.get(order_id, [])]}")
+            for recs in (await self.consumer.getmany(timeout_ms=200)).values():
+                for r in recs:
+                    env = Envelope.from_bytes(r.value)
+                    self.by_key.setdefault(env.key, []).append(env)
+        return self.by_key[order_id]
+
+    async def until_type(self, order_id: str, event_type: str, timeout: float = 30.0) -> list[Envelope]:
+        return await self.until(order_id, lambda evs: any(e.event_type == event_type for e in evs), timeout)
+
+
+@dataclass
+class Orders:
+    """A running orders service and what drives it."""
+
+    base_url: str
+    http: httpx.AsyncClient
+    pay: WeChatPayStandin
+    clock: FakeClock
+    settings: OrdersSettings
+    schema: str
+    events: OrderEvents
+
+    @property
+    def notify_url(self) -> str:
+        return f"{self.base_url}/v1/wechatpay/notify"
+
+    def who(self, user_id: str, *roles: str) -> dict[str, str]:
+        return {HEADER: sign_identity(self.settings.identity_secret, user_id, roles, ttl_s=3600)}
+
+    async def place(self, buyer: str, out_trade_no: str, *, lines=None, postage_fen: int = 500,
+                    promoter_code: str | None = None) -> dict:
+        lines = lines or [{"product_id": "p-tea", "category_id": "tea", "sku": "tea-250g", "quantity": 2,
+                           "unit_price_fen": 5000, "paid_fen": 9000},
+                          {"product_id": "p-cup", "quantity": 1, "unit_price_fen": 3000, "paid_fen": 3000}]
+        body = {"out_trade_no": out_trade_no, "lines": lines, "postage_fen": postage_fen,
+                "total_fen": sum(ln["paid_fen"] for ln in lines) + postage_fen, "promoter_code": promoter_code}
+        r = await self.http.post("/v1/orders", json=body, headers=self.who(buyer))
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    async def db(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.settings.database_url, server_settings={"search_path": self.schema})
+
+
+@pytest_asyncio.fixture(scope="session")
+async def order_topics(infra) -> None:
+    await create_topics(infra["kafka"], [ORDER_EVENTS, REFERRAL_EVENTS], PARTITIONS)
+
+
+@pytest_asyncio.fixture
+async def orders(infra, order_topics, fresh_schema) -> AsyncIterator[Orders]:
+    pay = WeChatPayStandin(mchid="1900000109", appid="wx5f1e6d0000000001")
+    pay.add_platform_key("public_key")  # certificate key active, public key configured: a switch in progress
+    settings = OrdersSettings(**pay.notifier_settings(), sweep_interval_s=0.1, unpaid_timeout_minutes=30,
+                              auto_complete_days=7, kafka_bootstrap_servers=infra["kafka"], database_url=infra["db"])
+    clock = FakeClock()
+    app = create_app(settings, schema=fresh_schema, clock=clock)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None,
+                                           access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    events = OrderEvents(infra["kafka"])
+    await events.start()
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10.0) as http:
+            yield Orders(base, http, pay, clock, settings, fresh_schema, events)
+    finally:
+        await events.stop()
+        server.should_exit = True
+        await task

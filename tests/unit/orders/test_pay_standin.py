@@ -1,0 +1,82 @@
+"""The WeChat Pay stand-in builds notices that the orders service's verifier accepts, and
+its bad variants are refused for the right reason (no server needed)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from services.orders.main import build_verifier
+from services.orders.settings import OrdersSettings
+from shared.wechatpay import NotifyError
+from standins.wechat.pay import WeChatPayStandin
+
+
+@pytest.fixture(scope="module")
+def pay():
+    p = WeChatPayStandin(mchid="1900000109", appid="wxabc")
+    p.add_platform_key("public_key")
+    return p
+
+
+def verifier_for(pay):
+    return build_verifier(OrdersSettings(**pay.notifier_settings()))
+
+
+def test_payment_notice_verifies_and_decrypts_to_the_documented_fields(pay):
+    n = pay.payment_notice("T1234567", 2300)
+    notice, res = verifier_for(pay).verify_and_decrypt(n.headers, n.body)
+    assert notice["event_type"] == "TRANSACTION.SUCCESS" and notice["resource"]["original_type"] == "transaction"
+    assert res["out_trade_no"] == "T1234567" and res["amount"]["total"] == 2300 and res["trade_state"] == "SUCCESS"
+    assert {"appid", "mchid", "transaction_id", "success_time", "payer"} <= res.keys()
+
+
+def test_both_keys_verify_during_the_switch(pay):
+    v = verifier_for(pay)
+    serials = list(pay.keys)
+    assert serials[1].startswith("PUB_KEY_ID_") and not serials[0].startswith("PUB_KEY_ID_")
+    for serial in serials:
+        n = pay.payment_notice("T1234567", 2300, notice={"serial": serial})
+        assert n.headers["Wechatpay-Serial"] == serial
+        v.verify_and_decrypt(n.headers, n.body)
+
+
+@pytest.mark.parametrize("variant, code", [
+    ({"forge": True}, "bad_signature"),
+    ({"probe": True}, "bad_signature"),
+    ({"tamper": True}, "bad_signature"),
+    ({"timestamp": int(time.time()) - 400}, "stale_timestamp"),
+    ({"timestamp": int(time.time()) + 400}, "stale_timestamp"),
+])
+def test_bad_variants_are_refused(pay, variant, code):
+    n = pay.payment_notice("T1234567", 2300, notice=variant)
+    if variant.get("probe"):
+        assert n.headers["Wechatpay-Signature"].startswith("WECHATPAY/SIGNTEST/")
+    with pytest.raises(NotifyError) as exc:
+        verifier_for(pay).verify_and_decrypt(n.headers, n.body)
+    assert exc.value.code == code
+
+
+def test_a_key_the_service_does_not_know_is_refused(pay):
+    other = WeChatPayStandin(mchid=pay.mchid, appid=pay.appid, apiv3_key=pay.apiv3_key)
+    n = other.payment_notice("T1234567", 2300)
+    with pytest.raises(NotifyError) as exc:
+        verifier_for(pay).verify_and_decrypt(n.headers, n.body)
+    assert exc.value.code == "unknown_serial"
+
+
+def test_refund_notice_carries_the_refund_fields(pay):
+    pay.payment_notice("T7654321", 5000)
+    n = pay.refund_notice("T7654321", "R-1", 1200, 5000, status="ABNORMAL")
+    _, res = verifier_for(pay).verify_and_decrypt(n.headers, n.body)
+    assert n.event_type == "REFUND.ABNORMAL" and res["refund_status"] == "ABNORMAL" and "success_time" not in res
+    assert res["amount"] == {"total": 5000, "refund": 1200, "payer_total": 5000, "payer_refund": 1200}
+    assert res["transaction_id"] == pay.transactions["T7654321"]["transaction_id"]
+
+
+def test_env_round_trips_through_settings(pay, monkeypatch):
+    for k, v in pay.env().items():
+        monkeypatch.setenv(k, v)
+    s = OrdersSettings()
+    assert s.wechatpay_platform_keys == pay.notifier_settings()["wechatpay_platform_keys"]
+    assert s.wechatpay_mchid == pay.mchid and s.wechatpay_apiv3_key == pay.apiv3_key
