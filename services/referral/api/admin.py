@@ -1,0 +1,113 @@
+"""Operator endpoints (role admin): merchant settings, applications, designation, status, products."""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import replace
+
+from fastapi import APIRouter, Path, Query
+
+from services.referral import flows
+from services.referral.api import schemas
+from services.referral.api.deps import NowDep, RuntimeDep, in_transaction, read
+from services.referral.api.promoters import application_public, promoter_public
+from services.referral.clients.images import ImageFetcher, check_image
+from services.referral.domain import errors
+from services.referral.store import merchant as merchant_store
+from services.referral.store import posters as posters_store
+from services.referral.store import promoters as promoters_store
+from services.referral.store import users as users_store
+from shared.identity import AdminIdentity
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+UserId = Path(min_length=1, max_length=128)
+
+
+@router.get("/settings", response_model=schemas.MerchantSettingsPublic)
+async def get_settings(_: AdminIdentity, rt: RuntimeDep):
+    return (await read(rt, merchant_store.load)).__dict__
+
+
+@router.put("/settings", response_model=schemas.MerchantSettingsPublic)
+async def put_settings(body: schemas.MerchantSettingsUpdate, admin: AdminIdentity, rt: RuntimeDep, now: NowDep):
+    async def work(conn):
+        cur = await merchant_store.load(conn)
+        changes = body.model_dump(exclude_none=True)
+        new = replace(cur, **changes, updated_at=now, updated_by=admin.user_id)
+        if new.enrolment_mode != cur.enrolment_mode:
+            new = replace(new, enrolment_mode_since=now)
+        await merchant_store.update(conn, new)
+        return new.__dict__, []
+    return await in_transaction(rt, work)
+
+
+@router.get("/applications", response_model=list[schemas.ApplicationPublic])
+async def list_applications(_: AdminIdentity, rt: RuntimeDep,
+                            state: str | None = Query(None, pattern="^(pending|approved|rejected)$"),
+                            page: int = Query(1, ge=1, le=10_000), page_size: int = Query(50, ge=1, le=200)):
+    apps = await read(rt, lambda conn: promoters_store.applications(conn, state, page_size, (page - 1) * page_size))
+    return [application_public(a) for a in apps]
+
+
+@router.post("/applications/{user_id}/decision", response_model=schemas.ApplicationPublic)
+async def decide(body: schemas.DecisionCreate, admin: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
+    """Approve (the applicant becomes a promoter) or reject with a reason."""
+    async def work(conn):
+        app, _, events = await flows.decide_application(conn, user_id, body.approved, body.reason, admin.user_id, now)
+        return app, events
+    return application_public(await in_transaction(rt, work))
+
+
+@router.post("/promoters/{user_id}/designate", response_model=schemas.PromoterPublic, status_code=201)
+async def designate(body: schemas.Profile, _: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
+    async def work(conn):
+        if body.nickname or body.avatar_url:
+            await users_store.touch(conn, user_id, now, nickname=body.nickname, avatar_url=body.avatar_url)
+        return await flows.designate(conn, user_id, now)
+    return promoter_public(await in_transaction(rt, work), now)
+
+
+@router.post("/promoters/{user_id}/status", response_model=schemas.PromoterPublic)
+async def change_status(body: schemas.StatusChange, admin: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
+    """Suspend (with `until` for a temporary suspension), reinstate, or revoke (final); a reason
+    is required to suspend or revoke."""
+    async def work(conn):
+        return await flows.change_status(conn, user_id, body.status, body.reason, body.until, admin.user_id, now)
+    return promoter_public(await in_transaction(rt, work), now)
+
+
+@router.get("/promoters/{user_id}", response_model=schemas.PromoterPublic)
+async def get_promoter(_: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
+    async def work(conn):
+        p = await promoters_store.get(conn, user_id)
+        if p is None:
+            raise errors.PromoterNotFoundError("no such promoter")
+        user = await users_store.get(conn, user_id)
+        return promoter_public(p, now, user.nickname if user else None)
+    return await read(rt, work)
+
+
+@router.put("/products/{product_id}", response_model=schemas.ProductPublic)
+async def put_product(body: schemas.ProductUpsert, _: AdminIdentity, rt: RuntimeDep, now: NowDep,
+                      product_id: str = Path(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-.:]+$")):
+    """Register a product for posters: its title, price and image (bytes, or a URL on an allowed host)."""
+    fetcher: ImageFetcher = rt.extras["images"]
+    if body.image_base64 is not None:
+        image = check_image(decode_image(body.image_base64), fetcher.max_bytes)
+    else:
+        image = await fetcher.fetch(body.image_url)  # type: ignore[arg-type]
+    product = posters_store.Product(product_id, body.title, body.price_fen, image, body.image_url, now)
+
+    async def work(conn):
+        await posters_store.save_product(conn, product)
+        return None, []
+    await in_transaction(rt, work)
+    return schemas.ProductPublic(product_id=product_id, title=body.title, price_fen=body.price_fen,
+                                 image_url=body.image_url, has_image=True, updated_at=now)
+
+
+def decode_image(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.ImageRefusedError("image_base64 is not valid base64") from exc

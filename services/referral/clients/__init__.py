@@ -1,0 +1,1 @@
+"""Outbound HTTP: WeChat's mini-program API and the image hosts posters draw from."""

@@ -1,0 +1,147 @@
+"""Bindings (customer -> promoter), refusals, and the team views over current bindings."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.referral.domain.binding import CurrentBinding
+
+# Cap on the ancestor walk: far deeper than any real chain; only a guard against a corrupt table.
+_MAX_DEPTH = 10_000
+
+
+async def lock_all(conn: asyncpg.Connection) -> None:
+    """Serialise every bind in this schema for the rest of the transaction.
+
+    A cycle is a fact about the whole graph: two concurrent binds A->B and B->A each see no
+    cycle alone. One transaction-level advisory lock makes the check-then-write atomic."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.bindings'))")
+
+
+@dataclass(frozen=True)
+class BindingRow:
+    customer_id: str
+    promoter_id: str
+    promoter_code: str
+    source: str
+    product_id: str | None
+    mode: str
+    bound_at: datetime
+    superseded_at: datetime | None
+
+
+_COLS = "customer_id, promoter_id, promoter_code, source, product_id, mode, bound_at, superseded_at"
+
+
+async def current(conn: asyncpg.Connection, customer_id: str) -> BindingRow | None:
+    row = await conn.fetchrow(f"SELECT {_COLS} FROM bindings WHERE customer_id = $1 AND superseded_at IS NULL", customer_id)
+    return BindingRow(**dict(row)) if row else None
+
+
+def as_current(b: BindingRow | None) -> CurrentBinding | None:
+    return CurrentBinding(b.promoter_id, b.bound_at) if b else None
+
+
+async def ancestors(conn: asyncpg.Connection, user_id: str) -> tuple[str, ...]:
+    """`user_id`'s referrers all the way up through current bindings, nearest first."""
+    rows = await conn.fetch(
+        """WITH RECURSIVE up(who, depth) AS (
+               SELECT promoter_id, 1 FROM bindings WHERE customer_id = $1 AND superseded_at IS NULL
+               UNION
+               SELECT b.promoter_id, up.depth + 1 FROM bindings b JOIN up ON b.customer_id = up.who
+               WHERE b.superseded_at IS NULL AND up.depth < $2
+           )
+           SELECT who, min(depth) AS depth FROM up GROUP BY who ORDER BY depth""",
+        user_id, _MAX_DEPTH,
+    )
+    return tuple(r["who"] for r in rows)
+
+
+async def insert(conn: asyncpg.Connection, *, customer_id: str, promoter_id: str, promoter_code: str, source: str,
+                 product_id: str | None, mode: str, bound_at: datetime, event_id: uuid.UUID) -> None:
+    """Raises asyncpg.UniqueViolationError if the customer already has a current binding."""
+    await conn.execute(
+        """INSERT INTO bindings (customer_id, promoter_id, promoter_code, source, product_id, mode, bound_at, event_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        customer_id, promoter_id, promoter_code, source, product_id, mode, bound_at, event_id,
+    )
+
+
+async def supersede(conn: asyncpg.Connection, customer_id: str, previous_promoter_id: str, at: datetime) -> bool:
+    """Close the customer's current binding (only if it is still to `previous_promoter_id`)."""
+    row = await conn.fetchrow(
+        """UPDATE bindings SET superseded_at = $3
+           WHERE customer_id = $1 AND promoter_id = $2 AND superseded_at IS NULL RETURNING 1""",
+        customer_id, previous_promoter_id, at,
+    )
+    return row is not None
+
+
+async def record_refusal(conn: asyncpg.Connection, *, customer_id: str, promoter_code: str, promoter_id: str | None,
+                         source: str, product_id: str | None, reason: str, refused_at: datetime,
+                         event_id: uuid.UUID) -> None:
+    await conn.execute(
+        """INSERT INTO binding_refusals (customer_id, promoter_code, promoter_id, source, product_id, reason, refused_at, event_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        customer_id, promoter_code, promoter_id, source, product_id, reason, refused_at, event_id,
+    )
+
+
+async def refusals(conn: asyncpg.Connection, customer_id: str) -> list[dict]:
+    rows = await conn.fetch(
+        """SELECT promoter_code, promoter_id, source, product_id, reason, refused_at FROM binding_refusals
+           WHERE customer_id = $1 ORDER BY refused_at, id""", customer_id)
+    return [dict(r) for r in rows]
+
+
+async def history(conn: asyncpg.Connection, customer_id: str) -> list[BindingRow]:
+    rows = await conn.fetch(f"SELECT {_COLS} FROM bindings WHERE customer_id = $1 ORDER BY bound_at, id", customer_id)
+    return [BindingRow(**dict(r)) for r in rows]
+
+
+# -- team views ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TeamMember:
+    customer_id: str
+    nickname: str | None
+    via_promoter_id: str | None
+    via_nickname: str | None
+    bound_at: datetime
+    paid_orders: int
+    paid_fen: int
+    refunded_fen: int
+
+
+async def team(conn: asyncpg.Connection, promoter_id: str, level: int, limit: int, offset: int) -> tuple[int, list[TeamMember]]:
+    """Current level-1 (bound to the promoter) or level-2 (bound to one of the promoter's
+    level-1 customers) customers, newest first, with their paid orders since they were bound."""
+    if level == 1:
+        base = """SELECT b.customer_id, b.bound_at, NULL::text AS via
+                  FROM bindings b WHERE b.promoter_id = $1 AND b.superseded_at IS NULL"""
+    else:
+        base = """SELECT b2.customer_id, b2.bound_at, b1.customer_id AS via
+                  FROM bindings b1 JOIN bindings b2 ON b2.promoter_id = b1.customer_id AND b2.superseded_at IS NULL
+                  WHERE b1.promoter_id = $1 AND b1.superseded_at IS NULL"""
+    total = await conn.fetchval(f"SELECT count(*) FROM ({base}) t", promoter_id)
+    rows = await conn.fetch(
+        f"""SELECT t.customer_id, t.bound_at, t.via, u.nickname, vu.nickname AS via_nickname,
+                   COALESCE(s.n, 0) AS paid_orders, COALESCE(s.paid, 0) AS paid_fen, COALESCE(s.refunded, 0) AS refunded_fen
+            FROM ({base}) t
+            LEFT JOIN users u ON u.user_id = t.customer_id
+            LEFT JOIN users vu ON vu.user_id = t.via
+            LEFT JOIN LATERAL (
+                SELECT count(*) AS n, sum(o.paid_fen) AS paid, sum(o.refunded_fen) AS refunded
+                FROM customer_orders o WHERE o.buyer_id = t.customer_id AND o.paid_at >= t.bound_at
+            ) s ON true
+            ORDER BY t.bound_at DESC, t.customer_id LIMIT $2 OFFSET $3""",
+        promoter_id, limit, offset,
+    )
+    return total, [
+        TeamMember(customer_id=r["customer_id"], nickname=r["nickname"], via_promoter_id=r["via"],
+                   via_nickname=r["via_nickname"], bound_at=r["bound_at"], paid_orders=r["paid_orders"],
+                   paid_fen=int(r["paid_fen"]), refunded_fen=int(r["refunded_fen"]))
+        for r in rows
+    ]

@@ -1,0 +1,175 @@
+"""Stand-in for WeChat's mini-program server API: `POST /cgi-bin/stable_token` and
+`POST /wxa/getwxacodeunlimit`, following the documented contract closely enough that a
+client sending something wrong fails here as it would there.
+
+* stable_token: checks grant_type / appid / secret; in normal mode hands out the current token
+  while it is valid (a new one after it expired or was invalidated); `force_refresh` issues a
+  new one and invalidates the old.
+* getwxacodeunlimit: checks the token (40001 invalid, 42001 expired, 41001 missing), `scene`
+  (required, ≤32 chars of [0-9A-Za-z!#$&'()*+,/:;=?@-._~]), `page` (no leading slash, no
+  query; with check_path, one of the released pages when those are configured), `width`
+  (280-1280), `env_version`; answers a PNG (a QR code of the scene, which is what the test
+  decodes) with Content-Type image/png, or JSON {errcode, errmsg}.
+* controls for tests: `expire_current_token()` (next use gets 42001), `invalidate_current_token()`
+  (40001), and `requests`, every call recorded with what was sent and what was answered.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import segno
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+SCENE_RE = re.compile(r"^[0-9A-Za-z!#$&'()*+,/:;=?@\-._~]{1,32}$")
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+    state: str = "valid"  # valid | expired | invalid
+
+
+@dataclass
+class MiniProgramState:
+    appid: str = "wxstandin0000000001"
+    secret: str = "standin-app-secret"
+    token_ttl_s: int = 7200
+    #: pages of the "released version"; empty: every well-formed page exists
+    released_pages: set[str] = field(default_factory=set)
+    tokens: dict[str, _Token] = field(default_factory=dict)
+    current: str | None = None
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    # -- controls ----------------------------------------------------------------------------
+    def expire_current_token(self) -> str | None:
+        """The current token has run out: its next use answers 42001."""
+        if self.current:
+            self.tokens[self.current].state = "expired"
+        return self.current
+
+    def invalidate_current_token(self) -> str | None:
+        """The current token was replaced elsewhere: its next use answers 40001."""
+        if self.current:
+            self.tokens[self.current].state = "invalid"
+        return self.current
+
+    def calls(self, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == path]
+
+    # -- behaviour ---------------------------------------------------------------------------
+    def _usable(self, tok: _Token | None) -> bool:
+        return tok is not None and tok.state == "valid" and tok.expires_at > time.time()
+
+    def issue(self, force: bool) -> _Token:
+        cur = self.tokens.get(self.current or "")
+        if not force and self._usable(cur):
+            return cur  # type: ignore[return-value]
+        if force and cur is not None:
+            cur.state = "invalid"
+        tok = _Token(secrets.token_urlsafe(96), time.time() + self.token_ttl_s)  # real tokens are long: ≥512 storage
+        self.tokens[tok.value] = tok
+        self.current = tok.value
+        return tok
+
+    def token_error(self, value: str | None) -> tuple[int, str] | None:
+        if not value:
+            return 41001, "access_token missing"
+        tok = self.tokens.get(value)
+        if tok is None or tok.state == "invalid":
+            return 40001, "invalid credential, access_token is invalid or not latest"
+        if tok.state == "expired" or tok.expires_at <= time.time():
+            return 42001, "access_token expired"
+        return None
+
+
+def _err(errcode: int, errmsg: str) -> JSONResponse:
+    # WeChat answers errors with HTTP 200 and a JSON body; the Content-Type tells them apart
+    return JSONResponse({"errcode": errcode, "errmsg": errmsg})
+
+
+def make_router(state: MiniProgramState) -> APIRouter:
+    router = APIRouter()
+
+    async def _json(request: Request) -> dict[str, Any] | None:
+        try:
+            data = json.loads(await request.body() or b"null")
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    @router.post("/cgi-bin/stable_token")
+    async def stable_token(request: Request) -> JSONResponse:
+        body = await _json(request)
+        rec: dict[str, Any] = {"path": "/cgi-bin/stable_token", "json": body}
+        state.requests.append(rec)
+        if body is None:
+            rec["errcode"] = 47001
+            return _err(47001, "data format error")
+        if body.get("grant_type") != "client_credential":
+            rec["errcode"] = 40002
+            return _err(40002, "invalid grant_type")
+        if body.get("appid") != state.appid:
+            rec["errcode"] = 40013
+            return _err(40013, "invalid appid")
+        if body.get("secret") != state.secret:
+            rec["errcode"] = 40125
+            return _err(40125, "invalid appsecret")
+        force = body.get("force_refresh", False)
+        if not isinstance(force, bool):
+            rec["errcode"] = 40097
+            return _err(40097, "invalid args: force_refresh")
+        tok = state.issue(force)
+        rec["errcode"] = 0
+        rec["access_token"] = tok.value
+        return JSONResponse({"access_token": tok.value, "expires_in": max(int(tok.expires_at - time.time()), 0)})
+
+    @router.post("/wxa/getwxacodeunlimit")
+    async def getwxacodeunlimit(request: Request) -> Response:
+        token = request.query_params.get("access_token")
+        body = await _json(request)
+        rec: dict[str, Any] = {"path": "/wxa/getwxacodeunlimit", "access_token": token, "json": body}
+        state.requests.append(rec)
+
+        def fail(code: int, msg: str) -> JSONResponse:
+            rec["errcode"] = code
+            return _err(code, msg)
+
+        bad_token = state.token_error(token)
+        if bad_token:
+            return fail(*bad_token)
+        if body is None:
+            return fail(47001, "data format error")
+        scene = body.get("scene")
+        if not isinstance(scene, str) or not SCENE_RE.match(scene):
+            return fail(40169, "invalid length for scene, or the data is not json string")
+        page = body.get("page", "")
+        if not isinstance(page, str) or page.startswith("/") or "?" in page or (page and not re.match(r"^[\w\-./]+$", page)):
+            return fail(41030, "invalid page hint")
+        check_path = body.get("check_path", True)
+        if check_path and page and state.released_pages and page not in state.released_pages:
+            return fail(41030, "invalid page hint: page not released")
+        width = body.get("width", 430)
+        if not isinstance(width, int) or isinstance(width, bool) or not 280 <= width <= 1280:
+            return fail(40097, "invalid args: width")
+        if body.get("env_version", "release") not in ("release", "trial", "develop"):
+            return fail(40097, "invalid args: env_version")
+        # A real code is a round "sun" code only WeChat can read; the stand-in draws a QR of the
+        # scene so that a test can decode what was requested.
+        buf = io.BytesIO()
+        segno.make(scene, error="h", micro=False).save(buf, kind="png", scale=max(width // 33, 4), border=4)
+        rec["errcode"] = 0
+        return Response(buf.getvalue(), media_type="image/png")
+
+    return router
+
+
+state = MiniProgramState()
+router = make_router(state)
