@@ -1,0 +1,1 @@
+"""payout: the promoter's available balance, withdrawals, review and WeChat merchant transfers."""

@@ -1,0 +1,104 @@
+"""Promoter-facing routes: request, list and read withdrawals; the available balance."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Header, Query, Response
+
+from services.payout import service_layer as sl
+from services.payout.api.deps import ConnDep, RuntimeDep, SettingsDep, kick, utcnow
+from services.payout.api.schemas import Available, QuotePublic, Rules, WithdrawalCreate, WithdrawalPage, WithdrawalPublic
+from services.payout.domain import policy as rules
+from services.payout.domain.errors import IdempotencyKeyRequiredError, WithdrawalNotFoundError
+from services.payout.domain.withdrawal import Status, business_day
+from services.payout.store import ledger as ledger_store
+from services.payout.store import withdrawals as wd
+from shared.identity import CurrentIdentity
+
+router = APIRouter(tags=["withdrawals"])
+
+
+@router.post("/v1/withdrawals", response_model=WithdrawalPublic, status_code=201,
+             responses={200: {"model": WithdrawalPublic, "description": "a repeat of an earlier request (same key)"},
+                        409: {"description": "idempotency key reused for a different request"},
+                        422: {"description": "refused: `code` names the rule"}})
+async def request_withdrawal(body: WithdrawalCreate, identity: CurrentIdentity, conn: ConnDep, rt: RuntimeDep,
+                             settings: SettingsDep, response: Response,
+                             idempotency_key: Annotated[str | None, Header(max_length=64)] = None) -> WithdrawalPublic:
+    """Reserve `amount_fen` of the promoter's available balance for a withdrawal to their WeChat
+    balance. Small amounts are approved at once; larger ones wait for an operator."""
+    key = body.idempotency_key or idempotency_key
+    if not key:
+        raise IdempotencyKeyRequiredError("idempotency_key (body) or Idempotency-Key (header) is required")
+    client = rt.extras.get("transfer_client")
+    cmd = sl.RequestWithdrawal(promoter_id=identity.user_id, amount_fen=body.amount_fen, idempotency_key=key,
+                               openid=body.openid, real_name=body.real_name)
+    try:
+        row, created = await sl.request_withdrawal(
+            conn, cmd, policy=settings.policy(), tz=settings.business_timezone,
+            encrypt_name=client.encrypt_name if client is not None else None, now=utcnow())
+    except asyncpg.UniqueViolationError:  # the same key raced in on another connection: answer with the first
+        row, created = await wd.by_idempotency_key(conn, identity.user_id, key), False
+        if row is None:
+            raise
+    if created:
+        kick(rt)
+    else:
+        response.status_code = 200
+    return WithdrawalPublic.of(row, mchid=settings.wechat_mchid, appid=settings.wechat_appid)
+
+
+@router.get("/v1/withdrawals", response_model=WithdrawalPage)
+async def list_withdrawals(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep,
+                           status: Status | None = None,
+                           limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                           before: datetime | None = None) -> WithdrawalPage:
+    """The promoter's own withdrawals, newest first (`before` = the last `requested_at` seen)."""
+    rows = await wd.list_for_promoter(conn, identity.user_id, status=status, limit=limit, before=before)
+    return WithdrawalPage(items=[WithdrawalPublic.of(r, mchid=settings.wechat_mchid, appid=settings.wechat_appid)
+                                 for r in rows])
+
+
+@router.get("/v1/withdrawals/quote", response_model=QuotePublic)
+async def quote(identity: CurrentIdentity, settings: SettingsDep, amount_fen: int) -> QuotePublic:
+    """Fee and transferred amount for `amount_fen` under the merchant's rules (no balance check)."""
+    q = rules.quote(settings.policy(), amount_fen)
+    return QuotePublic(amount_fen=q.amount_fen, fee_fen=q.fee_fen, net_fen=q.net_fen)
+
+
+@router.get("/v1/withdrawals/{withdrawal_id}", response_model=WithdrawalPublic)
+async def read_withdrawal(withdrawal_id: uuid.UUID, identity: CurrentIdentity, conn: ConnDep,
+                          settings: SettingsDep) -> WithdrawalPublic:
+    """One withdrawal; while the user must confirm the transfer, `confirm` carries the
+    arguments of `wx.requestMerchantTransfer` ({mchId, appId, package, openId})."""
+    row = await wd.get(conn, withdrawal_id)
+    if row is None or (row["promoter_id"] != identity.user_id and not identity.is_admin):
+        raise WithdrawalNotFoundError(f"no withdrawal {withdrawal_id}")
+    return WithdrawalPublic.of(row, mchid=settings.wechat_mchid, appid=settings.wechat_appid)
+
+
+async def available_of(conn: asyncpg.Connection, promoter_id: str, settings) -> Available:
+    policy = settings.policy()
+    bal = await ledger_store.get_balance(conn, promoter_id)
+    usage = await wd.day_usage(conn, promoter_id, business_day(utcnow(), settings.business_timezone))
+    available = bal["available_fen"] if bal else 0
+    withdrawable = 0
+    if usage.count < policy.daily_count_max:
+        withdrawable = max(0, min(available, policy.max_fen, policy.daily_amount_max_fen - usage.amount_fen))
+    return Available(
+        promoter_id=promoter_id, available_fen=available, reserved_fen=bal["reserved_fen"] if bal else 0,
+        withdrawn_fen=bal["withdrawn_fen"] if bal else 0, today_count=usage.count, today_amount_fen=usage.amount_fen,
+        withdrawable_fen=withdrawable if withdrawable >= policy.min_fen else 0,
+        rules=Rules(min_fen=policy.min_fen, max_fen=policy.max_fen, fee_bp=policy.fee_bp, fee_max_fen=policy.fee_max_fen,
+                    daily_count_max=policy.daily_count_max, daily_amount_max_fen=policy.daily_amount_max_fen,
+                    auto_approve_max_fen=policy.auto_approve_max_fen, real_name_min_fen=policy.real_name_min_fen),
+    )
+
+
+@router.get("/v1/promoters/me/available", response_model=Available, tags=["balance"])
+async def my_available(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep) -> Available:
+    """The promoter's available, reserved and withdrawn money, and today's use of the limits."""
+    return await available_of(conn, identity.user_id, settings)

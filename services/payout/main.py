@@ -1,0 +1,100 @@
+"""Composition root of the payout service: `python -m services.payout.main` serves it on 8104."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from services.payout import service_layer as sl
+from services.payout.api import admin, notify, withdrawals
+from services.payout.domain.errors import PayoutError
+from services.payout.handlers.ledger import LedgerProjection
+from services.payout.settings import PayoutSettings, read_pem
+from services.payout.transfer.client import TransferClient
+from services.payout.transfer.follower import TransferFollower
+from shared import service
+from shared.service import Runtime, ServiceSpec
+from shared.wechatpay import NotifyVerifier, load_private_key, load_public_key
+
+log = structlog.get_logger(__name__)
+MIGRATIONS = Path(__file__).parent / "store" / "migrations"
+
+
+def create_app(settings: PayoutSettings | None = None, *, schema: str | None = None,
+               wechat_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The payout service. `wechat_transport` lets tests route WeChat calls to a stand-in."""
+    settings = settings or PayoutSettings()
+    timing = sl.Timing(open_bill_query_s=settings.open_bill_query_s, retry_base_s=settings.retry_base_s,
+                       retry_max_s=settings.retry_max_s)
+
+    async def start_transfer(rt: Runtime) -> None:
+        rt.extras["timing"] = timing
+        if not settings.transfer_configured:
+            log.warning("wechat_transfer_not_configured",
+                        hint="set PAYOUT_WECHAT_MERCHANT_KEY/_SERIAL, _PLATFORM_KEY/_SERIAL, _APIV3_KEY")
+            return
+        platform_keys = {settings.wechat_platform_serial: load_public_key(read_pem(settings.wechat_platform_key))}
+        client = TransferClient(
+            base_url=settings.wechat_base_url, mchid=settings.wechat_mchid,
+            merchant_serial=settings.wechat_merchant_serial,
+            merchant_key=load_private_key(read_pem(settings.wechat_merchant_key)),
+            platform_keys=platform_keys, platform_serial=settings.wechat_platform_serial,
+            timeout_s=settings.wechat_timeout_s, transport=wechat_transport,
+        )
+        rt.extras["transfer_client"] = client
+        rt.extras["notify_verifier"] = NotifyVerifier(platform_keys=platform_keys,
+                                                      apiv3_key=settings.wechat_apiv3_key.encode())
+        rt.extras["follower"] = TransferFollower(
+            rt.pool, client, terms=settings.terms(), mchid=settings.wechat_mchid, timing=timing,
+            interval_s=settings.follow_interval_s, lease_s=settings.lease_s)
+
+    async def stop_transfer(rt: Runtime) -> None:
+        client = rt.extras.get("transfer_client")
+        if client is not None:
+            await client.aclose()
+
+    async def follow_transfers(rt: Runtime) -> None:
+        follower = rt.extras.get("follower")
+        if follower is not None:
+            await follower.run()
+
+    spec = ServiceSpec(
+        service="payout",
+        migrations=MIGRATIONS,
+        routers=[withdrawals.router, admin.router, notify.router],
+        projections=[lambda rt: LedgerProjection()],
+        background=[follow_transfers],
+        on_start=[start_transfer],
+        on_stop=[stop_transfer],
+        error_root=PayoutError,
+        error_status=lambda exc: getattr(exc, "status", 422),
+        title="fenxiao payout",
+        schema=schema,
+    )
+    app = service.create_app(spec, settings)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # the house shape {"code", "message"} for malformed requests too
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(status_code=422, content={"code": "invalid_request", "message": f"{where}: {first.get('msg', 'invalid')}",
+                                                      "errors": jsonable(errors)})
+
+    return app
+
+
+def jsonable(errors: list) -> list:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors, custom_encoder={Exception: str})
+
+
+if __name__ == "__main__":
+    _settings = PayoutSettings()
+    service.run(create_app(_settings), _settings.port)
