@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["wechatpay"])
 
 NOTIFY_PATH = "/v1/wechatpay/notify"
+MAX_BODY = 64 * 1024  # a real notice is ~1 KiB
 #: what of a delivery's headers the archive keeps (no cookies or proxies' additions)
 ARCHIVED_HEADERS = ("wechatpay-serial", "wechatpay-signature", "wechatpay-timestamp", "wechatpay-nonce",
                     "wechatpay-signature-type", "request-id", "user-agent", "content-type")
@@ -74,6 +75,8 @@ async def handle_notice(pool: asyncpg.Pool, verifier: NotifyVerifier, merchant: 
                     out_trade_no=archive["out_trade_no"], out_refund_no=archive["out_refund_no"])
         return Answer(status, "rejected", code, message)
 
+    if len(body) > MAX_BODY:
+        return await refuse(413, "too_large", f"notice body of {len(body)} bytes")
     try:
         notice, resource = verifier.verify_and_decrypt(headers, body)
     except NotifyError as exc:

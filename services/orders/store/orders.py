@@ -97,12 +97,12 @@ async def mark_cancelled(conn: asyncpg.Connection, order_id: str, *, reason: str
 async def lock_due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Record]:
     """Lock up to `limit` orders whose timed transition is due, oldest first, skipping rows
     another transaction holds. Reads through the partial index `orders_due`."""
-    return await conn.fetch(
-        """SELECT order_id, status, due_at, placed_event_id FROM orders
-           WHERE status IN ('placed', 'paid') AND due_at <= $1
-           ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
-        now, limit,
-    )
+    return await conn.fetch(LOCK_DUE_SQL, now, limit)
+
+
+LOCK_DUE_SQL = """SELECT order_id, status, due_at, placed_event_id FROM orders
+                  WHERE status IN ('placed', 'paid') AND due_at <= $1
+                  ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"""
 
 
 async def list_by_buyer(conn: asyncpg.Connection, buyer_id: str, *, limit: int, before: datetime | None) -> list[Record]:
