@@ -33,6 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from shared.wechatpay import encrypt_resource, notify_message, sign
 from shared.wechatpay.crypto import SIGNATURE_TYPE, parse_authorization, verify
@@ -145,6 +147,31 @@ class WeChatPayStandin:
             "ORDERS_WECHATPAY_APIV3_KEY": s["wechatpay_apiv3_key"],
             "ORDERS_WECHATPAY_PLATFORM_KEYS": json.dumps(s["wechatpay_platform_keys"]),
         }
+
+    def save(self, path: str) -> None:
+        """Write merchant ids and keys to a JSON file (0600), so another process (the demo's
+        stand-in server, a service's environment) can play the same WeChat Pay."""
+        import os
+
+        data = {"mchid": self.mchid, "appid": self.appid, "apiv3_key": self.apiv3_key, "mode": self.mode,
+                "active_serial": self.active_serial,
+                "keys": [{"serial": k.serial, "mode": k.mode, "pem": k.pem,
+                          "private_pem": k.private_key.private_bytes(
+                              serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode()} for k in self.keys.values()]}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+
+    @classmethod
+    def load(cls, path: str) -> "WeChatPayStandin":
+        with open(path) as f:
+            data = json.load(f)
+        keys = {k["serial"]: PlatformKey(k["serial"], k["mode"],
+                                         serialization.load_pem_private_key(k["private_pem"].encode(), None),  # type: ignore[arg-type]
+                                         k["pem"]) for k in data["keys"]}
+        return cls(mchid=data["mchid"], appid=data["appid"], apiv3_key=data["apiv3_key"], mode=data["mode"], keys=keys,
+                   active_serial=data["active_serial"])
 
     # -- resources -------------------------------------------------------------------------------
     def payment_resource(self, out_trade_no: str, amount_fen: int, *, transaction_id: str | None = None,
@@ -311,10 +338,23 @@ class WeChatPayStandin:
                 "Wechatpay-Signature-Type": SIGNATURE_TYPE, "Request-ID": secrets.token_hex(16)}
 
 
-def make_router(pay: WeChatPayStandin):
-    """WeChat Pay's query endpoints over what the stand-in has paid and refunded."""
-    from fastapi import APIRouter, Request, Response
+class PaymentControl(BaseModel):
+    notify_url: str
+    out_trade_no: str
+    amount_fen: int
 
+
+class RefundControl(BaseModel):
+    notify_url: str
+    out_trade_no: str
+    out_refund_no: str
+    refund_fen: int
+    total_fen: int
+    status: Literal["SUCCESS", "CLOSED", "ABNORMAL"] = "SUCCESS"
+
+
+def make_router(pay: WeChatPayStandin) -> APIRouter:
+    """WeChat Pay's query endpoints over what the stand-in has paid and refunded."""
     router = APIRouter(tags=["wechat-pay-standin"])
 
     def answer(status: int, payload: dict[str, Any]) -> Response:
@@ -363,6 +403,19 @@ def make_router(pay: WeChatPayStandin):
         if r is None:
             return answer(404, {"code": "RESOURCE_NOT_EXISTS", "message": "退款单不存在"})
         return answer(200, {**r, "status": r["refund_status"]})
+
+    # -- controls for the demo: "the buyer paid" / "WeChat finished the refund", delivered from here
+    @router.post("/_standin/pay/payments", include_in_schema=False)
+    async def control_payment(body: PaymentControl) -> dict[str, Any]:
+        r = await pay.deliver_payment(body.notify_url, body.out_trade_no, body.amount_fen)
+        return {"status": r.status_code, "body": r.text,
+                "transaction_id": pay.transactions.get(body.out_trade_no, {}).get("transaction_id")}
+
+    @router.post("/_standin/pay/refunds", include_in_schema=False)
+    async def control_refund(body: RefundControl) -> dict[str, Any]:
+        r = await pay.deliver_refund(body.notify_url, body.out_trade_no, body.out_refund_no, body.refund_fen,
+                                     body.total_fen, status=body.status)
+        return {"status": r.status_code, "body": r.text}
 
     return router
 

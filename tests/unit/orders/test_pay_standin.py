@@ -80,3 +80,40 @@ def test_env_round_trips_through_settings(pay, monkeypatch):
     s = OrdersSettings()
     assert s.wechatpay_platform_keys == pay.notifier_settings()["wechatpay_platform_keys"]
     assert s.wechatpay_mchid == pay.mchid and s.wechatpay_apiv3_key == pay.apiv3_key
+
+
+def test_saved_standin_signs_as_the_original(pay, tmp_path):
+    path = str(tmp_path / "pay.json")
+    pay.save(path)
+    twin = WeChatPayStandin.load(path)
+    assert twin.notifier_settings() == pay.notifier_settings()
+    n = twin.payment_notice("T1234567", 2300)
+    verifier_for(pay).verify_and_decrypt(n.headers, n.body)
+
+
+async def test_query_endpoint_checks_the_merchant_signature_and_signs_its_answer(pay):
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from fastapi import FastAPI
+
+    from shared.wechatpay import authorization_header, notify_message, verify
+    from standins.wechat.pay import make_router
+
+    merchant_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pay.register_merchant_key("MERCHANTSERIAL1", merchant_key.public_key())
+    pay.payment_resource("T5555555", 990)
+    app = FastAPI()
+    app.include_router(make_router(pay))
+    path = f"/v3/pay/transactions/out-trade-no/T5555555?mchid={pay.mchid}"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://wx") as c:
+        assert (await c.get(path)).status_code == 401
+        auth = authorization_header(mchid=pay.mchid, serial_no="MERCHANTSERIAL1", private_key=merchant_key,
+                                    method="GET", path_with_query=path)
+        r = await c.get(path, headers={"Authorization": auth})
+        assert r.status_code == 200 and r.json()["amount"]["total"] == 990
+        msg = notify_message(r.headers["Wechatpay-Timestamp"], r.headers["Wechatpay-Nonce"], r.content)
+        assert verify(pay.active_key.private_key.public_key(), msg, r.headers["Wechatpay-Signature"])
+        forged = authorization_header(mchid=pay.mchid, serial_no="MERCHANTSERIAL1",
+                                      private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                                      method="GET", path_with_query=path)
+        assert (await c.get(path, headers={"Authorization": forged})).status_code == 401
