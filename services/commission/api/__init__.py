@@ -1,0 +1,1 @@
+"""HTTP API: promoters' balances and records, the operators' plan, estimates."""

@@ -1,0 +1,56 @@
+"""The balance algebra shared with payout: how each money event moves a promoter's columns.
+Deltas add up in any order, so a balance is the sum over its events however the topics of the
+log interleave: the live projection and the audit replay fold the same events to the same fen."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+COLUMNS = ("frozen_fen", "available_fen", "reserved_fen", "withdrawn_fen", "reversed_fen")
+
+
+@dataclass(frozen=True)
+class Delta:
+    frozen_fen: int = 0
+    available_fen: int = 0
+    reserved_fen: int = 0
+    withdrawn_fen: int = 0
+    reversed_fen: int = 0
+
+    def __add__(self, other: "Delta") -> "Delta":
+        return Delta(*(getattr(self, c) + getattr(other, c) for c in COLUMNS))
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return tuple(getattr(self, c) for c in COLUMNS)  # type: ignore[return-value]
+
+
+ZERO = Delta()
+
+#: event types whose payload moves a balance
+MONEY_EVENTS = frozenset({
+    "CommissionAccrued", "CommissionReversed", "CommissionSettled",
+    "WithdrawalRequested", "WithdrawalRejected", "WithdrawalReleased", "WithdrawalPaid",
+})
+
+
+def delta_of(event_type: str, p: Any) -> tuple[str, Delta] | None:
+    """(promoter id, delta) of one money event payload; None for events that move nothing."""
+    if event_type == "CommissionAccrued":
+        return p.beneficiary_id, Delta(frozen_fen=p.amount_fen)
+    if event_type == "CommissionReversed":
+        if p.from_status == "frozen":
+            return p.beneficiary_id, Delta(frozen_fen=-p.amount_fen, reversed_fen=p.amount_fen)
+        return p.beneficiary_id, Delta(available_fen=-p.amount_fen, reversed_fen=p.amount_fen)
+    if event_type == "CommissionSettled":
+        return p.beneficiary_id, Delta(frozen_fen=-p.amount_fen, available_fen=p.amount_fen)
+    if event_type == "WithdrawalRequested":
+        return p.promoter_id, Delta(available_fen=-p.amount_fen, reserved_fen=p.amount_fen)
+    if event_type in ("WithdrawalRejected", "WithdrawalReleased"):
+        return p.promoter_id, Delta(reserved_fen=-p.amount_fen, available_fen=p.amount_fen)
+    if event_type == "WithdrawalPaid":
+        return p.promoter_id, Delta(reserved_fen=-p.amount_fen, withdrawn_fen=p.amount_fen)
+    return None
+
+
+def fold(deltas: dict[str, Delta], promoter_id: str, d: Delta) -> None:
+    deltas[promoter_id] = deltas.get(promoter_id, ZERO) + d

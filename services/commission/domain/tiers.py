@@ -1,0 +1,31 @@
+"""Tier upgrades from a promoter's own record: settled sales, distinct customers who bought
+through them, orders. Only upward; a new tier applies to orders paid after the moment it was
+reached. Never from recruit counts: the record has no such number."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.commission.domain.plan import Plan
+
+
+@dataclass(frozen=True)
+class PromoterRecord:
+    orders: int = 0
+    direct_buyers: int = 0
+    settled_sales_fen: int = 0
+
+
+def upgrade(plan: Plan, current: str | None, record: PromoterRecord) -> tuple[str, str] | None:
+    """(to_tier, rule) for the highest tier above `current` whose every threshold is met."""
+    names = [t.name for t in plan.tiers]
+    at = names.index(current) if current in names else 0
+    found: tuple[str, str] | None = None
+    for t in plan.tiers[at + 1:]:
+        if t.upgrade is None:
+            continue
+        th = t.upgrade.thresholds()
+        have = {"min_settled_sales_fen": record.settled_sales_fen, "min_direct_buyers": record.direct_buyers,
+                "min_orders": record.orders}
+        if all(have[k] >= v for k, v in th.items()):
+            found = (t.name, ",".join(f"{k.removeprefix('min_')}>={v}" for k, v in sorted(th.items())))
+    return found

@@ -1,0 +1,1 @@
+"""Projections and background jobs: parse -> domain -> store."""

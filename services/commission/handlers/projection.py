@@ -1,0 +1,219 @@
+"""The one commission projection: referral, order, payout and our own commission events, applied
+in one transaction per batch by the shared exactly-once projector.
+
+One projection over all inbound topics keeps decisions and balances consistent with one set of
+offsets. Per batch: copy bindings/statuses/plans first (their effect is keyed by time, not by
+arrival), load the state the batch's orders need in a handful of `= ANY($1)` queries, fold the
+batch through the domain `Ledger`, write rows with COPY/unnest and the balance deltas with one
+upsert, and emit the decided events through the outbox.
+
+Balances move only on money events read from the log (our own accruals/reversals/settlements
+and payout's withdrawals), so the audit replay of the same topics up to the same offsets gives
+the same balances to the fen."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import asyncpg
+import structlog
+from prometheus_client import Counter
+
+from services.commission.domain.accrual import PaidLine, PaidOrder
+from services.commission.domain.balance import MONEY_EVENTS
+from services.commission.domain.chain import History
+from services.commission.domain.ledger import Ledger, PlanBook
+from services.commission.domain.plan import Plan
+from services.commission.store import state as store
+from shared.contracts.commission import (
+    CommissionAccrualSkipped, CommissionAccrued, CommissionPlanPublished, CommissionReversed, PromoterTierChanged,
+)
+from shared.events import derive_event_id, new_event
+from shared.projector import Applied, Batch
+from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
+
+log = structlog.get_logger(__name__)
+
+LATE_BINDINGS = Counter("fenxiao_commission_late_bindings_total",
+                        "Bindings that arrived after an order they should have applied to")
+ACCRUALS = Counter("fenxiao_commission_accruals_total", "CommissionAccrued decided", ["level"])
+
+REFERRAL_TYPES = frozenset({"PromoterEnrolled", "PromoterStatusChanged", "ReferralBound", "ReferralTakenOver"})
+ORDER_TYPES = frozenset({"OrderPaid", "OrderRefunded", "OrderCompleted"})
+OWN_TYPES = frozenset({"CommissionPlanPublished", "CommissionAccrued", "CommissionReversed", "CommissionSettled"})
+PAYOUT_TYPES = frozenset({"WithdrawalRequested", "WithdrawalRejected", "WithdrawalReleased", "WithdrawalPaid"})
+
+
+class CommissionProjection:
+    name = "commission"
+    topics = (REFERRAL_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, COMMISSION_EVENTS)
+    event_types = REFERRAL_TYPES | ORDER_TYPES | OWN_TYPES | PAYOUT_TYPES
+
+    def __init__(self, *, emit: bool = True, due_channel: str | None = None,
+                 on_batch: Callable[[dict[str, Any]], None] | None = None) -> None:
+        #: False in the audit replay: decisions are recomputed but never published again
+        self.emit = emit
+        self.due_channel = due_channel
+        self.on_batch = on_batch
+        self._plan_cache: dict[int, Plan] = {}  # plan versions never change once published
+
+    async def apply(self, conn: asyncpg.Connection, batch: Batch) -> None:
+        t0 = time.perf_counter()
+        events = batch.events
+        plans_in: list[Applied] = []
+        statuses: list[tuple] = []
+        bindings: list[tuple] = []
+        paid: list[Applied] = []
+        rest: list[Applied] = []
+        for a in events:
+            et = a.envelope.event_type
+            p: Any = a.payload
+            if et == "OrderPaid":
+                paid.append(a)
+                rest.append(a)
+            elif et in REFERRAL_TYPES:
+                if et == "ReferralBound" or et == "ReferralTakenOver":
+                    bindings.append((p.customer_id, p.promoter_id, p.bound_at, a.envelope.event_id))
+                elif et == "PromoterEnrolled":
+                    statuses.append((p.promoter_id, "active", None, p.enrolled_at, "enrolled", a.envelope.event_id))
+                else:
+                    statuses.append((p.promoter_id, p.status, p.until, p.changed_at, p.reason, a.envelope.event_id))
+            elif et == "CommissionPlanPublished":
+                plans_in.append(a)
+            else:
+                rest.append(a)
+
+        # 1. time-keyed reference data first: arrival order within the batch does not matter
+        for a in plans_in:
+            p = a.payload
+            assert isinstance(p, CommissionPlanPublished)
+            await store.insert_plan(conn, p.plan_version, p.plan, p.published_by, p.published_at, a.envelope.event_id)
+        await store.insert_statuses(conn, statuses)
+        await store.insert_bindings(conn, bindings)
+        if bindings:
+            late = await store.record_late_bindings(conn, [(c, p, t) for c, p, t, _ in bindings])
+            if late:
+                LATE_BINDINGS.inc(late)
+                log.warning("late_bindings", orders=late)
+        if not rest:
+            return
+
+        # 2. load what the decisions need, batch-sized
+        plans = await self._plan_book(conn)
+        history = History()
+        buyers = {a.payload.buyer_id for a in paid}  # type: ignore[attr-defined]
+        users: set[str] = set(buyers)
+        if buyers:
+            rows = await store.load_bindings(conn, buyers)
+            ups = {r["promoter_id"] for r in rows} - users
+            users |= ups
+            if ups:
+                rows += await store.load_bindings(conn, ups)
+                users |= {r["promoter_id"] for r in rows}
+            for r in rows:
+                history.add_binding(r["customer_id"], r["bound_at"], r["seq"], r["promoter_id"])
+        refund_or_done = [a.payload.order_id for a in rest if a.envelope.event_type in ("OrderRefunded", "OrderCompleted")]  # type: ignore[attr-defined]
+        settled_ids = [a.payload.accrual_id for a in rest if a.envelope.event_type == "CommissionSettled"]  # type: ignore[attr-defined]
+        states = await store.load_accruals(conn, refund_or_done, settled_ids)
+        by_order: dict[str, list] = {}
+        for st in states:
+            by_order.setdefault(st.order_id, []).append(st)
+        users |= {st.beneficiary_id for st in states if st.accrual_id in set(settled_ids)}
+        if users:
+            for r in await store.load_statuses(conn, users):
+                history.add_status(r["promoter_id"], r["changed_at"], r["seq"], r["status"], r["until"])
+            for r in await store.load_tiers(conn, users):
+                history.add_tier(r["promoter_id"], r["effective_at"], r["seq"], r["to_tier"])
+        pairs = []
+        for a in paid:
+            p = a.payload
+            r1 = history.referrer_at(p.buyer_id, p.paid_at)  # type: ignore[attr-defined]
+            if r1 is not None:
+                pairs.append((r1, p.buyer_id))  # type: ignore[attr-defined]
+        refund_keys = [(a.payload.order_id, a.payload.out_refund_no) for a in rest if a.envelope.event_type == "OrderRefunded"]  # type: ignore[attr-defined]
+        ledger = Ledger(
+            history=history, plans=plans, accruals=by_order,
+            known_orders=await store.known_orders(conn, [a.payload.order_id for a in paid]) if paid else set(),  # type: ignore[attr-defined]
+            records=await store.load_records(conn, users) if users else {},
+            direct_pairs=await store.load_pairs(conn, pairs), refunds_seen=await store.refunds_seen(conn, refund_keys),
+        )
+
+        # 3. fold the batch in order
+        for a in rest:
+            et, p = a.envelope.event_type, a.payload
+            if et == "OrderPaid":
+                ledger.on_paid(PaidOrder(p.order_id, p.buyer_id, p.paid_at, tuple(  # type: ignore[attr-defined]
+                    PaidLine(l.line_id, l.product_id, l.category_id, l.quantity, l.paid_fen) for l in p.lines)), a.envelope)  # type: ignore[attr-defined]
+            elif et == "OrderRefunded":
+                ledger.on_refund(p.order_id, p.out_refund_no, [(l.line_id, l.amount_fen) for l in p.lines],  # type: ignore[attr-defined]
+                                 p.refunded_at, a.envelope)  # type: ignore[attr-defined]
+            elif et == "OrderCompleted":
+                ledger.on_completed(p.order_id, p.completed_at, a.envelope.event_id)  # type: ignore[attr-defined]
+            elif et in MONEY_EVENTS:
+                ledger.on_money(et, p, a.envelope)
+
+        # 4. write back
+        accrual_rows = []
+        for acc, cause in ledger.accruals:
+            eid = derive_event_id(cause.event_id, acc.line_id, acc.level)
+            accrual_rows.append((ledger.by_id[acc.accrual_id], eid))
+        await store.write_new_orders(conn, ledger.new_orders)
+        await store.write_new_accruals(conn, accrual_rows)
+        await store.update_accruals(conn, [s for s in ledger.by_id.values() if s.dirty and not s.new])
+        await store.write_skips(conn, [(s.order_id, s.line_id, s.beneficiary_id, s.level, s.reason, at) for s, at, _ in ledger.skips])
+        await store.write_refunds_applied(conn, ledger.refunds_applied)
+        await store.write_dues(conn, ledger.dues)
+        await store.delete_dues(conn, [e[0] for e in ledger.settled_echoes])
+        await store.write_tier_changes(conn, ledger.tier_changes)
+        await store.write_records(conn, {k: ledger.records[k] for k in ledger.touched_records})
+        await store.write_pairs(conn, ledger.new_pairs)
+        await store.add_to_balances(conn, ledger.deltas)
+        if ledger.dues and self.due_channel:
+            await store.notify_due(conn, self.due_channel)
+
+        # 5. the decided events, through the outbox in this transaction
+        if self.emit:
+            self._emit(batch, ledger, accrual_rows)
+        if self.on_batch is not None:
+            self.on_batch({"events": len(events), "accruals": len(ledger.accruals), "seconds": time.perf_counter() - t0})
+
+    def _emit(self, batch: Batch, ledger: Ledger, accrual_rows: list) -> None:
+        for (acc, cause), (_, eid) in zip(ledger.accruals, accrual_rows):
+            ACCRUALS.labels(acc.level).inc()
+            batch.emit(COMMISSION_EVENTS, new_event(CommissionAccrued(
+                accrual_id=acc.accrual_id, order_id=acc.order_id, line_id=acc.line_id, beneficiary_id=acc.beneficiary_id,
+                buyer_id=acc.buyer_id, level=acc.level, base_fen=acc.base_fen, quantity=acc.quantity, rate_bp=acc.rate_bp,
+                fixed_fen_per_unit=acc.fixed_fen_per_unit, amount_fen=acc.amount_fen, plan_version=acc.plan_version,
+                tier=acc.tier, unfreeze=acc.unfreeze, paid_at=acc.paid_at,
+            ), event_id=eid, cause=cause))
+        for s, _, cause in ledger.skips:
+            batch.emit(COMMISSION_EVENTS, new_event(CommissionAccrualSkipped(
+                order_id=s.order_id, line_id=s.line_id, beneficiary_id=s.beneficiary_id, level=s.level, reason=s.reason,
+            ), event_id=derive_event_id(cause.event_id, "skip", s.line_id or "-", s.level), cause=cause))
+        for r in ledger.reversals:
+            st = r.state
+            batch.emit(COMMISSION_EVENTS, new_event(CommissionReversed(
+                accrual_id=st.accrual_id, order_id=st.order_id, line_id=st.line_id, beneficiary_id=st.beneficiary_id,
+                out_refund_no=r.out_refund_no, amount_fen=r.amount_fen, from_status=r.from_status,  # type: ignore[arg-type]
+                reversed_at=r.reversed_at,
+            ), event_id=derive_event_id(r.cause.event_id, st.accrual_id, "reversed"), cause=r.cause))
+        for c in ledger.tier_changes:
+            batch.emit(COMMISSION_EVENTS, new_event(PromoterTierChanged(
+                promoter_id=c.promoter_id, from_tier=c.from_tier, to_tier=c.to_tier, rule=c.rule, effective_at=c.effective_at,
+            ), event_id=derive_event_id(c.cause.event_id, "tier", c.promoter_id, c.to_tier), cause=c.cause))
+
+    async def _plan_book(self, conn: asyncpg.Connection) -> PlanBook:
+        rows = await store.plan_versions(conn)
+        missing = [r["plan_version"] for r in rows if r["plan_version"] not in self._plan_cache]
+        if missing:
+            for v, data in (await store.plans_by_version(conn, missing)).items():
+                self._plan_cache[v] = Plan.model_validate(data)
+        book = PlanBook()
+        for r in rows:
+            book.add(r["published_at"], r["plan_version"], self._plan_cache[r["plan_version"]])
+        return book
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return json.loads(plan.model_dump_json())

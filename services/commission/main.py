@@ -1,0 +1,61 @@
+"""Composition root: `python -m services.commission.main` serves the commission service."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from fastapi import FastAPI
+
+from services.commission.api.routes import admin, estimates, promoters
+from services.commission.domain.errors import CommissionError
+from services.commission.handlers.projection import CommissionProjection
+from services.commission.handlers.settlement import run_scheduler
+from services.commission.settings import CommissionSettings
+from shared.service import Runtime, ServiceSpec, create_app as build_app, run
+
+MIGRATIONS = Path(__file__).parent / "store" / "migrations"
+
+
+def due_channel(schema: str) -> str:
+    return f"{schema}_settlement_due"
+
+
+def create_app(settings: CommissionSettings | None = None, *, schema: str | None = None,
+               clock: Callable[[], datetime] | None = None) -> FastAPI:
+    settings = settings or CommissionSettings()
+    schema = schema or settings.db_schema
+    if clock is None:
+        offset = timedelta(seconds=settings.clock_offset_s)
+
+        def clock() -> datetime:
+            return datetime.now(timezone.utc) + offset
+
+    async def provide_clock(rt: Runtime) -> None:
+        rt.extras["clock"] = clock
+
+    def projection(rt: Runtime) -> CommissionProjection:
+        return CommissionProjection(emit=True, due_channel=due_channel(schema))
+
+    async def settlement_scheduler(rt: Runtime) -> None:
+        await run_scheduler(rt.pool, rt.relay, rt.extras["clock"], channel=due_channel(schema),
+                            poll_s=settings.settle_poll_s, batch=settings.settle_batch)
+
+    spec = ServiceSpec(
+        service="commission",
+        migrations=MIGRATIONS,
+        routers=(promoters, admin, estimates),
+        projections=(projection,),
+        background=(settlement_scheduler,),
+        on_start=(provide_clock,),
+        error_root=CommissionError,
+        error_status=lambda exc: getattr(exc, "status", 422),
+        title="fenxiao commission",
+        schema=schema,
+    )
+    return build_app(spec, settings)
+
+
+if __name__ == "__main__":
+    s = CommissionSettings()
+    run(create_app(s), s.port)

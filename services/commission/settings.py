@@ -1,0 +1,20 @@
+"""Commission settings (env prefix COMMISSION_)."""
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+class CommissionSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="COMMISSION_", extra="ignore")
+
+    #: PostgreSQL schema (a fresh one for tests, the kill test and the replay)
+    db_schema: str = Field("commission", validation_alias="COMMISSION_SCHEMA")
+    port: int = 8103
+    #: the settlement scheduler's longest sleep when nothing wakes it
+    settle_poll_s: float = 1.0
+    settle_batch: int = 1000
+    #: test-only: shift the scheduler's clock forward by this many seconds (freeze days pass at once)
+    clock_offset_s: float = 0.0

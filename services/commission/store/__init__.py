@@ -1,0 +1,1 @@
+"""SQL as functions taking an asyncpg connection; the caller owns the transaction."""

@@ -1,0 +1,260 @@
+"""Loads and writes of the projection's state, batch-sized: every function takes whole lists and
+makes one round trip (`= ANY($1)`, unnest, or COPY)."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+import asyncpg
+
+from services.commission.domain.balance import Delta
+from services.commission.domain.ledger import AccrualState, Due, TierChange
+from services.commission.domain.tiers import PromoterRecord
+
+
+# -- plans ------------------------------------------------------------------------------------
+async def insert_plan(conn: asyncpg.Connection, version: int, plan: dict[str, Any], published_by: str,
+                      published_at: datetime, event_id: uuid.UUID) -> bool:
+    """Store a plan version; False when that version is already there."""
+    r = await conn.fetchval(
+        """INSERT INTO plans (plan_version, plan, published_by, published_at, event_id) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (plan_version) DO NOTHING RETURNING 1""",
+        version, json.dumps(plan), published_by, published_at, event_id)
+    return r is not None
+
+
+async def plan_versions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT plan_version, published_at FROM plans ORDER BY published_at, plan_version")
+
+
+async def plans_by_version(conn: asyncpg.Connection, versions: Sequence[int]) -> dict[int, dict[str, Any]]:
+    rows = await conn.fetch("SELECT plan_version, plan FROM plans WHERE plan_version = ANY($1::int[])", list(versions))
+    return {r["plan_version"]: json.loads(r["plan"]) for r in rows}
+
+
+async def latest_plan(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT plan_version, plan, published_by, published_at FROM plans ORDER BY plan_version DESC LIMIT 1")
+
+
+# -- referral copies --------------------------------------------------------------------------
+async def insert_statuses(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime | None, datetime, str | None, uuid.UUID]]) -> None:
+    """(promoter_id, status, until, changed_at, reason, event_id) rows."""
+    if not rows:
+        return
+    cols = list(zip(*rows))
+    await conn.execute(
+        """INSERT INTO promoter_statuses (promoter_id, status, until, changed_at, reason, event_id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::uuid[])
+           ON CONFLICT (event_id) DO NOTHING""", *[list(c) for c in cols])
+
+
+async def insert_bindings(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime, uuid.UUID]]) -> None:
+    """(customer_id, promoter_id, bound_at, event_id) rows."""
+    if not rows:
+        return
+    cols = list(zip(*rows))
+    await conn.execute(
+        """INSERT INTO bindings (customer_id, promoter_id, bound_at, event_id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[])
+           ON CONFLICT (event_id) DO NOTHING""", *[list(c) for c in cols])
+
+
+async def record_late_bindings(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime]]) -> int:
+    """Bindings (customer, promoter, bound_at) that arrive after an order of that customer paid at
+    or after bound_at was already accrued without them: kept for operators. Returns how many."""
+    if not rows:
+        return 0
+    cols = list(zip(*rows))
+    found = await conn.fetch(
+        """INSERT INTO late_bindings (customer_id, promoter_id, bound_at, order_id, paid_at)
+           SELECT b.c, b.p, b.t, o.order_id, o.paid_at
+           FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(c, p, t)
+           JOIN paid_orders o ON o.buyer_id = b.c AND o.paid_at >= b.t
+           RETURNING order_id""", *[list(c) for c in cols])
+    return len(found)
+
+
+async def load_bindings(conn: asyncpg.Connection, customers: Iterable[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT customer_id, promoter_id, bound_at, seq FROM bindings WHERE customer_id = ANY($1::text[])", list(customers))
+
+
+async def load_statuses(conn: asyncpg.Connection, promoters: Iterable[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT promoter_id, status, until, changed_at, seq FROM promoter_statuses WHERE promoter_id = ANY($1::text[])",
+        list(promoters))
+
+
+async def load_tiers(conn: asyncpg.Connection, promoters: Iterable[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT promoter_id, to_tier, effective_at, seq FROM tier_changes WHERE promoter_id = ANY($1::text[])", list(promoters))
+
+
+# -- orders and accruals ----------------------------------------------------------------------
+async def known_orders(conn: asyncpg.Connection, order_ids: Iterable[str]) -> set[str]:
+    rows = await conn.fetch("SELECT order_id FROM paid_orders WHERE order_id = ANY($1::text[])", list(order_ids))
+    return {r["order_id"] for r in rows}
+
+
+async def load_accruals(conn: asyncpg.Connection, order_ids: Sequence[str], accrual_ids: Sequence[str]) -> list[AccrualState]:
+    """The lifecycle of the accruals of these orders (and these accrual ids), locked for this
+    transaction in a fixed order (the settlement scheduler skips locked rows)."""
+    if not order_ids and not accrual_ids:
+        return []
+    rows = await conn.fetch(
+        """SELECT a.accrual_id, a.order_id, a.line_id, a.level, a.beneficiary_id, a.base_fen, a.amount_fen, a.reversed_fen,
+                  a.line_refunded_fen, a.settled_fen, a.settled_at, a.freeze_days,
+                  EXISTS (SELECT 1 FROM settlement_due d WHERE d.accrual_id = a.accrual_id) AS due
+           FROM accruals a WHERE a.order_id = ANY($1::text[]) OR a.accrual_id = ANY($2::text[])
+           ORDER BY a.accrual_id FOR UPDATE OF a""", list(order_ids), list(accrual_ids))
+    return [AccrualState(r["accrual_id"], r["order_id"], r["line_id"], r["level"], r["beneficiary_id"], r["base_fen"],
+                         r["amount_fen"], r["reversed_fen"], r["line_refunded_fen"], r["settled_fen"], r["settled_at"],
+                         r["freeze_days"], r["due"]) for r in rows]
+
+
+async def refunds_seen(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        """SELECT r.order_id, r.out_refund_no FROM refunds_applied r
+           JOIN unnest($1::text[], $2::text[]) AS k(o, n) ON r.order_id = k.o AND r.out_refund_no = k.n""",
+        [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["order_id"], r["out_refund_no"]) for r in rows}
+
+
+async def load_records(conn: asyncpg.Connection, promoters: Iterable[str]) -> dict[str, PromoterRecord]:
+    rows = await conn.fetch(
+        "SELECT promoter_id, orders, direct_buyers, settled_sales_fen FROM promoter_records WHERE promoter_id = ANY($1::text[])",
+        list(promoters))
+    return {r["promoter_id"]: PromoterRecord(r["orders"], r["direct_buyers"], r["settled_sales_fen"]) for r in rows}
+
+
+async def load_pairs(conn: asyncpg.Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    if not pairs:
+        return set()
+    rows = await conn.fetch(
+        """SELECT d.promoter_id, d.buyer_id FROM direct_buyers d
+           JOIN unnest($1::text[], $2::text[]) AS k(p, b) ON d.promoter_id = k.p AND d.buyer_id = k.b""",
+        [p[0] for p in pairs], [p[1] for p in pairs])
+    return {(r["promoter_id"], r["buyer_id"]) for r in rows}
+
+
+ACCRUAL_COLUMNS = [
+    "accrual_id", "order_id", "line_id", "level", "beneficiary_id", "buyer_id", "product_id", "base_fen", "quantity",
+    "rate_bp", "fixed_fen_per_unit", "amount_fen", "reversed_fen", "line_refunded_fen", "settled_fen", "settled_at",
+    "plan_version", "tier", "freeze_days", "unfreeze", "paid_at", "event_id",
+]
+
+
+async def write_new_orders(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime]]) -> None:
+    if rows:
+        await conn.copy_records_to_table("paid_orders", records=rows, columns=["order_id", "buyer_id", "paid_at"])
+
+
+async def write_new_accruals(conn: asyncpg.Connection, states: list[tuple[AccrualState, uuid.UUID]]) -> None:
+    """COPY the accruals created in this batch, in their end-of-batch state."""
+    if not states:
+        return
+    recs = []
+    for st, event_id in states:
+        a = st.accrual
+        assert a is not None
+        recs.append((a.accrual_id, a.order_id, a.line_id, a.level, a.beneficiary_id, a.buyer_id, a.product_id, a.base_fen,
+                     a.quantity, a.rate_bp, a.fixed_fen_per_unit, a.amount_fen, st.reversed_fen, st.line_refunded_fen,
+                     st.settled_fen, st.settled_at, a.plan_version, a.tier, a.freeze_days, a.unfreeze, a.paid_at, event_id))
+    await conn.copy_records_to_table("accruals", records=recs, columns=ACCRUAL_COLUMNS)
+
+
+async def update_accruals(conn: asyncpg.Connection, states: list[AccrualState]) -> None:
+    """Write back the lifecycle columns of existing accruals changed by this batch."""
+    if not states:
+        return
+    await conn.execute(
+        """UPDATE accruals a SET reversed_fen = u.rev, line_refunded_fen = u.ref,
+                  settled_fen = COALESCE(a.settled_fen, u.sfen), settled_at = COALESCE(a.settled_at, u.sat)
+           FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[]) AS u(id, rev, ref, sfen, sat)
+           WHERE a.accrual_id = u.id""",
+        [s.accrual_id for s in states], [s.reversed_fen for s in states], [s.line_refunded_fen for s in states],
+        [s.settled_fen for s in states], [s.settled_at for s in states])
+
+
+async def write_skips(conn: asyncpg.Connection, rows: list[tuple[str, str | None, str, str, str, datetime]]) -> None:
+    if rows:
+        await conn.copy_records_to_table("accrual_skips", records=rows,
+                                         columns=["order_id", "line_id", "beneficiary_id", "level", "reason", "paid_at"])
+
+
+async def write_refunds_applied(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> None:
+    if keys:
+        await conn.execute(
+            """INSERT INTO refunds_applied SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING""",
+            [k[0] for k in keys], [k[1] for k in keys])
+
+
+async def write_dues(conn: asyncpg.Connection, dues: list[Due]) -> None:
+    if dues:
+        await conn.execute(
+            """INSERT INTO settlement_due (accrual_id, due_at, cause_event_id)
+               SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[]) ON CONFLICT DO NOTHING""",
+            [d.accrual_id for d in dues], [d.due_at for d in dues], [d.cause_event_id for d in dues])
+
+
+async def delete_dues(conn: asyncpg.Connection, accrual_ids: list[str]) -> None:
+    if accrual_ids:
+        await conn.execute("DELETE FROM settlement_due WHERE accrual_id = ANY($1::text[])", accrual_ids)
+
+
+async def write_tier_changes(conn: asyncpg.Connection, changes: list[TierChange]) -> None:
+    if changes:
+        await conn.execute(
+            """INSERT INTO tier_changes (promoter_id, from_tier, to_tier, rule, effective_at)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])""",
+            [c.promoter_id for c in changes], [c.from_tier for c in changes], [c.to_tier for c in changes],
+            [c.rule for c in changes], [c.effective_at for c in changes])
+
+
+async def write_records(conn: asyncpg.Connection, records: dict[str, PromoterRecord]) -> None:
+    if not records:
+        return
+    ids = sorted(records)
+    await conn.execute(
+        """INSERT INTO promoter_records (promoter_id, orders, direct_buyers, settled_sales_fen)
+           SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bigint[])
+           ON CONFLICT (promoter_id) DO UPDATE SET orders = EXCLUDED.orders, direct_buyers = EXCLUDED.direct_buyers,
+               settled_sales_fen = EXCLUDED.settled_sales_fen""",
+        ids, [records[i].orders for i in ids], [records[i].direct_buyers for i in ids],
+        [records[i].settled_sales_fen for i in ids])
+
+
+async def write_pairs(conn: asyncpg.Connection, pairs: list[tuple[str, str]]) -> None:
+    if pairs:
+        await conn.execute(
+            "INSERT INTO direct_buyers SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            [p[0] for p in pairs], [p[1] for p in pairs])
+
+
+async def add_to_balances(conn: asyncpg.Connection, deltas: dict[str, Delta]) -> None:
+    """One upsert for the whole batch: each promoter's columns move by the batch's summed delta."""
+    if not deltas:
+        return
+    ids = sorted(deltas)
+    cols = list(zip(*(deltas[i].as_tuple() for i in ids)))
+    await conn.execute(
+        """INSERT INTO balances (promoter_id, frozen_fen, available_fen, reserved_fen, withdrawn_fen, reversed_fen)
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+           ON CONFLICT (promoter_id) DO UPDATE SET
+               frozen_fen = balances.frozen_fen + EXCLUDED.frozen_fen,
+               available_fen = balances.available_fen + EXCLUDED.available_fen,
+               reserved_fen = balances.reserved_fen + EXCLUDED.reserved_fen,
+               withdrawn_fen = balances.withdrawn_fen + EXCLUDED.withdrawn_fen,
+               reversed_fen = balances.reversed_fen + EXCLUDED.reversed_fen,
+               updated_at = now()""",
+        ids, *[list(c) for c in cols])
+
+
+async def notify_due(conn: asyncpg.Connection, channel: str) -> None:
+    """Wake the settlement scheduler when this transaction commits (NOTIFY is transactional)."""
+    await conn.execute("SELECT pg_notify($1, '')", channel)
