@@ -143,11 +143,13 @@ class NotifyVerifier:
         try:
             notice = json.loads(raw_body)
             res = notice["resource"]
+            if not isinstance(res, dict):
+                raise TypeError("resource is not an object")
             if res.get("algorithm") != "AEAD_AES_256_GCM":
                 raise NotifyError("bad_algorithm", f"unsupported algorithm {res.get('algorithm')!r}", 400)
             plain = decrypt_resource(self.apiv3_key, res["nonce"], res["ciphertext"], res.get("associated_data"))
             return notice, json.loads(plain)
         except NotifyError:
             raise
-        except (InvalidTag, KeyError, TypeError, ValueError) as exc:
+        except (InvalidTag, KeyError, TypeError, ValueError, AttributeError) as exc:  # any malformed resource
             raise NotifyError("undecryptable", f"cannot decrypt resource: {type(exc).__name__}", 400) from exc
