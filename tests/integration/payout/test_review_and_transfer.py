@@ -9,7 +9,6 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import eventually
 from tests.integration.payout.conftest import outbox_events
 
 pytestmark = pytest.mark.integration
