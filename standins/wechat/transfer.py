@@ -242,6 +242,15 @@ class TransferStandin:
             await self.notify(out_bill_no, times=times)
         return b
 
+    async def cancel_bill(self, out_bill_no: str, *, notify: bool = True, times: int = 1) -> Bill:
+        """The merchant cancels a bill the user has not confirmed (e.g. from the console)."""
+        b = self.bills[out_bill_no]
+        if b.state not in FINAL and b.state != "TRANSFERING":
+            self._finish(b, "CANCELLED")
+        if notify:
+            await self.notify(out_bill_no, times=times)
+        return b
+
     def _finish(self, b: Bill, state: str, fail_reason: str | None = None) -> None:
         b.state, b.fail_reason, b.update_time = state, fail_reason, _now_text()
         b.notice_id = str(uuid.uuid4())  # one notice per final state; WeChat's retries repeat its id
@@ -538,6 +547,10 @@ def make_router(s: TransferStandin) -> APIRouter:
     async def lapse(out_bill_no: str, body: _NotifyBody | None = None) -> dict[str, Any]:
         """Nobody confirmed: close the bill as FAIL / OVERDUE_CLOSE and notify."""
         return _view(await s.lapse(out_bill_no, times=(body or _NotifyBody()).times))
+
+    @r.post("/_standin/transfer/bills/{out_bill_no}/cancel", tags=["stand-in controls"])
+    async def cancel(out_bill_no: str) -> dict[str, Any]:
+        return _view(await s.cancel_bill(out_bill_no))
 
     @r.post("/_standin/transfer/bills/{out_bill_no}/fail", tags=["stand-in controls"])
     async def fail(out_bill_no: str, reason: str = "PAYEE_ACCOUNT_ABNORMAL") -> dict[str, Any]:

@@ -88,7 +88,8 @@ async def test_failed_cancelled_and_lapsed_transfers_release_exactly_once(make_s
                                                                           schema_conn):
     p = ids("promoter")
     await commission.settle(p, 50_000)
-    fail_openid, lapse_openid, quiet_openid = "o-fail-" + p, "o-lapse-" + p, "o-quiet-" + p
+    fail_openid, lapse_openid, quiet_openid, cancel_openid = ("o-fail-" + p, "o-lapse-" + p, "o-quiet-" + p,
+                                                              "o-cancel-" + p)
     standin.behave(fail_openid, outcome="fail", fail_reason="PAYEE_ACCOUNT_ABNORMAL")
     standin.behave(lapse_openid, outcome="overdue")
     standin.behave(quiet_openid, outcome="overdue")
@@ -97,6 +98,7 @@ async def test_failed_cancelled_and_lapsed_transfers_release_exactly_once(make_s
         failing = (await svc.request(p, 1_000, "k1", openid=fail_openid)).json()["withdrawal_id"]
         lapsing = (await svc.request(p, 20_000, "k2", openid=lapse_openid)).json()["withdrawal_id"]   # reviewed
         quiet = (await svc.request(p, 3_000, "k3", openid=quiet_openid)).json()["withdrawal_id"]
+        cancelled = (await svc.request(p, 4_000, "k4", openid=cancel_openid)).json()["withdrawal_id"]
         approve = await svc.client.post(f"/v1/admin/withdrawals/{lapsing}/decision", json={"decision": "approve"},
                                         headers=svc.admin())
         assert approve.status_code == 200 and approve.json()["status"] == "approved"
@@ -122,9 +124,15 @@ async def test_failed_cancelled_and_lapsed_transfers_release_exactly_once(make_s
         w = await svc.wait_status(p, quiet, "released")
         assert w["release_reason"] == "overdue_close"
 
+        # the fourth is cancelled by the merchant before the user confirms
+        w = await svc.wait_status(p, cancelled, "transferring")
+        await standin.cancel_bill(w["out_bill_no"], times=2)
+        w = await svc.withdrawal(p, cancelled)
+        assert (w["status"], w["release_reason"]) == ("released", "transfer_cancelled")
+
         a = await svc.available(p)
         assert (a["available_fen"], a["reserved_fen"], a["withdrawn_fen"]) == (50_000, 0, 0)
-        for wid, amount in ((failing, 1_000), (lapsing, 20_000), (quiet, 3_000)):
+        for wid, amount in ((failing, 1_000), (lapsing, 20_000), (quiet, 3_000), (cancelled, 4_000)):
             released = await outbox_events(schema_conn, "WithdrawalReleased", wid)
             assert [e["amount_fen"] for e in released] == [amount]
             assert await outbox_events(schema_conn, "WithdrawalPaid", wid) == []
