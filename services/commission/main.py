@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.commission.api.routes import admin, estimates, promoters
 from services.commission.domain.errors import CommissionError
-from services.commission.handlers.projection import CommissionProjection
+from services.commission.handlers.projection import CommissionProjection, ProjectorProgress
 from services.commission.handlers.settlement import run_scheduler
 from services.commission.settings import CommissionSettings
 from shared.service import Runtime, ServiceSpec, create_app as build_app, run
@@ -35,7 +35,10 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
         rt.extras["clock"] = clock
 
     def projection(rt: Runtime) -> CommissionProjection:
-        return CommissionProjection(emit=True, due_channel=due_channel(schema))
+        proj = CommissionProjection(emit=True, due_channel=due_channel(schema),
+                                    skew=timedelta(seconds=settings.order_wait_skew_s))
+        proj.progress = ProjectorProgress(lambda: next((p for p in rt.projectors if p.projection is proj), None))
+        return proj
 
     async def settlement_scheduler(rt: Runtime) -> None:
         await run_scheduler(rt.pool, rt.relay, rt.extras["clock"], channel=due_channel(schema),

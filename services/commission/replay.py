@@ -27,7 +27,7 @@ import asyncpg
 from aiokafka import TopicPartition
 
 from services.commission.domain.balance import COLUMNS
-from services.commission.handlers.projection import CommissionProjection
+from services.commission.handlers.projection import CommissionProjection, ProjectorProgress
 from services.commission.main import MIGRATIONS
 from services.commission.settings import CommissionSettings
 from shared import db
@@ -117,8 +117,9 @@ async def replay(settings: CommissionSettings, live_schema: str, *, into: str | 
             await conn.execute(
                 "INSERT INTO replay_origin SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])",
                 [tp.topic for tp in snap.origin], [tp.partition for tp in snap.origin], list(snap.origin.values()))
-        projector = Projector(CommissionProjection(emit=False), pool, service="commission", relay=None,
-                              synchronous_commit=False)
+        projection = CommissionProjection(emit=False)
+        projector = Projector(projection, pool, service="commission", relay=None, synchronous_commit=False)
+        projection.progress = ProjectorProgress(lambda: projector, ends=dict(snap.offsets))
         started = time.perf_counter()
         result.events = await run_until(projector, settings.kafka_bootstrap_servers, dict(snap.offsets), max_records=5000,
                                         progress=_progress(progress_out) if progress_out else None)

@@ -16,5 +16,7 @@ class CommissionSettings(CommonSettings):
     #: the settlement scheduler's longest sleep when nothing wakes it
     settle_poll_s: float = 1.0
     settle_batch: int = 1000
+    #: an order waits until the referral stream was read this far past its paid_at (or to its end)
+    order_wait_skew_s: float = 1.0
     #: test-only: shift the scheduler's clock forward by this many seconds (freeze days pass at once)
     clock_offset_s: float = 0.0

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Protocol
 
 import asyncpg
 import structlog
@@ -29,15 +31,60 @@ from services.commission.store import state as store
 from shared.contracts.commission import (
     CommissionAccrualSkipped, CommissionAccrued, CommissionPlanPublished, CommissionReversed, PromoterTierChanged,
 )
-from shared.events import derive_event_id, new_event
-from shared.projector import Applied, Batch
+from shared.events import Envelope, EventPayload, catalog, derive_event_id, new_event
+from shared.projector import Applied, Batch, Projector
 from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
 
 log = structlog.get_logger(__name__)
 
 LATE_BINDINGS = Counter("fenxiao_commission_late_bindings_total",
                         "Bindings that arrived after an order they should have applied to")
+DEFERRED = Counter("fenxiao_commission_order_events_deferred_total",
+                   "Order events held until the referral stream was read past their payment")
 ACCRUALS = Counter("fenxiao_commission_accruals_total", "CommissionAccrued decided", ["level"])
+
+_NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An order event released from the deferred table (same shape the fold reads from Applied)."""
+
+    envelope: Envelope
+    payload: EventPayload
+
+
+class StreamProgress(Protocol):
+    async def lagging(self, topics: set[str]) -> list[tuple[str, int]]:
+        """This consumer's partitions of `topics` not yet read to their end."""
+        ...
+
+
+class ProjectorProgress:
+    """Progress from the projector's consumer: the position after the records handed out, against
+    the partition's high watermark (live) or the replay's stop offsets."""
+
+    def __init__(self, projector_of: Callable[[], Projector | None], ends: dict[Any, int] | None = None) -> None:
+        self.projector_of, self.ends = projector_of, ends
+
+    async def lagging(self, topics: set[str]) -> list[tuple[str, int]]:
+        projector = self.projector_of()
+        if projector is None:
+            return []
+        consumer = projector._consumer()  # noqa: SLF001 - the projector owns the one consumer
+        out = []
+        for tp in list(projector.positions):
+            if tp.topic not in topics:
+                continue
+            end = self.ends.get(tp) if self.ends is not None else consumer.highwater(tp)
+            try:
+                pos = await consumer.position(tp)
+            except Exception:
+                pos = projector.positions.get(tp, 0)
+            if end is None or pos < end:
+                out.append((tp.topic, tp.partition))
+        return out
+
 
 REFERRAL_TYPES = frozenset({"PromoterEnrolled", "PromoterStatusChanged", "ReferralBound", "ReferralTakenOver"})
 ORDER_TYPES = frozenset({"OrderPaid", "OrderRefunded", "OrderCompleted"})
@@ -50,13 +97,20 @@ class CommissionProjection:
     topics = (REFERRAL_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, COMMISSION_EVENTS)
     event_types = REFERRAL_TYPES | ORDER_TYPES | OWN_TYPES | PAYOUT_TYPES
 
-    def __init__(self, *, emit: bool = True, due_channel: str | None = None,
+    def __init__(self, *, emit: bool = True, due_channel: str | None = None, progress: "StreamProgress | None" = None,
+                 skew: timedelta = timedelta(seconds=1),
                  on_batch: Callable[[dict[str, Any]], None] | None = None) -> None:
         #: False in the audit replay: decisions are recomputed but never published again
         self.emit = emit
         self.due_channel = due_channel
         self.on_batch = on_batch
         self._plan_cache: dict[int, Plan] = {}  # plan versions never change once published
+        #: how far this consumer has read the streams orders wait for (None: never wait)
+        self.progress = progress
+        #: allowance for events of one partition published slightly out of event-time order
+        self.skew = skew
+        #: until our own stream has been read to its end once, orders also wait for plans from the log
+        self._bootstrapping = True
 
     async def apply(self, conn: asyncpg.Connection, batch: Batch) -> None:
         t0 = time.perf_counter()
@@ -64,15 +118,11 @@ class CommissionProjection:
         plans_in: list[Applied] = []
         statuses: list[tuple] = []
         bindings: list[tuple] = []
-        paid: list[Applied] = []
-        rest: list[Applied] = []
+        flow: list[Any] = []
         for a in events:
             et = a.envelope.event_type
             p: Any = a.payload
-            if et == "OrderPaid":
-                paid.append(a)
-                rest.append(a)
-            elif et in REFERRAL_TYPES:
+            if et in REFERRAL_TYPES:
                 if et == "ReferralBound" or et == "ReferralTakenOver":
                     bindings.append((p.customer_id, p.promoter_id, p.bound_at, a.envelope.event_id))
                 elif et == "PromoterEnrolled":
@@ -82,7 +132,7 @@ class CommissionProjection:
             elif et == "CommissionPlanPublished":
                 plans_in.append(a)
             else:
-                rest.append(a)
+                flow.append(a)
 
         # 1. time-keyed reference data first: arrival order within the batch does not matter
         for a in plans_in:
@@ -96,12 +146,16 @@ class CommissionProjection:
             if late:
                 LATE_BINDINGS.inc(late)
                 log.warning("late_bindings", orders=late)
+
+        # the ordering guard: an order waits until the streams it depends on were read past its paid_at
+        rest = await self._guard(conn, events, flow)
         if not rest:
             return
 
         # 2. load what the decisions need, batch-sized
         plans = await self._plan_book(conn)
         history = History()
+        paid = [a for a in rest if a.envelope.event_type == "OrderPaid"]
         buyers = {a.payload.buyer_id for a in paid}  # type: ignore[attr-defined]
         users: set[str] = set(buyers)
         if buyers:
@@ -177,6 +231,49 @@ class CommissionProjection:
             self._emit(batch, ledger, accrual_rows)
         if self.on_batch is not None:
             self.on_batch({"events": len(events), "accruals": len(ledger.accruals), "seconds": time.perf_counter() - t0})
+
+    async def _guard(self, conn: asyncpg.Connection, events: list[Applied], flow: list[Any]) -> list[Any]:
+        """Hold back order events whose OrderPaid was paid after what the awaited streams have
+        been read to; release held orders once they are. Returns the events to fold now: the
+        released ones first (they are older), then this batch's."""
+        awaited = {REFERRAL_EVENTS} | ({COMMISSION_EVENTS} if self._bootstrapping else set())
+        marks: dict[tuple[str, int], datetime] = {}
+        for a in events:
+            if a.topic in awaited:
+                k = (a.topic, a.partition)
+                if k not in marks or a.envelope.occurred_at > marks[k]:
+                    marks[k] = a.envelope.occurred_at
+        watermarks = await store.advance_watermarks(conn, [(t, p, at) for (t, p), at in marks.items()])
+        lagging = await self.progress.lagging(awaited) if self.progress is not None else []
+        if COMMISSION_EVENTS in awaited and not any(t == COMMISSION_EVENTS for t, _ in lagging):
+            self._bootstrapping = False  # plans from the log are all in; the API writes later ones directly
+        cutoff: datetime | None = None  # None: every order is ready
+        for tp in lagging:
+            mark = watermarks.get(tp)
+            edge = mark - self.skew if mark is not None else _NEVER
+            cutoff = edge if cutoff is None else min(cutoff, edge)
+        order_ids = [a.payload.order_id for a in flow if a.envelope.event_type in ORDER_TYPES]
+        held = await store.deferred_orders(conn, order_ids)
+        work: list[Any] = []
+        for r in await store.release_deferred(conn, cutoff):
+            env = Envelope.from_bytes(r["envelope"])
+            work.append(_Held(env, catalog.payload(env)))
+            held.discard(r["order_id"])
+        to_defer: list[tuple[str, datetime | None, bytes]] = []
+        for a in flow:
+            et = a.envelope.event_type
+            if et in ORDER_TYPES:
+                oid = a.payload.order_id
+                late = et == "OrderPaid" and cutoff is not None and a.payload.paid_at > cutoff
+                if oid in held or late:
+                    held.add(oid)
+                    to_defer.append((oid, a.payload.paid_at if et == "OrderPaid" else None, a.envelope.to_bytes()))
+                    continue
+            work.append(a)
+        if to_defer:
+            DEFERRED.inc(len(to_defer))
+            await store.defer(conn, to_defer)
+        return work
 
     def _emit(self, batch: Batch, ledger: Ledger, accrual_rows: list) -> None:
         for (acc, cause), (_, eid) in zip(ledger.accruals, accrual_rows):

@@ -258,3 +258,40 @@ async def add_to_balances(conn: asyncpg.Connection, deltas: dict[str, Delta]) ->
 async def notify_due(conn: asyncpg.Connection, channel: str) -> None:
     """Wake the settlement scheduler when this transaction commits (NOTIFY is transactional)."""
     await conn.execute("SELECT pg_notify($1, '')", channel)
+
+
+# -- the cross-topic ordering guard -----------------------------------------------------------
+async def advance_watermarks(conn: asyncpg.Connection, rows: list[tuple[str, int, datetime]]) -> dict[tuple[str, int], datetime]:
+    """Raise the per-partition event-time watermarks and return all of them."""
+    if rows:
+        cols = list(zip(*rows))
+        await conn.execute(
+            """INSERT INTO stream_watermarks AS w (topic, partition, occurred_at)
+               SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[])
+               ON CONFLICT (topic, partition) DO UPDATE SET occurred_at = greatest(w.occurred_at, EXCLUDED.occurred_at)""",
+            *[list(c) for c in cols])
+    return {(r["topic"], r["partition"]): r["occurred_at"]
+            for r in await conn.fetch("SELECT topic, partition, occurred_at FROM stream_watermarks")}
+
+
+async def deferred_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) -> set[str]:
+    """Those of these orders that have events held back."""
+    if not order_ids:
+        return set()
+    rows = await conn.fetch("SELECT DISTINCT order_id FROM deferred_order_events WHERE order_id = ANY($1::text[])", list(order_ids))
+    return {r["order_id"] for r in rows}
+
+
+async def release_deferred(conn: asyncpg.Connection, cutoff: datetime | None) -> list[asyncpg.Record]:
+    """Take (delete and return, in arrival order) every held event of the orders paid at or before
+    `cutoff` (all of them when None)."""
+    rows = await conn.fetch(
+        """DELETE FROM deferred_order_events WHERE order_id IN (
+               SELECT order_id FROM deferred_order_events WHERE paid_at IS NOT NULL AND ($1::timestamptz IS NULL OR paid_at <= $1))
+           RETURNING seq, order_id, envelope""", cutoff)
+    return sorted(rows, key=lambda r: r["seq"])
+
+
+async def defer(conn: asyncpg.Connection, rows: list[tuple[str, datetime | None, bytes]]) -> None:
+    if rows:
+        await conn.copy_records_to_table("deferred_order_events", records=rows, columns=["order_id", "paid_at", "envelope"])
