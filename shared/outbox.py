@@ -111,9 +111,12 @@ class OutboxRelay:
 
     async def run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands
+            # as the event is set (a kick() just before stop()), and stop() then waits forever.
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.idle_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.idle_s):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:

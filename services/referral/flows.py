@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 import asyncpg
 
@@ -125,10 +126,13 @@ class BindOutcome:
 
 
 async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, source: str, product_id: str | None,
-               now: datetime, *, nickname: str | None = None, avatar_url: str | None = None) -> BindOutcome:
+               clock: Callable[[], datetime], *, nickname: str | None = None, avatar_url: str | None = None) -> BindOutcome:
     """A user arrived through a share. Decide under the bindings lock, store the outcome and
     its event (a refusal is stored too: the caller commits, then answers 4xx)."""
     await bindings_store.lock_all(conn)
+    # Read the time only once the lock is held: binds are then stamped in the order they
+    # happen, so a takeover never starts before the binding it ends.
+    now = clock()
     ms = await merchant_store.load(conn)
     promoter = await promoters_store.by_code(conn, promoter_code) if codes.looks_like_code(promoter_code) else None
     # "new": nothing of this user before this arrival (no visit, no bind attempt, no enrolment)
@@ -136,6 +140,8 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
     known = await users_store.touch(conn, customer_id, now, nickname=nickname, avatar_url=avatar_url)
     is_new = not known and not await orders_store.has_paid_order(conn, customer_id)
     current = await bindings_store.current(conn, customer_id)
+    if current is not None and now < current.bound_at:
+        now = current.bound_at  # another instance's clock ran ahead: never end an interval before it began
     ancestors = await bindings_store.ancestors(conn, promoter.user_id) if promoter else ()
     req = rules.BindRequest(customer_id=customer_id, promoter=promoter, current=bindings_store.as_current(current),
                             promoter_ancestors=ancestors, customer_is_new=is_new)

@@ -29,11 +29,11 @@ def binding_public(b: bindings_store.BindingRow) -> schemas.BindingPublic:
 
 
 @router.post("/bindings", response_model=schemas.BindingResult, responses=_REFUSALS)
-async def bind(body: schemas.BindingCreate, identity: CurrentIdentity, rt: RuntimeDep, now: NowDep):
+async def bind(body: schemas.BindingCreate, identity: CurrentIdentity, rt: RuntimeDep):
     """The gateway reports that the signed-in user (the customer) arrived through a share.
     A refusal is recorded (BindingRefused + a row) and answered with its reason code."""
     async with rt.pool.acquire() as conn, conn.transaction():
-        out = await flows.bind(conn, identity.user_id, body.promoter_code, body.source, body.product_id, now,
+        out = await flows.bind(conn, identity.user_id, body.promoter_code, body.source, body.product_id, rt.extras["clock"],
                                nickname=body.nickname, avatar_url=body.avatar_url)
         await record_events(conn, REFERRAL_EVENTS, out.events)
     if out.events:

@@ -224,3 +224,29 @@ async def test_enrolment_events_and_code_resolution(make_svc, ids, db_conn, fres
     enrolled = await outbox_events(db_conn, fresh_schema, "PromoterEnrolled")
     assert [(e["key"], e["payload"]["promoter_code"], e["payload"]["enrolled_by"], e["payload"]["nickname"])
             for e in enrolled] == [(a, code, "everyone", "张三")]
+
+
+async def test_concurrent_last_touch_takeovers_leave_a_clean_history(make_svc, ids, db_conn, fresh_schema):
+    from services.referral.main import utc_now
+
+    async with make_svc(clock=utc_now, binding_mode="last_touch") as svc:  # the real clock, read under the lock
+        promoters = [ids(f"p{i}") for i in range(6)]
+        codes = [await enrol(svc, p) for p in promoters]
+        c = ids("c")
+        results = await asyncio.gather(*(bind(svc, c, code) for code in codes))
+        assert all(r.status_code == 200 for r in results)
+        assert sorted(r.json()["outcome"] for r in results) == ["bound"] + ["taken_over"] * 5
+
+        rows = await db_conn.fetch(
+            f'SELECT promoter_id, bound_at, superseded_at FROM "{fresh_schema}".bindings WHERE customer_id = $1 ORDER BY id', c)
+        assert len(rows) == 6 and [r["superseded_at"] is None for r in rows] == [False] * 5 + [True]
+        for prev, nxt in zip(rows, rows[1:]):
+            assert prev["superseded_at"] == nxt["bound_at"] >= prev["bound_at"]
+        last = rows[-1]["promoter_id"]
+
+        async def projected():
+            async with svc.app.state.runtime.pool.acquire() as conn:
+                return await conn.fetch("SELECT promoter_id FROM chain_links WHERE customer_id = $1 AND valid_to IS NULL", c) \
+                    if await conn.fetchval("SELECT count(*) FROM chain_links WHERE customer_id = $1", c) == 6 else None
+        open_links = await eventually(projected)
+        assert [r["promoter_id"] for r in open_links] == [last]

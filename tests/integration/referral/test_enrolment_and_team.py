@@ -124,18 +124,22 @@ async def test_spend_threshold_counts_goods_net_of_refunds(make_svc, ids, infra)
         steady, refunder = ids("steady"), ids("refunder")
         now = svc.clock.now
         o_r1 = ids("r1")
-        for evt in (paid(ids("s1"), steady, 6_000, now, postage=2_000),  # postage is not spend
-                    paid(o_r1, refunder, 6_000, now),
-                    OrderRefunded(order_id=o_r1, out_refund_no=ids("rf"), amount_fen=2_000, refunded_at=now,
-                                  lines=(RefundedLine(line_id="1", quantity=0, amount_fen=2_000),)),
-                    paid(ids("r2"), refunder, 5_000, now)):
-            await publish(infra["kafka"], ORDER_EVENTS, evt)
 
         async def spend_of(who):
             async with svc.app.state.runtime.pool.acquire() as conn:
                 return await conn.fetchrow(
                     "SELECT count(*) AS n, sum(paid_fen - refunded_fen) AS net FROM customer_orders WHERE buyer_id = $1", who)
-        assert (await eventually(lambda: _when(spend_of(refunder), lambda r: r["n"] == 2 and r["net"] == 9_000)))
+
+        # Orders are keyed by order id (different partitions): wait for each step so that the
+        # refund is seen before the next order, as it happened.
+        steps = [(paid(ids("s1"), steady, 6_000, now, postage=2_000), steady, 1, 6_000),  # postage is not spend
+                 (paid(o_r1, refunder, 6_000, now), refunder, 1, 6_000),
+                 (OrderRefunded(order_id=o_r1, out_refund_no=ids("rf"), amount_fen=2_000, refunded_at=now,
+                                lines=(RefundedLine(line_id="1", quantity=0, amount_fen=2_000),)), refunder, 1, 4_000),
+                 (paid(ids("r2"), refunder, 5_000, now), refunder, 2, 9_000)]
+        for evt, who, n, net in steps:
+            await publish(infra["kafka"], ORDER_EVENTS, evt)
+            await eventually(lambda: _when(spend_of(who), lambda r, n=n, net=net: r["n"] == n and r["net"] == net))
         r = await svc.client.post("/v1/promoters", json={}, headers=svc.who(refunder))
         assert (r.status_code, r.json()["code"]) == (403, "not_eligible")
         assert (await svc.client.get("/v1/promoters/me", headers=svc.who(steady))).json()["promoter"] is None
