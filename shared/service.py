@@ -67,6 +67,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         from faststream.kafka import KafkaBroker
 
         telemetry.configure(spec.service, settings.log_level, settings.log_json, settings.otel_exporter_otlp_endpoint)
+        await ensure_topics(settings.kafka_bootstrap_servers)
         applied = await db.migrate(settings.database_url, schema, spec.migrations)
         log.info("migrated", schema=schema, applied=applied)
         pool = await db.create_pool(settings.database_url, schema, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
@@ -134,6 +135,32 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     for router in spec.routers:
         app.include_router(router)
     return app
+
+
+async def ensure_topics(bootstrap: str, *, partitions: int | None = None, replication: int | None = None) -> None:
+    """Create every fenxiao topic and its dead-letter topic if missing, with the intended
+    partition count (a broker's or FastStream's auto-creation would use its own default).
+    `FENXIAO_CREATE_TOPICS=false` leaves topics to the platform team."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from shared.topics import ALL_TOPICS, PARTITIONS, dead_letter
+
+    if os.environ.get("FENXIAO_CREATE_TOPICS", "true").lower() == "false":
+        return
+    partitions = partitions or int(os.environ.get("FENXIAO_TOPIC_PARTITIONS", PARTITIONS))
+    replication = replication or int(os.environ.get("FENXIAO_TOPIC_REPLICATION", "1"))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for base in ALL_TOPICS for t in (base, dead_letter(base)) if t not in existing]
+        if wanted:
+            resp = await admin.create_topics([NewTopic(t, partitions, replication) for t in wanted])
+            for name, code, *_ in getattr(resp, "topic_errors", []) or []:
+                if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (another service won the race)
+                    log.warning("topic_create_failed", topic=name, error_code=code)
+    finally:
+        await admin.close()
 
 
 def error_body(exc: Exception) -> dict:

@@ -11,6 +11,7 @@ commission service's replay; this one checks payout's own projection.)"""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ async def unpublished(dsn: str, schema: str) -> int:
 
 async def main() -> int:  # pragma: no cover - the operator's command
     s = PayoutSettings()
-    live = "payout"
+    live = os.environ.get("PAYOUT_SCHEMA", "payout")  # the demo and tests run under their own schema
     if n := await unpublished(s.database_url, live):
         print(f"{n} payout events are not yet published; run again when the outbox is drained")
         return 2

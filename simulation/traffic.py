@@ -1,0 +1,323 @@
+"""Simulated mini-program traffic through the four services, as the gateway and WeChat would
+send it: promoters enrol and share posters, friends arrive through shares and bind, buy and
+pay (signed WeChat Pay notices), some refund, orders complete, commission settles, promoters
+withdraw (WeChat merchant transfers that the user confirms, one left to lapse)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shared.identity import HEADER, sign_identity
+from standins.wechat.app import WeChatStandins
+
+PLAN = {
+    "levels": 2,
+    "cap_bp": 3000,
+    "freeze_days": 0,  # the demo settles as soon as an order completes
+    "tiers": [
+        {"name": "分享家", "level1_bp": 1000, "level2_bp": 300, "self_purchase_bp": 500},
+        {"name": "合伙人", "level1_bp": 1500, "level2_bp": 500, "self_purchase_bp": 800,
+         "upgrade": {"min_settled_sales_fen": 50_000, "min_orders": 3}},
+    ],
+    "overrides": [{"category_id": "tea", "mode": "percent", "level1": 1200, "level2": 400, "self_purchase": 600}],
+}
+PRODUCTS = [("p-tea-1", "tea", "明前龙井 250g", 12_800), ("p-tea-2", "tea", "正山小种 200g", 8_800),
+            ("p-cup-1", "ware", "青瓷茶杯", 3_900), ("p-pot-1", "ware", "紫砂壶", 26_800)]
+
+
+@dataclass
+class Report:
+    promoters: list[str] = field(default_factory=list)
+    codes: dict[str, str] = field(default_factory=dict)
+    customers: list[str] = field(default_factory=list)
+    bindings: int = 0
+    refused_bindings: dict[str, int] = field(default_factory=dict)
+    orders_paid: int = 0
+    paid_fen: int = 0
+    refunds: int = 0
+    refunded_fen: int = 0
+    withdrawals: dict[str, str] = field(default_factory=dict)   # id -> final status
+    withdrawn_fen: int = 0
+    #: commission each promoter should have accrued, computed here independently of the services
+    expected_accrued: dict[str, int] = field(default_factory=dict)
+    balances: dict[str, dict[str, int]] = field(default_factory=dict)
+    posters: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Gateway:
+    """Plays the mini-program gateway: signs each caller's identity."""
+
+    def __init__(self, secret: str, urls: dict[str, str]):
+        self.secret, self.urls = secret, urls
+        self.http = httpx.AsyncClient(timeout=30)
+        self.sem = asyncio.Semaphore(16)
+
+    async def call(self, service: str, method: str, path: str, user: str, *, admin: bool = False, expect=(200, 201),
+                   **kw) -> httpx.Response:
+        headers = {HEADER: sign_identity(self.secret, user, ("admin",) if admin else ())}
+        async with self.sem:
+            r = await self.http.request(method, self.urls[service] + path, headers=headers, **kw)
+        if expect and r.status_code not in expect:
+            raise RuntimeError(f"{method} {service}{path} as {user}: {r.status_code} {r.text[:500]}")
+        return r
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def until(check, what: str, timeout: float = 90, interval: float = 0.3):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await check()
+        if got:
+            return got
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def _product_image(seed: int) -> str:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (480, 480), (240 - seed * 20 % 120, 220, 200))
+    d = ImageDraw.Draw(img)
+    d.ellipse((90, 90, 390, 390), fill=(90 + seed * 30 % 150, 140, 90))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, customers: int = 80, seed: int = 7,
+                      run_id: str | None = None, poster_dir=None, log=print) -> Report:
+    rnd = random.Random(seed)
+    run_id = run_id or uuid.uuid4().hex[:6]
+    rep = Report()
+    admin = f"op-{run_id}"
+    notify = gw.urls["orders"] + "/v1/wechatpay/notify"
+
+    log("publishing the commission plan")
+    await gw.call("commission", "PUT", "/v1/admin/plan", admin, admin=True, json=PLAN)
+
+    # Promoters: a few founders enrol directly; the rest first arrive through a founder's share
+    # (so the founder becomes their level-1, and the level-2 of their own customers), then enrol.
+    founders = max(2, promoters // 4)
+    upline_of: dict[str, str] = {}
+    for i in range(promoters):
+        user = f"u-{run_id}-p{i:02d}"
+        if i >= founders:
+            upline = rep.promoters[rnd.randrange(len(rep.promoters))]
+            upline_of[user] = upline
+            await gw.call("referral", "POST", "/v1/bindings", user,
+                          json={"promoter_code": rep.codes[upline], "source": "poster"})
+            rep.bindings += 1
+        r = await gw.call("referral", "POST", "/v1/promoters", user, json={"nickname": f"推广员{i:02d}"})
+        rep.promoters.append(user)
+        rep.codes[user] = r.json()["code"]
+    log(f"{len(rep.promoters)} promoters enrolled ({founders} founders)")
+
+    # Posters: every founder shares one (mini-program code from the stand-in's getwxacodeunlimit)
+    for i, p in enumerate(rep.promoters[:founders]):
+        pid, cat, title, price = PRODUCTS[i % len(PRODUCTS)]
+        r = await gw.call("referral", "POST", "/v1/posters", p,
+                          json={"title": title, "price_fen": price, "image_base64": _product_image(i)})
+        assert r.headers["content-type"].startswith("image/png")
+        if poster_dir is not None:
+            path = poster_dir / f"poster-{p}.png"
+            path.write_bytes(r.content)
+            rep.posters.append(str(path))
+
+    # Refusals the system must make (and record): binding to oneself, and a cycle up the chain.
+    async def refused(user, code):
+        r = await gw.call("referral", "POST", "/v1/bindings", user, json={"promoter_code": code, "source": "link"},
+                          expect=(409, 422, 403, 400, 404))
+        reason = (r.json().get("detail") or r.json()).get("code", str(r.status_code)) if r.headers.get(
+            "content-type", "").startswith("application/json") else str(r.status_code)
+        rep.refused_bindings[reason] = rep.refused_bindings.get(reason, 0) + 1
+
+    await refused(rep.promoters[0], rep.codes[rep.promoters[0]])  # to oneself
+    downline = rep.promoters[founders]
+    await refused(upline_of[downline], rep.codes[downline])  # an upline under its own downline: a cycle
+    log(f"bindings refused as they must be: {rep.refused_bindings}")
+
+    # Customers arrive through shares and bind.
+    async def arrive(j):
+        user = f"u-{run_id}-c{j:03d}"
+        promoter = rep.promoters[rnd.randrange(len(rep.promoters))]
+        pid = PRODUCTS[j % len(PRODUCTS)][0]
+        await gw.call("referral", "POST", "/v1/bindings", user,
+                      json={"promoter_code": rep.codes[promoter], "source": rnd.choice(["poster", "link", "qr"]),
+                            "product_id": pid})
+        return user, promoter
+
+    arrivals = await asyncio.gather(*(arrive(j) for j in range(customers)))
+    rep.customers = [u for u, _ in arrivals]
+    rep.bindings += len(arrivals)
+    log(f"{len(arrivals)} customers bound through shares")
+
+    # They buy; WeChat Pay notifies (signed, encrypted); some promoters buy for themselves too.
+    orders: list[dict[str, Any]] = []
+
+    async def buy(user, promoter_code, k):
+        lines, paid_total = [], 0
+        for n, (pid, cat, title, price) in enumerate(rnd.sample(PRODUCTS, rnd.randint(1, 3)), start=1):
+            qty = rnd.randint(1, 3)
+            paid = price * qty - rnd.choice([0, 0, 500, 1000])  # some coupons
+            lines.append({"line_id": str(n), "product_id": pid, "category_id": cat, "sku": pid + "-std",
+                          "quantity": qty, "unit_price_fen": price, "paid_fen": paid})
+            paid_total += paid
+        postage = rnd.choice([0, 800])
+        out_trade_no = f"T{run_id}{k:05d}"
+        body = {"out_trade_no": out_trade_no, "lines": lines, "postage_fen": postage, "total_fen": paid_total + postage,
+                "promoter_code": promoter_code}
+        order = (await gw.call("orders", "POST", "/v1/orders", user, json=body)).json()
+        r = await wx.pay.deliver_payment(notify, out_trade_no, paid_total + postage)
+        if r.status_code not in (200, 204):
+            raise RuntimeError(f"payment notice refused: {r.status_code} {r.text}")
+        if rnd.random() < 0.2:  # WeChat retries: a duplicate notice changes nothing
+            await wx.pay.deliver_payment(notify, out_trade_no, paid_total + postage)
+        return {"user": user, "order_id": order["order_id"], "out_trade_no": out_trade_no, "lines": lines,
+                "total": paid_total + postage}
+
+    jobs = []
+    code_of_customer = {u: rep.codes[p] for u, p in arrivals}
+    for k, user in enumerate(rep.customers):
+        for _ in range(rnd.choice([1, 1, 2])):
+            jobs.append((user, code_of_customer[user]))
+    for p in rep.promoters[: max(1, promoters // 3)]:
+        jobs.append((p, rep.codes[p]))  # self-purchase rebate
+    orders = await asyncio.gather(*(buy(u, c, k) for k, (u, c) in enumerate(jobs)))
+    for o in orders:
+        for who, fen in expected_commission(o, code_owner={c: p for p, c in rep.codes.items()}, upline_of=upline_of,
+                                            binding_of={u: p for u, p in arrivals}, promoters=set(rep.promoters)):
+            rep.expected_accrued[who] = rep.expected_accrued.get(who, 0) + fen
+    rep.orders_paid = len(orders)
+    rep.paid_fen = sum(o["total"] for o in orders)
+    log(f"{rep.orders_paid} orders paid through signed WeChat Pay notices, ¥{rep.paid_fen / 100:,.2f}")
+
+    # Some refund part of a line before receipt (refund request + WeChat's refund notice).
+    async def refund(o, tag):
+        line = rnd.choice(o["lines"])
+        qty = 1
+        amount = line["paid_fen"] * qty // line["quantity"]
+        out_refund_no = f"R{o['out_trade_no']}{tag}"
+        await gw.call("orders", "POST", f"/v1/orders/{o['order_id']}/refunds", o["user"],
+                      json={"out_refund_no": out_refund_no, "lines": [{"line_id": line["line_id"], "quantity": qty,
+                                                                       "amount_fen": amount}], "reason": "不想要了"})
+        r = await wx.pay.deliver_refund(notify, o["out_trade_no"], out_refund_no, refund_fen=amount, total_fen=o["total"])
+        if r.status_code not in (200, 204):
+            raise RuntimeError(f"refund notice refused: {r.status_code} {r.text}")
+        rep.refunds += 1
+        rep.refunded_fen += amount
+
+    refunding = rnd.sample(orders, max(1, len(orders) // 10))
+    await asyncio.gather(*(refund(o, "a") for o in refunding))
+    log(f"{rep.refunds} partial refunds confirmed by refund notices")
+
+    # Receipt confirmed: the after-sale window closes (0 freeze days here) and commission settles.
+    await asyncio.gather(*(gw.call("orders", "POST", f"/v1/orders/{o['order_id']}/confirm-receipt", o["user"])
+                           for o in orders))
+
+    async def balances():
+        out = {}
+        for p in rep.promoters:
+            out[p] = (await gw.call("commission", "GET", f"/v1/admin/promoters/{p}/balance", admin, admin=True)).json()
+        return out
+
+    async def all_settled():
+        b = await balances()
+        return b if all(v["frozen_fen"] == 0 for v in b.values()) and any(v["available_fen"] > 0 for v in b.values()) else None
+
+    await until(all_settled, "commission to settle", timeout=120)
+    log("commission settled for every completed order")
+
+    # A refund after settlement: the reversal takes money back from the available balance.
+    late = rnd.choice([o for o in orders if o not in refunding])
+    await refund(late, "late")
+    log("one refund after settlement (reversal from the available balance)")
+
+    # Withdrawals: the payout service sees the settled money, reserves, pays through WeChat.
+    async def payout_available(p):
+        return (await gw.call("payout", "GET", "/v1/promoters/me/available", p)).json()["available_fen"]
+
+    b = await balances()
+    rich = sorted((p for p in rep.promoters if b[p]["available_fen"] >= 2_000), key=lambda p: -b[p]["available_fen"])[:6]
+    wids: list[tuple[str, str]] = []
+    for n, p in enumerate(rich):
+        target = b[p]["available_fen"]
+        await until(lambda: _at_least(payout_available, p, min(target, 2_000)), f"payout ledger of {p}")
+        amount = min(await payout_available(p), 12_000 if n == 0 else 6_000)
+        r = await gw.call("payout", "POST", "/v1/withdrawals", p,
+                          json={"amount_fen": amount, "idempotency_key": f"w-{run_id}-{n}", "openid": f"o-{p}"})
+        w = r.json()
+        if w["status"] == "pending_review":
+            await gw.call("payout", "POST", f"/v1/admin/withdrawals/{w['withdrawal_id']}/decision", admin, admin=True,
+                          json={"decision": "approve"})
+        wids.append((p, w["withdrawal_id"]))
+    log(f"{len(wids)} withdrawals requested (one above the auto-approval threshold, approved by an operator)")
+
+    async def transferring(p, wid):
+        w = (await gw.call("payout", "GET", f"/v1/withdrawals/{wid}", p)).json()
+        return w if w.get("confirm") else None
+
+    lapse = wids[-1] if len(wids) > 1 else None
+    for p, wid in wids:
+        w = await until(lambda: transferring(p, wid), f"withdrawal {wid} to reach WeChat", timeout=60)
+        if (p, wid) == lapse:
+            await wx.transfer.lapse(w["out_bill_no"])  # the user never confirms; the bill closes
+        else:
+            await wx.transfer.confirm(package=w["confirm"]["package"])  # the user confirms in the mini-program
+
+    async def final(p, wid):
+        w = (await gw.call("payout", "GET", f"/v1/withdrawals/{wid}", p)).json()
+        return w if w["status"] in ("paid", "released", "rejected") else None
+
+    for p, wid in wids:
+        w = await until(lambda: final(p, wid), f"withdrawal {wid} to finish", timeout=60)
+        rep.withdrawals[wid] = w["status"]
+        if w["status"] == "paid":
+            rep.withdrawn_fen += w["amount_fen"]
+    log(f"withdrawals: {sorted(rep.withdrawals.values())}")
+
+    async def commission_sees_withdrawals():
+        bal = await balances()
+        ok = sum(v["withdrawn_fen"] for v in bal.values()) == rep.withdrawn_fen and all(
+            v["reserved_fen"] == 0 for v in bal.values())
+        return bal if ok else None
+
+    rep.balances = await until(commission_sees_withdrawals, "commission balances to reflect the withdrawals")
+    return rep
+
+
+def expected_commission(order, *, code_owner, upline_of, binding_of, promoters):
+    """The oracle: what the demo's plan pays on one order, by a deliberately plain reading of the
+    rules (first tier, tea override, floor per line per level, self-purchase as level 1)."""
+    buyer = order["user"]
+    if buyer in promoters:
+        level1, level1_kind = buyer, "self_purchase"
+        level2 = upline_of.get(buyer)
+    else:
+        level1, level1_kind = binding_of[buyer], "level1"
+        level2 = upline_of.get(level1)
+    tier = PLAN["tiers"][0]
+    tea = PLAN["overrides"][0]
+    out = []
+    for line in order["lines"]:
+        rates = ({"level1": tea["level1"], "level2": tea["level2"], "self_purchase": tea["self_purchase"]}
+                 if line["category_id"] == "tea" else
+                 {"level1": tier["level1_bp"], "level2": tier["level2_bp"], "self_purchase": tier["self_purchase_bp"]})
+        out.append((level1, line["paid_fen"] * rates[level1_kind] // 10_000))
+        if level2:
+            out.append((level2, line["paid_fen"] * rates["level2"] // 10_000))
+    return out
+
+
+async def _at_least(fn, p, amount):
+    return await fn(p) >= amount
