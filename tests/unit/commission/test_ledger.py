@@ -119,3 +119,24 @@ def test_balances_do_not_depend_on_the_order_events_are_folded(events, rnd):
     for pid, d in run(events).items():
         accrued = sum(a for k, p, a in events if p == pid and k == "CommissionAccrued")
         assert d.frozen_fen + d.available_fen + d.reserved_fen + d.withdrawn_fen + d.reversed_fen == accrued
+
+
+def test_fast_outbox_envelope_is_what_new_event_builds():
+    from services.commission.handlers.projection import _Outgoing
+    from shared.contracts.commission import CommissionReversed
+    from shared.events import Envelope, catalog, new_event
+    from shared.projector import Batch
+
+    cause = new_event(CommissionReversed(accrual_id="a", order_id="o", line_id="l", beneficiary_id="b", out_refund_no="r",
+                                         amount_fen=1, from_status="frozen", reversed_at=T0))
+    payload = CommissionReversed(accrual_id="a2", order_id="o", line_id="l", beneficiary_id="b2", out_refund_no="r",
+                                 amount_fen=7, from_status="settled", reversed_at=T0)
+    batch = Batch(events=[])
+    eid = uuid.uuid4()
+    _Outgoing(batch).add(payload, eid, cause)
+    rec = batch.emitted[0]
+    got = Envelope.from_bytes(rec.value)
+    want = new_event(payload, event_id=eid, cause=cause)
+    assert got.model_dump(exclude={"occurred_at"}) == want.model_dump(exclude={"occurred_at"})
+    assert catalog.payload(got) == payload and rec.key == "b2" and rec.event_id == eid
+    assert rec.headers["event_type"] == "CommissionReversed"
