@@ -10,7 +10,7 @@ import pytest
 from shared.contracts.orders import OrderLine, OrderPaid
 from shared.topics import ORDER_EVENTS
 from tests.conftest import eventually
-from tests.integration.referral.conftest import bind, designate, enrol, outbox_events, publish
+from tests.integration.referral.conftest import bind, enrol, outbox_events, publish
 
 pytestmark = pytest.mark.integration
 
