@@ -62,42 +62,52 @@ def audit(env: dict[str, str], log=print) -> bool:
     return ok
 
 
-async def main(args) -> int:
-    run_id = args.run_id or time.strftime("%m%d%H%M%S")
+async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | None = None, wechat_port: int = 8199,
+                   ports: dict[str, int] | None = None, log=print) -> tuple[bool, object]:
+    """Start the stand-ins and the four services, drive the traffic, audit. Returns (ok, report)."""
+    run_id = run_id or time.strftime("%m%d%H%M%S")
     state = ROOT / ".local" / "demo" / run_id
     state.mkdir(parents=True, exist_ok=True)
     settings = CommonSettings()
-    wx = create_standins(ROOT / ".local" / "wechat", port=args.wechat_port)
+    wx = create_standins(ROOT / ".local" / "wechat", port=wechat_port)
     server, task = await serve(wx)
     # A fresh topic namespace and fresh schemas per run: the demo's log is its own.
     base_env = {"FENXIAO_TOPIC_NAMESPACE": f"demo{run_id}", "LOG_LEVEL": "WARNING",
                 "COMMISSION_SETTLE_POLL_S": "0.5", "ORDERS_SWEEP_INTERVAL_S": "1"}
     schemas = {s: f"{s}_demo{run_id}" for s in SERVICES}
     env_by = {s: {**base_env, f"{s.upper()}_SCHEMA": schemas[s], **wx.service_env().get(s, {})} for s in SERVICES}
-    print(f"[demo] run {run_id}: kafka {settings.kafka_bootstrap_servers}, topics '{base_env['FENXIAO_TOPIC_NAMESPACE']}.*', "
-          f"schemas {', '.join(schemas.values())}; logs in {state}")
-    c = cluster(env_by, log_dir=state)
+    c = cluster(env_by, log_dir=state, ports=ports)
+    env_by["payout"]["PAYOUT_WECHAT_NOTIFY_URL"] = c["payout"].url + "/v1/wechatpay/transfer-notify"
+    log(f"[demo] run {run_id}: kafka {settings.kafka_bootstrap_servers}, topics '{base_env['FENXIAO_TOPIC_NAMESPACE']}.*', "
+        f"schemas {', '.join(schemas.values())}; logs in {state}")
     t0 = time.perf_counter()
+    rep = None
     try:
         await c.start()
-        print(f"[demo] services up in {time.perf_counter() - t0:.1f}s: " +
-              ", ".join(f"{n} {s.url}" for n, s in c.services.items()))
+        log(f"[demo] services up in {time.perf_counter() - t0:.1f}s: " +
+            ", ".join(f"{n} {s.url}" for n, s in c.services.items()))
         gw = Gateway(settings.identity_secret, {n: s.url for n, s in c.services.items()})
         try:
-            rep = await run_traffic(gw, wx, promoters=args.promoters, customers=args.customers, seed=args.seed,
-                                    run_id=run_id, poster_dir=state, log=lambda m: print(f"[demo] {m}"))
+            rep = await run_traffic(gw, wx, promoters=promoters, customers=customers, seed=seed,
+                                    run_id=run_id, poster_dir=state, log=lambda m: log(f"[demo] {m}"))
         finally:
             await gw.close()
-        print_summary(rep)
+        print_summary(rep, log)
         rss = {n: s.rss_bytes() // (1 << 20) for n, s in c.services.items()}
-        print(f"[demo] service memory (RSS MiB): {rss}")
+        log(f"[demo] service memory (RSS MiB): {rss}")
     finally:
         c.stop()
         server.should_exit = True
         await task
     env = {**os.environ, **base_env, "COMMISSION_SCHEMA": schemas["commission"], "PAYOUT_SCHEMA": schemas["payout"]}
-    ok = audit(env) and "oracle_ok" in rep.notes
-    print(f"\n[demo] audit replay: {'MATCHES the live balances' if ok else 'DIFFERS from the live balances'}")
+    ok = audit(env, log) and "oracle_ok" in rep.notes
+    log(f"\n[demo] audit replay: {'MATCHES the live balances' if ok else 'DIFFERS from the live balances'}")
+    return ok, rep
+
+
+async def main(args) -> int:
+    ok, _ = await run_demo(promoters=args.promoters, customers=args.customers, seed=args.seed, run_id=args.run_id,
+                           wechat_port=args.wechat_port)
     return 0 if ok else 1
 
 

@@ -24,7 +24,12 @@ def placed(order_id: str, buyer_id: str, lines: tuple[OrderLine, ...], postage_f
                        promoter_code=promoter_code, placed_at=placed_at)
 
 
-def paid(order: OrderPlaced, transaction_id: str, paid_at: datetime) -> OrderPaid:
+def paid(order: OrderPlaced, transaction_id: str, success_time: datetime) -> OrderPaid:
+    """`paid_at` is the payment instant commission fixes the referral chain at. WeChat's
+    `success_time` has whole-second precision, so it can read earlier than the order itself
+    (and than a binding made in the same second, just before the order): the payment cannot
+    have happened before the order was placed, so the later of the two is the instant."""
+    paid_at = max(success_time, order.placed_at)
     return OrderPaid(order_id=order.order_id, buyer_id=order.buyer_id, lines=order.lines, postage_fen=order.postage_fen,
                      total_fen=order.total_fen, promoter_code=order.promoter_code, transaction_id=transaction_id,
                      paid_at=paid_at)

@@ -87,3 +87,19 @@ def test_buyer_is_masked_for_promoters():
     assert rules.mask_buyer("user-123456") == "us*******56"
     assert rules.mask_buyer("abc") == "***"
     assert "123456" not in rules.mask_buyer("user-123456")
+
+
+def test_payment_instant_is_never_before_the_order_was_placed():
+    """WeChat's success_time is whole seconds: an order placed at 12:00:00.700 and paid "at
+    12:00:00" was paid after 12:00:00.700, or a binding made at 12:00:00.500 would be missed."""
+    from datetime import datetime, timedelta, timezone
+
+    from shared.contracts.orders import OrderLine, OrderPlaced
+    from services.orders.domain import events as ev
+
+    placed_at = datetime(2026, 11, 30, 12, 0, 0, 700000, tzinfo=timezone.utc)
+    order = OrderPlaced(order_id="o", buyer_id="b", lines=(OrderLine(line_id="1", product_id="p", quantity=1,
+                        unit_price_fen=100, paid_fen=100),), postage_fen=0, total_fen=100, placed_at=placed_at)
+    assert ev.paid(order, "t", placed_at.replace(microsecond=0)).paid_at == placed_at
+    later = placed_at + timedelta(seconds=3)
+    assert ev.paid(order, "t", later.replace(microsecond=0)).paid_at == later.replace(microsecond=0)
