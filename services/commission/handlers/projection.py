@@ -215,7 +215,9 @@ class CommissionProjection:
             direct_pairs=await store.load_pairs(conn, pairs), refunds_seen=await store.refunds_seen(conn, refund_keys),
         )
 
-        # 3. fold the batch in order
+        # 3. fold the batch in event-time order (stable: one order's events keep their sequence), so
+        #    that a tier reached by one order applies to the orders of the batch paid after it
+        rest.sort(key=lambda a: a.envelope.occurred_at)
         for a in rest:
             et, p = a.envelope.event_type, a.payload
             if et == "OrderPaid":
