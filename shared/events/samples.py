@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 import shared.contracts  # noqa: F401
 from shared.events import catalog, new_event
+from shared.events.schemas import contract_types
 
 OUT = Path(__file__).resolve().parents[2] / "tests" / "contracts_samples"
 WHEN = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
@@ -53,7 +54,7 @@ def sample(event_type: str) -> dict:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     written = 0
-    for name, cls in sorted(catalog.types().items()):
+    for name, cls in sorted(contract_types().items()):
         path = OUT / f"{name}.v{cls.version}.json"
         if not path.exists():  # never overwrite: a sample is a frozen witness of its version
             path.write_text(json.dumps(sample(name), indent=2, ensure_ascii=False, sort_keys=True) + "\n")

@@ -12,9 +12,14 @@ from shared.topics import without_namespace
 OUT = Path(__file__).resolve().parents[2] / "docs" / "events"
 
 
+def contract_types() -> dict:
+    """The published events: those of shared/contracts (tests may register private ones)."""
+    return {n: c for n, c in catalog.types().items() if c.__module__.startswith("shared.contracts.")}
+
+
 def render() -> dict[str, str]:
     files = {"Envelope.json": json.dumps(Envelope.model_json_schema(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"}
-    for name, cls in sorted(catalog.types().items()):
+    for name, cls in sorted(contract_types().items()):
         schema = cls.model_json_schema()
         schema["x-event-type"], schema["x-event-version"], schema["x-key-field"] = name, cls.version, cls.key_field
         schema["x-topic"] = without_namespace(shared.contracts.topic_of(name))
