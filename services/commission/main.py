@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.commission.api.routes import admin, estimates, promoters
 from services.commission.domain.errors import CommissionError
 from services.commission.handlers.projection import CommissionProjection, ProjectorProgress
+from services.commission.handlers.plans import restore_plans
 from services.commission.handlers.settlement import run_scheduler
 from services.commission.settings import CommissionSettings
 from shared.service import Runtime, ServiceSpec, create_app as build_app, run
@@ -34,6 +35,9 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
     async def provide_clock(rt: Runtime) -> None:
         rt.extras["clock"] = clock
 
+    async def plans_from_log(rt: Runtime) -> None:
+        await restore_plans(rt.pool, settings.kafka_bootstrap_servers)
+
     def projection(rt: Runtime) -> CommissionProjection:
         proj = CommissionProjection(emit=True, due_channel=due_channel(schema),
                                     skew=timedelta(seconds=settings.order_wait_skew_s))
@@ -50,7 +54,7 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
         routers=(promoters, admin, estimates),
         projections=(projection,),
         background=(settlement_scheduler,),
-        on_start=(provide_clock,),
+        on_start=(provide_clock, plans_from_log),
         error_root=CommissionError,
         error_status=lambda exc: getattr(exc, "status", 422),
         title="fenxiao commission",

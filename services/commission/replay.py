@@ -1,19 +1,25 @@
-"""Audit replay: `python -m services.commission.replay`.
+"""Audit replay: `python -m services.commission.replay [--schema commission]`.
 
-Rebuilds every balance from the event log into a fresh schema and compares it with the live one:
+Rebuilds every promoter's balance from the event log and compares it with the live one. A
+balance is, by construction, the fold of money events under the balance algebra
+(`domain.balance.delta_of`): our CommissionAccrued / CommissionReversed / CommissionSettled (the
+live service folds each one in the transaction that records it in its outbox) and payout's
+WithdrawalRequested / Rejected / Released / Paid (folded as the projection reads them). The
+replay folds the same events, read back from Kafka, with the same function:
 
-1. In one REPEATABLE READ snapshot of the live schema, read the positions the live projection
-   has reached (`projector_offsets`), its balances and its accruals per beneficiary.
-2. Create a fresh schema, run the same migrations, and drive the SAME projection
-   (`CommissionProjection(emit=False)`: decisions are recomputed, nothing is published again)
-   with `shared.projector.run_until` from offset 0 (or the schema's recorded origin) up to exactly
-   those positions.
-3. Print every difference in balances (there must be none) and a summary; exit 0 when equal,
-   1 when not. Accruals re-derived from the orders and bindings are compared per beneficiary too
-   (a difference there is the cross-topic ordering hazard made visible, see docs/commission.md).
+1. One REPEATABLE READ snapshot of the live schema: its balances, the positions its projection
+   has reached (`projector_offsets`), and the last outbox row S of that snapshot.
+2. Wait until the live relay has published every outbox row up to S (they are the money our
+   snapshot's balances contain), then note the end of the commission topic.
+3. Read the commission topic from offset 0 (or the schema's recorded origin) to that end and fold
+   the events recorded in the outbox up to S (events after S belong to later balances), and the
+   payout topic up to the live projection's positions. Each event id is folded once.
+4. Print every difference (there must be none), every event recorded by the live service but
+   missing from the log, and a summary; exit 0 when equal, 1 when not, 2 when the live
+   service's outbox cannot be drained (the audit cannot be cut).
 
-Settlements made by the live scheduler are events in the log (CommissionSettled): the replay
-folds them like every other money event, so they replay identically."""
+Settlements made by the live scheduler are CommissionSettled events in the log: they replay
+identically. Nothing is published."""
 from __future__ import annotations
 
 import argparse
@@ -24,14 +30,14 @@ import uuid
 from dataclasses import dataclass, field
 
 import asyncpg
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.commission.domain.balance import COLUMNS
-from services.commission.handlers.projection import CommissionProjection, ProjectorProgress
-from services.commission.main import MIGRATIONS
+from services.commission.domain.balance import COLUMNS, MONEY_EVENTS, Delta, delta_of, fold
+from services.commission.handlers.projection import CommissionProjection
 from services.commission.settings import CommissionSettings
 from shared import db
-from shared.projector import Projector, run_until
+from shared.events import Envelope, catalog
+from shared.topics import COMMISSION_EVENTS, PAYOUT_EVENTS
 
 PROJECTION = CommissionProjection.name
 
@@ -41,42 +47,104 @@ class Snapshot:
     offsets: dict[TopicPartition, int]
     origin: dict[TopicPartition, int]
     balances: dict[str, tuple[int, ...]]
-    accrued: dict[str, tuple[int, int]]  # beneficiary -> (count, sum amount_fen)
+    last_seq: int
 
 
 @dataclass
 class Result:
     differences: list[str] = field(default_factory=list)
-    accrual_differences: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     promoters: int = 0
     totals: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    folded: int = 0
+    not_folded: int = 0
     seconds: float = 0.0
-    schema: str = ""
+    undrained: int = 0
 
     @property
     def equal(self) -> bool:
-        return not self.differences
+        return not self.differences and not self.missing and not self.undrained
+
+
+async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
+    db.check_schema(schema)
+    return await asyncpg.connect(dsn, server_settings={"search_path": schema})
 
 
 async def snapshot(dsn: str, schema: str) -> Snapshot:
-    """Positions, balances and accruals of `schema` as of one instant."""
-    db.check_schema(schema)
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    conn = await _connect(dsn, schema)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             offs = await conn.fetch("SELECT topic, partition, next_offset FROM projector_offsets WHERE projection = $1", PROJECTION)
             origin = await conn.fetch("SELECT topic, partition, from_offset FROM replay_origin")
             bal = await conn.fetch(f"SELECT promoter_id, {', '.join(COLUMNS)} FROM balances")
-            acc = await conn.fetch("SELECT beneficiary_id, count(*) AS n, sum(amount_fen) AS s FROM accruals GROUP BY 1")
+            last = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
     finally:
         await conn.close()
     return Snapshot(
         offsets={TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in offs},
         origin={TopicPartition(r["topic"], r["partition"]): r["from_offset"] for r in origin},
         balances={r["promoter_id"]: tuple(r[c] for c in COLUMNS) for r in bal},
-        accrued={r["beneficiary_id"]: (r["n"], int(r["s"])) for r in acc},
+        last_seq=last,
     )
+
+
+async def _undrained(dsn: str, schema: str, last_seq: int) -> int:
+    conn = await _connect(dsn, schema)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM outbox WHERE seq <= $1 AND published_at IS NULL", last_seq)
+    finally:
+        await conn.close()
+
+
+async def _recorded_ids(dsn: str, schema: str, last_seq: int) -> dict[uuid.UUID, str]:
+    """Event id -> type of every event the live service recorded for our topic up to the snapshot."""
+    conn = await _connect(dsn, schema)
+    try:
+        rows = await conn.fetch("SELECT event_id, headers->>'event_type' AS t FROM outbox WHERE seq <= $1 AND topic = $2",
+                                last_seq, COMMISSION_EVENTS)
+    finally:
+        await conn.close()
+    return {r["event_id"]: r["t"] or "?" for r in rows}
+
+
+async def _read(bootstrap: str, ranges: dict[TopicPartition, tuple[int, int]], on_event, progress) -> int:
+    """Read [start, end) of each partition; hand money events to `on_event(topic, envelope, payload)`."""
+    ranges = {tp: r for tp, r in ranges.items() if r[1] > r[0]}
+    if not ranges:
+        return 0
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    total = sum(e - s for s, e in ranges.values())
+    done = 0
+    try:
+        consumer.assign(list(ranges))
+        for tp, (start, _) in ranges.items():
+            consumer.seek(tp, start)
+        open_tps = set(ranges)
+        while open_tps:
+            got = await consumer.getmany(*open_tps, timeout_ms=500, max_records=10_000)
+            for tp, recs in got.items():
+                end = ranges[tp][1]
+                for r in recs:
+                    if r.offset >= end:
+                        break
+                    done += 1
+                    etype = next((v.decode() for k, v in (r.headers or ()) if k == "event_type" and v), None)
+                    if etype is not None and etype not in MONEY_EVENTS and tp.topic != COMMISSION_EVENTS:
+                        continue  # moves no money and is not ours to account for: skip the JSON
+                    env = Envelope.from_bytes(r.value)
+                    on_event(tp.topic, env, catalog.payload(env) if env.event_type in MONEY_EVENTS else None)
+                if recs and (recs[-1].offset + 1 >= end):
+                    open_tps.discard(tp)
+                    consumer.pause(tp)
+            if progress:
+                progress(done, total)
+    finally:
+        await consumer.stop()
+    return done
 
 
 def _progress(out, every_s: float = 1.0):
@@ -90,90 +158,103 @@ def _progress(out, every_s: float = 1.0):
         last[0] = now
         rate = done / max(now - started, 1e-9)
         pct = 100.0 * done / total if total else 100.0
-        print(f"replay: {done}/{total} records ({pct:5.1f} %), {rate:,.0f} records/s", file=out, flush=True)
+        print(f"replay: {done}/{total} events ({pct:5.1f} %), {rate:,.0f} events/s", file=out, flush=True)
 
     return report
 
 
-async def replay(settings: CommissionSettings, live_schema: str, *, into: str | None = None, keep: bool = False,
-                 progress_out=sys.stderr) -> Result:
-    """Rebuild `live_schema`'s balances into a fresh schema and compare."""
-    dsn = settings.database_url
+async def replay(settings: CommissionSettings, live_schema: str, *, progress_out=sys.stderr,
+                 drain_timeout_s: float = 60.0) -> Result:
+    """Fold the log's money events and compare with `live_schema`'s balances."""
+    dsn, bootstrap = settings.database_url, settings.kafka_bootstrap_servers
+    result = Result()
     snap = await snapshot(dsn, live_schema)
-    target = into or f"{live_schema}_replay_{uuid.uuid4().hex[:8]}"[:63]
-    db.check_schema(target)
-    await db.drop_schema(dsn, target)
-    await db.migrate(dsn, target, MIGRATIONS)
-    pool = await db.create_pool(dsn, target, min_size=1, max_size=2)
-    result = Result(schema=target)
+    deadline = time.monotonic() + drain_timeout_s
+    while (n := await _undrained(dsn, live_schema, snap.last_seq)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    if n:
+        result.undrained = n
+        return result
+    recorded = await _recorded_ids(dsn, live_schema, snap.last_seq)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await probe.start()
     try:
-        async with pool.acquire() as conn:
-            # start where the live schema started reading (offset 0 unless it recorded an origin)
-            await conn.execute(
-                """INSERT INTO projector_offsets (projection, topic, partition, next_offset)
-                   SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)""",
-                PROJECTION, [tp.topic for tp in snap.offsets], [tp.partition for tp in snap.offsets],
-                [min(snap.origin.get(tp, 0), snap.offsets[tp]) for tp in snap.offsets])
-            await conn.execute(
-                "INSERT INTO replay_origin SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])",
-                [tp.topic for tp in snap.origin], [tp.partition for tp in snap.origin], list(snap.origin.values()))
-        projection = CommissionProjection(emit=False)
-        projector = Projector(projection, pool, service="commission", relay=None, synchronous_commit=False)
-        projection.progress = ProjectorProgress(lambda: projector, ends=dict(snap.offsets))
-        started = time.perf_counter()
-        result.events = await run_until(projector, settings.kafka_bootstrap_servers, dict(snap.offsets), max_records=5000,
-                                        progress=_progress(progress_out) if progress_out else None)
-        result.seconds = time.perf_counter() - started
-        replayed = await snapshot(dsn, target)
+        # an unsubscribed consumer knows no topic yet: ask the cluster
+        parts = (await probe._client.fetch_all_metadata()).partitions_for_topic(COMMISSION_EVENTS) or set()  # noqa: SLF001
+        ends = await probe.end_offsets([TopicPartition(COMMISSION_EVENTS, p) for p in parts]) if parts else {}
     finally:
-        await pool.close()
-        if not keep:
-            await db.drop_schema(dsn, target)
+        await probe.stop()
+    ranges = {tp: (snap.origin.get(tp, 0), end) for tp, end in ends.items()}
+    ranges.update({tp: (snap.origin.get(tp, 0), off) for tp, off in snap.offsets.items() if tp.topic == PAYOUT_EVENTS})
+
+    deltas: dict[str, Delta] = {}
+    seen: set[uuid.UUID] = set()
+    counts = {"folded": 0, "not_folded": 0}
+
+    def on_event(topic: str, env: Envelope, payload) -> None:
+        if env.event_id in seen:
+            return  # a resend: folded once, as the live projector applies it once
+        seen.add(env.event_id)
+        if topic == COMMISSION_EVENTS and env.event_id not in recorded:
+            counts["not_folded"] += 1  # recorded after the snapshot (or not by this service)
+            return
+        if payload is not None:
+            d = delta_of(env.event_type, payload)
+            if d is not None:
+                fold(deltas, *d)
+                counts["folded"] += 1
+
+    started = time.perf_counter()
+    result.events = await _read(bootstrap, ranges, on_event, _progress(progress_out) if progress_out else None)
+    result.seconds = time.perf_counter() - started
+    result.folded, result.not_folded = counts["folded"], counts["not_folded"]
+    for eid, etype in recorded.items():
+        if eid not in seen:
+            result.missing.append(f"{etype} {eid}: recorded and published by the live service, not in the log")
+    replayed = {pid: d.as_tuple() for pid, d in deltas.items()}
     zero = (0,) * len(COLUMNS)
-    for pid in sorted(set(snap.balances) | set(replayed.balances)):
-        live, again = snap.balances.get(pid, zero), replayed.balances.get(pid, zero)
+    for pid in sorted(set(snap.balances) | set(replayed)):
+        live, again = snap.balances.get(pid, zero), replayed.get(pid, zero)
         if live != again:
             cols = ", ".join(f"{c}: live {a} replay {b}" for c, a, b in zip(COLUMNS, live, again) if a != b)
             result.differences.append(f"{pid}: {cols}")
-    for pid in sorted(set(snap.accrued) | set(replayed.accrued)):
-        live_a, again_a = snap.accrued.get(pid, (0, 0)), replayed.accrued.get(pid, (0, 0))
-        if live_a != again_a:
-            result.accrual_differences.append(
-                f"{pid}: live {live_a[0]} accruals {live_a[1]} fen, re-derived {again_a[0]} accruals {again_a[1]} fen")
-    result.promoters = len([b for b in replayed.balances.values() if any(b)])
-    result.totals = {c: sum(b[i] for b in replayed.balances.values()) for i, c in enumerate(COLUMNS)}
+    result.promoters = len([b for b in replayed.values() if any(b)])
+    result.totals = {c: sum(b[i] for b in replayed.values()) for i, c in enumerate(COLUMNS)}
     return result
 
 
 def report(r: Result, out=sys.stdout) -> None:
+    if r.undrained:
+        print(f"cannot cut the audit: {r.undrained} events recorded by the live service are not published yet "
+              "(is the commission service running?)", file=out)
+        return
     if r.differences:
         print(f"DIFFERENCES in balances ({len(r.differences)}):", file=out)
         for d in r.differences:
             print(f"  {d}", file=out)
     else:
         print("balances: replay equals live (0 differences)", file=out)
-    if r.accrual_differences:
-        print(f"note: accruals re-derived from orders and bindings differ for {len(r.accrual_differences)} "
-              "beneficiaries (cross-topic ordering; see docs/commission.md):", file=out)
-        for d in r.accrual_differences[:50]:
-            print(f"  {d}", file=out)
+    if r.missing:
+        print(f"MISSING from the log ({len(r.missing)}):", file=out)
+        for m in r.missing[:50]:
+            print(f"  {m}", file=out)
     rate = r.events / r.seconds if r.seconds > 0 else 0.0
     print(f"promoters: {r.promoters}", file=out)
     print("totals: " + ", ".join(f"{c}={v}" for c, v in r.totals.items()), file=out)
-    print(f"events read: {r.events} in {r.seconds:.2f} s ({rate:,.0f} events/s)", file=out)
+    print(f"events read: {r.events} in {r.seconds:.2f} s ({rate:,.0f} events/s); money events folded: {r.folded}; "
+          f"recorded after the snapshot (not folded): {r.not_folded}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m services.commission.replay", description=__doc__.splitlines()[0])
     ap.add_argument("--schema", help="the live schema (default: COMMISSION_SCHEMA or 'commission')")
-    ap.add_argument("--into", help="the fresh schema to rebuild into (default: <schema>_replay_<random>)")
-    ap.add_argument("--keep", action="store_true", help="keep the rebuilt schema for inspection")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
     settings = CommissionSettings()
-    r = asyncio.run(replay(settings, args.schema or settings.db_schema, into=args.into, keep=args.keep,
-                           progress_out=None if args.quiet else sys.stderr))
+    r = asyncio.run(replay(settings, args.schema or settings.db_schema, progress_out=None if args.quiet else sys.stderr))
     report(r)
+    if r.undrained:
+        return 2
     return 0 if r.equal else 1
 
 

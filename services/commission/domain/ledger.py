@@ -6,10 +6,11 @@ same projection, so live and replay follow the same rules.
 
 Two kinds of work happen here:
 * decisions, from input events: accruals (OrderPaid), reversals (OrderRefunded), settlement due
-  dates (OrderCompleted), tier changes; each decision becomes an event of ours;
-* balances, from money events only (our own CommissionAccrued/Reversed/Settled coming back from
-  the log, and payout's withdrawals): see `balance.py`. Deltas commute, so balances equal the
-  fold of exactly the events up to the projection's offsets, however topics interleave."""
+  dates (OrderCompleted), settlements (the scheduler), tier changes; each becomes an event of ours;
+* balances, moved only by money events (see `balance.py`): the events our decisions are
+  published as, folded in the transaction that records them in the outbox, and payout's
+  withdrawals. So a balance is exactly the fold of the money events in the log, which is what
+  the audit replay recomputes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from services.commission.domain.accrual import (
-    Accrual, PaidOrder, Skip, accrue, reversal_amount, settlement_due_at,
+    Accrual, PaidOrder, Skip, accrue, reversal_amount, settlement_amount, settlement_due_at,
 )
 from services.commission.domain.balance import Delta, delta_of, fold
 from services.commission.domain.chain import History, beneficiaries
@@ -136,7 +137,7 @@ class Ledger:
         self.touched_records: set[str] = set()
         # from money events
         self.deltas: dict[str, Delta] = {}
-        self.settled_echoes: list[tuple[str, int, datetime]] = []
+        self.settlements: list[tuple[AccrualState, int, datetime, Any]] = []
         self._tier_seq = 10**15
 
     # -- decisions -------------------------------------------------------------------------
@@ -203,26 +204,31 @@ class Ledger:
             st.due = True
             self.dues.append(Due(st.accrual_id, settlement_due_at(completed_at, st.freeze_days), cause_event_id))
 
-    # -- money events ----------------------------------------------------------------------
-    def on_money(self, event_type: str, payload: Any, cause: Any) -> None:
-        d = delta_of(event_type, payload)
-        if d is not None:
-            fold(self.deltas, *d)
-        if event_type == "CommissionSettled":
-            self._on_settled(payload.accrual_id, payload.amount_fen, payload.settled_at, cause)
-
-    def _on_settled(self, accrual_id: str, amount_fen: int, settled_at: datetime, cause: Any) -> None:
-        self.settled_echoes.append((accrual_id, amount_fen, settled_at))
+    # -- settlement (the scheduler) -------------------------------------------------------
+    def settle(self, accrual_id: str, at: datetime, cause: Any) -> int | None:
+        """Settle one due accrual: accrued minus what was reversed so far moves to available.
+        The beneficiary's settled sales grow (level 1 and self-purchase), which may reach a tier.
+        Returns the amount, None when unknown or already settled."""
         st = self.by_id.get(accrual_id)
-        if st is None:
-            return  # an accrual of another deployment sharing the topic
-        if not st.settled:  # replay: the scheduler's decision comes from the log
-            st.settled_fen, st.settled_at, st.dirty = amount_fen, settled_at, True
+        if st is None or st.settled:
+            return None
+        amount = settlement_amount(st.amount_fen, st.reversed_fen)
+        st.settled_fen, st.settled_at, st.dirty = amount, at, True
+        self.settlements.append((st, amount, at, cause))
         if st.level in ("level1", "self_purchase"):
             rec = self.records.get(st.beneficiary_id, PromoterRecord())
             sales = st.base_fen - st.line_refunded_fen
             self._set_record(st.beneficiary_id, PromoterRecord(rec.orders, rec.direct_buyers, rec.settled_sales_fen + sales),
-                             settled_at, cause)
+                             at, cause)
+        return amount
+
+    # -- money events ----------------------------------------------------------------------
+    def on_money(self, event_type: str, payload: Any) -> None:
+        """Move balances by one money event: a withdrawal read from payout's stream, or one of
+        the events this ledger's decisions are published as (accrued, reversed, settled)."""
+        d = delta_of(event_type, payload)
+        if d is not None:
+            fold(self.deltas, *d)
 
     # -- tiers -----------------------------------------------------------------------------
     def _set_record(self, promoter_id: str, rec: PromoterRecord, at: datetime, cause: Any) -> None:

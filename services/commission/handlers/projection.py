@@ -1,15 +1,15 @@
-"""The one commission projection: referral, order, payout and our own commission events, applied
-in one transaction per batch by the shared exactly-once projector.
+"""The one commission projection: referral, order and payout events, applied in one transaction
+per batch by the shared exactly-once projector.
 
-One projection over all inbound topics keeps decisions and balances consistent with one set of
-offsets. Per batch: copy bindings/statuses/plans first (their effect is keyed by time, not by
-arrival), load the state the batch's orders need in a handful of `= ANY($1)` queries, fold the
-batch through the domain `Ledger`, write rows with COPY/unnest and the balance deltas with one
-upsert, and emit the decided events through the outbox.
+Per batch: copy bindings and promoter statuses first (their effect is keyed by time, not by
+arrival), hold back orders the referral stream has not caught up with, load the state the
+batch's orders need in a handful of `= ANY($1)` queries, fold the batch through the domain
+`Ledger`, turn its decisions into events, and write rows with COPY/unnest, the balance deltas
+with one upsert, and the events to the outbox, all in the batch's transaction.
 
-Balances move only on money events read from the log (our own accruals/reversals/settlements
-and payout's withdrawals), so the audit replay of the same topics up to the same offsets gives
-the same balances to the fen."""
+Balances move by the same function (`domain.balance.delta_of`) applied to exactly the money
+events recorded in the outbox in that transaction (and to payout's withdrawals as read), so a
+balance is the fold of the money events of the log; `services.commission.replay` checks it."""
 from __future__ import annotations
 
 import json
@@ -23,19 +23,18 @@ import structlog
 from prometheus_client import Counter
 
 from services.commission.domain.accrual import PaidLine, PaidOrder
-from services.commission.domain.balance import MONEY_EVENTS
 from services.commission.domain.chain import History
 from services.commission.domain.ledger import Ledger, PlanBook
 from services.commission.domain.plan import Plan
 from services.commission.store import state as store
 from shared.contracts.commission import (
-    CommissionAccrualSkipped, CommissionAccrued, CommissionPlanPublished, CommissionReversed, PromoterTierChanged,
+    CommissionAccrualSkipped, CommissionAccrued, CommissionReversed, CommissionSettled, PromoterTierChanged,
 )
 from shared.events import Envelope, EventPayload, catalog, derive_event_id
 from shared.outbox import OutboxRecord
 from shared.telemetry import inject_headers
 from shared.projector import Applied, Batch, Projector
-from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
+from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS  # noqa: F401
 
 log = structlog.get_logger(__name__)
 
@@ -62,15 +61,21 @@ class _Outgoing:
     re-validating what the contract class just validated, and with the batch's trace headers
     computed once: at thousands of accruals per second this is a large share of the CPU."""
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: Batch, now: datetime | None = None) -> None:
         self.batch = batch
-        self.now = datetime.now(timezone.utc)
+        self.now = now or datetime.now(timezone.utc)
         self.trace = inject_headers()
+
+    def money(self, ledger: Ledger, payload: EventPayload, event_id: Any, cause: Envelope) -> None:
+        """A money event: it moves the balances in the transaction that records it."""
+        ledger.on_money(payload.event_type, payload)
+        self.add(payload, event_id, cause)
 
     def add(self, payload: EventPayload, event_id: Any, cause: Envelope) -> None:
         env = Envelope.model_construct(
             event_id=event_id, event_type=payload.event_type, version=payload.version, occurred_at=self.now,
-            key=payload.aggregate_key(), causation_id=cause.event_id, correlation_id=cause.correlation_id or cause.event_id,
+            key=payload.aggregate_key(), causation_id=cause.event_id,
+            correlation_id=getattr(cause, "correlation_id", None) or cause.event_id,
             payload=payload.model_dump(mode="json"))
         headers = {"event_type": env.event_type, "event_version": str(env.version), **self.trace}
         self.batch.emitted.append(OutboxRecord(event_id, COMMISSION_EVENTS, env.key, env.to_bytes(), headers))
@@ -110,14 +115,13 @@ class ProjectorProgress:
 
 REFERRAL_TYPES = frozenset({"PromoterEnrolled", "PromoterStatusChanged", "ReferralBound", "ReferralTakenOver"})
 ORDER_TYPES = frozenset({"OrderPaid", "OrderRefunded", "OrderCompleted"})
-OWN_TYPES = frozenset({"CommissionPlanPublished", "CommissionAccrued", "CommissionReversed", "CommissionSettled"})
 PAYOUT_TYPES = frozenset({"WithdrawalRequested", "WithdrawalRejected", "WithdrawalReleased", "WithdrawalPaid"})
 
 
 class CommissionProjection:
     name = "commission"
-    topics = (REFERRAL_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, COMMISSION_EVENTS)
-    event_types = REFERRAL_TYPES | ORDER_TYPES | OWN_TYPES | PAYOUT_TYPES
+    topics = (REFERRAL_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS)
+    event_types = REFERRAL_TYPES | ORDER_TYPES | PAYOUT_TYPES
 
     def __init__(self, *, emit: bool = True, due_channel: str | None = None, progress: "StreamProgress | None" = None,
                  skew: timedelta = timedelta(seconds=1),
@@ -131,13 +135,12 @@ class CommissionProjection:
         self.progress = progress
         #: allowance for events of one partition published slightly out of event-time order
         self.skew = skew
-        #: until our own stream has been read to its end once, orders also wait for plans from the log
-        self._bootstrapping = True
+        self._maybe_held = True  # unknown at start
+        self._held_checked = 0.0
 
     async def apply(self, conn: asyncpg.Connection, batch: Batch) -> None:
         t0 = time.perf_counter()
         events = batch.events
-        plans_in: list[Applied] = []
         statuses: list[tuple] = []
         bindings: list[tuple] = []
         flow: list[Any] = []
@@ -151,16 +154,10 @@ class CommissionProjection:
                     statuses.append((p.promoter_id, "active", None, p.enrolled_at, "enrolled", a.envelope.event_id))
                 else:
                     statuses.append((p.promoter_id, p.status, p.until, p.changed_at, p.reason, a.envelope.event_id))
-            elif et == "CommissionPlanPublished":
-                plans_in.append(a)
             else:
                 flow.append(a)
 
         # 1. time-keyed reference data first: arrival order within the batch does not matter
-        for a in plans_in:
-            p = a.payload
-            assert isinstance(p, CommissionPlanPublished)
-            await store.insert_plan(conn, p.plan_version, p.plan, p.published_by, p.published_at, a.envelope.event_id)
         await store.insert_statuses(conn, statuses)
         await store.insert_bindings(conn, bindings)
         if bindings:
@@ -175,9 +172,9 @@ class CommissionProjection:
             return
 
         # 2. load what the decisions need, batch-sized
-        plans = await self._plan_book(conn)
         history = History()
         paid = [a for a in rest if a.envelope.event_type == "OrderPaid"]
+        plans = await plan_book(conn, self._plan_cache) if paid else PlanBook()
         buyers = {a.payload.buyer_id for a in paid}  # type: ignore[attr-defined]
         users: set[str] = set(buyers)
         if buyers:
@@ -190,12 +187,10 @@ class CommissionProjection:
             for r in rows:
                 history.add_binding(r["customer_id"], r["bound_at"], r["seq"], r["promoter_id"])
         refund_or_done = [a.payload.order_id for a in rest if a.envelope.event_type in ("OrderRefunded", "OrderCompleted")]  # type: ignore[attr-defined]
-        settled_ids = [a.payload.accrual_id for a in rest if a.envelope.event_type == "CommissionSettled"]  # type: ignore[attr-defined]
-        states = await store.load_accruals(conn, refund_or_done, settled_ids)
+        states = await store.load_accruals(conn, refund_or_done, []) if refund_or_done else []
         by_order: dict[str, list] = {}
         for st in states:
             by_order.setdefault(st.order_id, []).append(st)
-        users |= {st.beneficiary_id for st in states if st.accrual_id in set(settled_ids)}
         if users:
             for r in await store.load_statuses(conn, users):
                 history.add_status(r["promoter_id"], r["changed_at"], r["seq"], r["status"], r["until"])
@@ -228,62 +223,58 @@ class CommissionProjection:
                                  p.refunded_at, a.envelope)  # type: ignore[attr-defined]
             elif et == "OrderCompleted":
                 ledger.on_completed(p.order_id, p.completed_at, a.envelope.event_id)  # type: ignore[attr-defined]
-            elif et in MONEY_EVENTS:
-                ledger.on_money(et, p, a.envelope)
+            elif et in PAYOUT_TYPES:
+                ledger.on_money(et, p)
 
-        # 4. write back
-        accrual_rows = []
-        for acc, cause in ledger.accruals:
-            eid = derive_event_id(cause.event_id, acc.line_id, acc.level)
-            accrual_rows.append((ledger.by_id[acc.accrual_id], eid))
-        await store.write_new_orders(conn, ledger.new_orders)
-        await store.write_new_accruals(conn, accrual_rows)
-        await store.update_accruals(conn, [s for s in ledger.by_id.values() if s.dirty and not s.new])
-        await store.write_skips(conn, [(s.order_id, s.line_id, s.beneficiary_id, s.level, s.reason, at) for s, at, _ in ledger.skips])
-        await store.write_refunds_applied(conn, ledger.refunds_applied)
-        await store.write_dues(conn, ledger.dues)
-        await store.delete_dues(conn, [e[0] for e in ledger.settled_echoes])
-        await store.write_tier_changes(conn, ledger.tier_changes)
-        await store.write_records(conn, {k: ledger.records[k] for k in ledger.touched_records})
-        await store.write_pairs(conn, ledger.new_pairs)
-        await store.add_to_balances(conn, ledger.deltas)
+        # 4. decisions -> events (their money moves the balances) -> rows, balances, outbox
+        out = _Outgoing(batch if self.emit else Batch(events=[]))
+        accrual_rows = publish(ledger, out)
+        await write_back(conn, ledger, accrual_rows)
         if ledger.dues and self.due_channel:
             await store.notify_due(conn, self.due_channel)
-
-        # 5. the decided events, through the outbox in this transaction
-        if self.emit:
-            self._emit(batch, ledger, accrual_rows)
         if self.on_batch is not None:
             self.on_batch({"events": len(events), "folded": len(rest), "accruals": len(ledger.accruals),
                            "seconds": time.perf_counter() - t0})
 
     async def _guard(self, conn: asyncpg.Connection, events: list[Applied], flow: list[Any]) -> list[Any]:
-        """Hold back order events whose OrderPaid was paid after what the awaited streams have
-        been read to; release held orders once they are. Returns the events to fold now: the
+        """Hold back order events whose OrderPaid was paid after what the referral stream has
+        been read to; release held orders once it has. Returns the events to fold now: the
         released ones first (they are older), then this batch's."""
-        awaited = {REFERRAL_EVENTS} | ({COMMISSION_EVENTS} if self._bootstrapping else set())
         marks: dict[tuple[str, int], datetime] = {}
         for a in events:
-            if a.topic in awaited:
+            if a.topic == REFERRAL_EVENTS:
                 k = (a.topic, a.partition)
                 if k not in marks or a.envelope.occurred_at > marks[k]:
                     marks[k] = a.envelope.occurred_at
-        watermarks = await store.advance_watermarks(conn, [(t, p, at) for (t, p), at in marks.items()])
-        lagging = await self.progress.lagging(awaited) if self.progress is not None else []
-        if COMMISSION_EVENTS in awaited and not any(t == COMMISSION_EVENTS for t, _ in lagging):
-            self._bootstrapping = False  # plans from the log are all in; the API writes later ones directly
+        if marks:
+            await store.advance_watermarks(conn, [(t, p, at) for (t, p), at in marks.items()])
+        lagging = await self.progress.lagging({REFERRAL_EVENTS}) if self.progress is not None else []
         cutoff: datetime | None = None  # None: every order is ready
-        for tp in lagging:
-            mark = watermarks.get(tp)
-            edge = mark - self.skew if mark is not None else _NEVER
-            cutoff = edge if cutoff is None else min(cutoff, edge)
-        order_ids = [a.payload.order_id for a in flow if a.envelope.event_type in ORDER_TYPES]
-        held = await store.deferred_orders(conn, order_ids)
+        if lagging:
+            watermarks = await store.watermarks(conn)
+            for tp in lagging:
+                mark = watermarks.get(tp)
+                edge = mark - self.skew if mark is not None else _NEVER
+                cutoff = edge if cutoff is None else min(cutoff, edge)
         work: list[Any] = []
-        for r in await store.release_deferred(conn, cutoff):
-            env = Envelope.from_bytes(r["envelope"])
-            work.append(_Held(env, catalog.payload(env)))
-            held.discard(r["order_id"])
+        held: set[str] = set()
+        # the held table is nearly always empty: look at it when something may be there, and
+        # at least every second (a rolled-back release must not strand what it took)
+        now = time.monotonic()
+        if self._maybe_held or now - self._held_checked > 1.0:
+            self._held_checked = now
+            order_ids = [a.payload.order_id for a in flow if a.envelope.event_type in ORDER_TYPES]
+            held = await store.deferred_orders(conn, order_ids)
+            for r in await store.release_deferred(conn, cutoff):
+                env = Envelope.from_bytes(r["envelope"])
+                work.append(_Held(env, catalog.payload(env)))
+                held.discard(r["order_id"])
+            self._maybe_held = cutoff is not None and bool(await store.any_deferred(conn))
+        else:
+            # a refund or completion never overtakes its held payment
+            followups = [a.payload.order_id for a in flow if a.envelope.event_type in ("OrderRefunded", "OrderCompleted")]
+            if followups:
+                held = await store.deferred_orders(conn, followups)
         to_defer: list[tuple[str, datetime | None, bytes]] = []
         for a in flow:
             et = a.envelope.event_type
@@ -297,48 +288,77 @@ class CommissionProjection:
             work.append(a)
         if to_defer:
             DEFERRED.inc(len(to_defer))
+            self._maybe_held = True
             await store.defer(conn, to_defer)
         return work
 
-    def _emit(self, batch: Batch, ledger: Ledger, accrual_rows: list) -> None:
-        out = _Outgoing(batch)
-        levels: dict[str, int] = {}
-        for (acc, cause), (_, eid) in zip(ledger.accruals, accrual_rows):
-            levels[acc.level] = levels.get(acc.level, 0) + 1
-            out.add(CommissionAccrued(
-                accrual_id=acc.accrual_id, order_id=acc.order_id, line_id=acc.line_id, beneficiary_id=acc.beneficiary_id,
-                buyer_id=acc.buyer_id, level=acc.level, base_fen=acc.base_fen, quantity=acc.quantity, rate_bp=acc.rate_bp,
-                fixed_fen_per_unit=acc.fixed_fen_per_unit, amount_fen=acc.amount_fen, plan_version=acc.plan_version,
-                tier=acc.tier, unfreeze=acc.unfreeze, paid_at=acc.paid_at,
-            ), eid, cause)
-        for level, n in levels.items():
-            ACCRUALS.labels(level).inc(n)
-        for s, _, cause in ledger.skips:
-            out.add(CommissionAccrualSkipped(
-                order_id=s.order_id, line_id=s.line_id, beneficiary_id=s.beneficiary_id, level=s.level, reason=s.reason,
-            ), derive_event_id(cause.event_id, "skip", s.line_id or "-", s.level), cause)
-        for r in ledger.reversals:
-            st = r.state
-            out.add(CommissionReversed(
-                accrual_id=st.accrual_id, order_id=st.order_id, line_id=st.line_id, beneficiary_id=st.beneficiary_id,
-                out_refund_no=r.out_refund_no, amount_fen=r.amount_fen, from_status=r.from_status,  # type: ignore[arg-type]
-                reversed_at=r.reversed_at,
-            ), derive_event_id(r.cause.event_id, st.accrual_id, "reversed"), r.cause)
-        for c in ledger.tier_changes:
-            out.add(PromoterTierChanged(
-                promoter_id=c.promoter_id, from_tier=c.from_tier, to_tier=c.to_tier, rule=c.rule, effective_at=c.effective_at,
-            ), derive_event_id(c.cause.event_id, "tier", c.promoter_id, c.to_tier), c.cause)
+async def plan_book(conn: asyncpg.Connection, cache: dict[int, Plan]) -> PlanBook:
+    """Every plan version by publication time (the parsed plans are cached: a version never changes)."""
+    rows = await store.plan_versions(conn)
+    missing = [r["plan_version"] for r in rows if r["plan_version"] not in cache]
+    if missing:
+        for v, data in (await store.plans_by_version(conn, missing)).items():
+            cache[v] = Plan.model_validate(data)
+    book = PlanBook()
+    for r in rows:
+        book.add(r["published_at"], r["plan_version"], cache[r["plan_version"]])
+    return book
 
-    async def _plan_book(self, conn: asyncpg.Connection) -> PlanBook:
-        rows = await store.plan_versions(conn)
-        missing = [r["plan_version"] for r in rows if r["plan_version"] not in self._plan_cache]
-        if missing:
-            for v, data in (await store.plans_by_version(conn, missing)).items():
-                self._plan_cache[v] = Plan.model_validate(data)
-        book = PlanBook()
-        for r in rows:
-            book.add(r["published_at"], r["plan_version"], self._plan_cache[r["plan_version"]])
-        return book
+
+def publish(ledger: Ledger, out: "_Outgoing") -> list[tuple[Any, Any]]:
+    """Turn the ledger's decisions into events: each money event moves the balances by
+    `delta_of` (folded into `ledger.deltas`) and goes to the outbox. Returns (accrual state,
+    event id) rows for the accruals table."""
+    accrual_rows = []
+    levels: dict[str, int] = {}
+    for acc, cause in ledger.accruals:
+        eid = derive_event_id(cause.event_id, acc.line_id, acc.level)
+        accrual_rows.append((ledger.by_id[acc.accrual_id], eid))
+        levels[acc.level] = levels.get(acc.level, 0) + 1
+        out.money(ledger, CommissionAccrued(
+            accrual_id=acc.accrual_id, order_id=acc.order_id, line_id=acc.line_id, beneficiary_id=acc.beneficiary_id,
+            buyer_id=acc.buyer_id, level=acc.level, base_fen=acc.base_fen, quantity=acc.quantity, rate_bp=acc.rate_bp,
+            fixed_fen_per_unit=acc.fixed_fen_per_unit, amount_fen=acc.amount_fen, plan_version=acc.plan_version,
+            tier=acc.tier, unfreeze=acc.unfreeze, paid_at=acc.paid_at,
+        ), eid, cause)
+    for level, n in levels.items():
+        ACCRUALS.labels(level).inc(n)
+    for s, _, cause in ledger.skips:
+        out.add(CommissionAccrualSkipped(
+            order_id=s.order_id, line_id=s.line_id, beneficiary_id=s.beneficiary_id, level=s.level, reason=s.reason,
+        ), derive_event_id(cause.event_id, "skip", s.line_id or "-", s.level), cause)
+    for r in ledger.reversals:
+        st = r.state
+        out.money(ledger, CommissionReversed(
+            accrual_id=st.accrual_id, order_id=st.order_id, line_id=st.line_id, beneficiary_id=st.beneficiary_id,
+            out_refund_no=r.out_refund_no, amount_fen=r.amount_fen, from_status=r.from_status,  # type: ignore[arg-type]
+            reversed_at=r.reversed_at,
+        ), derive_event_id(r.cause.event_id, st.accrual_id, "reversed"), r.cause)
+    for st, amount, at, cause in ledger.settlements:
+        out.money(ledger, CommissionSettled(
+            accrual_id=st.accrual_id, order_id=st.order_id, beneficiary_id=st.beneficiary_id, amount_fen=amount, settled_at=at,
+        ), derive_event_id(cause.event_id, st.accrual_id, "settled"), cause)
+    for c in ledger.tier_changes:
+        out.add(PromoterTierChanged(
+            promoter_id=c.promoter_id, from_tier=c.from_tier, to_tier=c.to_tier, rule=c.rule, effective_at=c.effective_at,
+        ), derive_event_id(c.cause.event_id, "tier", c.promoter_id, c.to_tier), c.cause)
+    return accrual_rows
+
+
+async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: list) -> None:
+    """Everything the ledger changed, in the caller's transaction (records before balances, the
+    lock order the settlement scheduler uses too)."""
+    await store.write_new_orders(conn, ledger.new_orders)
+    await store.write_new_accruals(conn, accrual_rows)
+    await store.update_accruals(conn, [s for s in ledger.by_id.values() if s.dirty and not s.new])
+    await store.write_skips(conn, [(s.order_id, s.line_id, s.beneficiary_id, s.level, s.reason, at) for s, at, _ in ledger.skips])
+    await store.write_refunds_applied(conn, ledger.refunds_applied)
+    await store.write_dues(conn, ledger.dues)
+    await store.delete_dues(conn, [st.accrual_id for st, _, _, _ in ledger.settlements])
+    await store.write_tier_changes(conn, ledger.tier_changes)
+    await store.write_records(conn, {k: ledger.records[k] for k in ledger.touched_records})
+    await store.write_pairs(conn, ledger.new_pairs)
+    await store.add_to_balances(conn, ledger.deltas)
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

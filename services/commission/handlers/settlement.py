@@ -1,61 +1,77 @@
 """The settlement scheduler (a ServiceSpec background task).
 
 Due rows are written by the projection from OrderCompleted (due_at = completed_at + freeze
-days). This task takes due rows in bounded batches, and in ONE transaction marks the accruals
-settled, deletes the due rows and records CommissionSettled in the outbox. The balance moves
-when that event comes back through the projection, like every money event, so the audit replay
-(which never runs this task) reproduces it from the log. Survives restarts: the schedule is a
-table. Wakes on NOTIFY from the projection's commit, on the next due time, or every poll."""
+days). This task takes due rows in bounded batches and, in ONE transaction, settles them through
+the same domain `Ledger` (accrued minus reversed so far; the beneficiary's settled sales and
+perhaps their tier), moves the balances by the CommissionSettled events it records in the
+outbox, and deletes the due rows. Survives restarts: the schedule is a table. Wakes on NOTIFY
+from the projection's commit, at the next due time, or every poll."""
 from __future__ import annotations
 
 import asyncio
+
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Callable
 
 import asyncpg
 import structlog
 
-from services.commission.domain.accrual import settlement_amount
+from services.commission.domain.chain import History
+from services.commission.domain.ledger import Ledger
+from services.commission.domain.plan import Plan
+from services.commission.handlers.projection import _Outgoing, plan_book, write_back
+from services.commission.handlers import projection as proj
 from services.commission.store import settlement as store
-from shared.contracts.commission import CommissionSettled
-from shared.events import derive_event_id, new_event
-from shared.outbox import record_events
-from shared.topics import COMMISSION_EVENTS
+from services.commission.store import state
+from shared.outbox import record as record_outbox
+from shared.projector import Batch
 
 log = structlog.get_logger(__name__)
 
 
-async def settle_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000) -> int:
+async def settle_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000,
+                     plan_cache: dict[int, Plan] | None = None) -> int:
     """Settle what is due at `now` (one batch, in the caller's transaction). Returns how many."""
-    rows = await store.take_due(conn, now, limit)
-    if not rows:
+    due = await store.take_due(conn, now, limit)
+    if not due:
         return 0
-    envs = []
-    for r in rows:
-        amount = settlement_amount(r["amount_fen"], r["reversed_fen"])
-        env = new_event(CommissionSettled(accrual_id=r["accrual_id"], order_id=r["order_id"],
-                                          beneficiary_id=r["beneficiary_id"], amount_fen=amount, settled_at=now),
-                        event_id=derive_event_id(r["cause_event_id"], r["accrual_id"], "settled"), occurred_at=now)
-        envs.append(env.model_copy(update={"causation_id": r["cause_event_id"]}))
-    await store.mark_settled(conn, [r["accrual_id"] for r in rows],
-                             [settlement_amount(r["amount_fen"], r["reversed_fen"]) for r in rows], now)
-    await record_events(conn, COMMISSION_EVENTS, envs)
-    return len(rows)
+    beneficiaries = {st.beneficiary_id for st, _ in due}
+    history = History()
+    for r in await state.load_tiers(conn, beneficiaries):
+        history.add_tier(r["promoter_id"], r["effective_at"], r["seq"], r["to_tier"])
+    by_order: dict[str, list] = {}
+    for st, _ in due:
+        by_order.setdefault(st.order_id, []).append(st)
+    ledger = Ledger(history=history, plans=await plan_book(conn, plan_cache if plan_cache is not None else {}),
+                    accruals=by_order, known_orders=set(), records=await state.load_records(conn, beneficiaries),
+                    direct_pairs=set(), refunds_seen=set())
+    for st, cause_id in due:
+        # the cause is the OrderCompleted that scheduled it: settlement ids derive from it
+        ledger.settle(st.accrual_id, now, SimpleNamespace(event_id=cause_id, correlation_id=None))
+    batch = Batch(events=[])
+    accrual_rows = proj.publish(ledger, _Outgoing(batch, now=now))
+    await write_back(conn, ledger, accrual_rows)
+    await record_outbox(conn, batch.emitted)
+    return len(due)
 
 
 async def run_scheduler(pool: asyncpg.Pool, relay, clock: Callable[[], datetime], *, channel: str,
                         poll_s: float = 1.0, batch: int = 1000) -> None:
     wake = asyncio.Event()
+    plan_cache: dict[int, Plan] = {}
+
+    def on_notify(*_: object) -> None:
+        wake.set()
+
     listener = await pool.acquire()
     try:
-        def on_notify(*_: object) -> None:
-            wake.set()
-
         await listener.add_listener(channel, on_notify)
         while True:
+            nxt = None
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    n = await settle_due(conn, clock(), batch)
+                    n = await settle_due(conn, clock(), batch, plan_cache)
                 if n:
                     log.info("settled", count=n)
                     relay.kick()
@@ -82,3 +98,6 @@ async def run_scheduler(pool: asyncpg.Pool, relay, clock: Callable[[], datetime]
         except Exception:
             pass
         await pool.release(listener)
+
+
+

@@ -261,8 +261,8 @@ async def notify_due(conn: asyncpg.Connection, channel: str) -> None:
 
 
 # -- the cross-topic ordering guard -----------------------------------------------------------
-async def advance_watermarks(conn: asyncpg.Connection, rows: list[tuple[str, int, datetime]]) -> dict[tuple[str, int], datetime]:
-    """Raise the per-partition event-time watermarks and return all of them."""
+async def advance_watermarks(conn: asyncpg.Connection, rows: list[tuple[str, int, datetime]]) -> None:
+    """Raise the per-partition event-time watermarks."""
     if rows:
         cols = list(zip(*rows))
         await conn.execute(
@@ -270,8 +270,15 @@ async def advance_watermarks(conn: asyncpg.Connection, rows: list[tuple[str, int
                SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[])
                ON CONFLICT (topic, partition) DO UPDATE SET occurred_at = greatest(w.occurred_at, EXCLUDED.occurred_at)""",
             *[list(c) for c in cols])
+
+
+async def watermarks(conn: asyncpg.Connection) -> dict[tuple[str, int], datetime]:
     return {(r["topic"], r["partition"]): r["occurred_at"]
             for r in await conn.fetch("SELECT topic, partition, occurred_at FROM stream_watermarks")}
+
+
+async def any_deferred(conn: asyncpg.Connection) -> bool:
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM deferred_order_events)")
 
 
 async def deferred_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) -> set[str]:

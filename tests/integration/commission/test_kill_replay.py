@@ -21,7 +21,7 @@ from shared.contracts.commission import CommissionPlanPublished
 from shared.contracts.orders import OrderCompleted, OrderLine, OrderPaid, OrderRefunded, RefundedLine
 from shared.contracts.payout import WithdrawalPaid, WithdrawalRequested
 from shared.contracts.referral import PromoterEnrolled, ReferralBound
-from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS
+from shared.topics import ORDER_EVENTS
 from tests.integration.commission.conftest import end_offsets, now
 
 pytestmark = pytest.mark.integration
@@ -134,9 +134,7 @@ async def test_killed_mid_batch_balances_equal_expected_sums_and_replay(infra, s
                 return False
             if await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
                 return False
-            if await conn.fetchval("SELECT count(*) FROM settlement_due"):
-                return False
-            return await offsets_of(conn, COMMISSION_EVENTS) >= sum((await end_offsets(infra["kafka"], [COMMISSION_EVENTS])).values())
+            return not await conn.fetchval("SELECT count(*) FROM settlement_due")
 
         for _ in range(1200):
             if await quiet():
@@ -152,7 +150,8 @@ async def test_killed_mid_batch_balances_equal_expected_sums_and_replay(infra, s
             r = rows.get(p)
             got = (r["frozen_fen"], r["available_fen"], r["reserved_fen"], r["withdrawn_fen"], r["reversed_fen"]) if r else (0,) * 5
             want = (accrued[p] - reversed_[p] - settled[p], settled[p] - withdrawn[p], 0, withdrawn[p], reversed_[p])
-            assert got == want, (p, got, want, seed)
+            assert got == want, (p, got, want, seed, await conn.fetchval("SELECT count(*) FROM plans"),
+                                 await conn.fetch("SELECT reason, count(*) FROM accrual_skips GROUP BY 1"), log.read_text()[-3000:])
         assert await conn.fetchval("SELECT count(*) FROM paid_orders") == n_orders
         # the backlog put orders ahead of their bindings; the ordering guard held them back
         assert await conn.fetchval("SELECT count(*) FROM late_bindings") == 0
@@ -162,7 +161,7 @@ async def test_killed_mid_batch_balances_equal_expected_sums_and_replay(infra, s
                                 cwd=ROOT, env={**os.environ, "LOG_LEVEL": "WARNING"}, capture_output=True, text=True, timeout=240)
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert "replay equals live (0 differences)" in replay.stdout
-        assert "re-derived" not in replay.stdout, replay.stdout
+        assert "MISSING" not in replay.stdout, replay.stdout
         assert "replay:" in replay.stderr  # progress lines
     finally:
         if proc.poll() is None:

@@ -102,9 +102,8 @@ async def test_accrue_refund_settle_withdraw_refund_again_and_replay(infra, sche
 
         # the audit replay rebuilds the same balances from the log
         result = await replay(settings(), schema, progress_out=None)
-        assert result.equal, result.differences
-        assert not result.accrual_differences
-        assert result.events > 0
+        assert result.equal, (result.differences, result.missing, result.undrained)
+        assert result.folded >= 10 and result.events > 0
 
 
 async def test_skips_self_purchase_and_tier_change_between_orders(infra, schema, feed, ids, dbc):
