@@ -22,10 +22,15 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
         await producer.stop()
 
 
-async def _end_offsets(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
-    parts = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in parts]
-    return await consumer.end_offsets(tps)
+async def partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The topic's partitions (a producer's `partitions_for` waits for the metadata; a consumer's
+    `partitions_for_topic` answers None until it has some)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
+    finally:
+        await producer.stop()
 
 
 async def consume(bootstrap: str, topic: str, expect: int) -> float:
@@ -34,8 +39,7 @@ async def consume(bootstrap: str, topic: str, expect: int) -> float:
                                 max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
     await consumer.start()
     try:
-        await consumer.topics()
-        ends = await _end_offsets(consumer, topic)
+        ends = await consumer.end_offsets(await partitions(bootstrap, topic))
         consumer.assign(list(ends))
         await consumer.seek_to_beginning(*ends)
         n = 0
@@ -58,8 +62,7 @@ async def consume_produce(bootstrap: str, topic: str, out_topic: str, expect: in
     await consumer.start()
     await producer.start()
     try:
-        await consumer.topics()
-        ends = await _end_offsets(consumer, topic)
+        ends = await consumer.end_offsets(await partitions(bootstrap, topic))
         consumer.assign(list(ends))
         await consumer.seek_to_beginning(*ends)
         n = 0
@@ -76,3 +79,43 @@ async def consume_produce(bootstrap: str, topic: str, out_topic: str, expect: in
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def consume_many(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[int, float]:
+    """Read these partitions from offset 0 up to `ends` (exclusive), as the audit replay does;
+    returns (records, records/s)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    await consumer.start()
+    try:
+        tps = [tp for tp, end in ends.items() if end > 0]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        left = {tp: ends[tp] for tp in tps}
+        n = 0
+        t0 = time.perf_counter()
+        while left:
+            got = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for tp, recs in got.items():
+                if tp not in left:
+                    continue
+                keep = [r for r in recs if r.offset < left[tp]]
+                n += len(keep)
+                if recs and recs[-1].offset + 1 >= left[tp]:
+                    del left[tp]
+                    consumer.pause(tp)
+        return n, n / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+
+
+async def ensure_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
