@@ -13,6 +13,7 @@ Two kinds of work happen here:
   the audit replay recomputes."""
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from services.commission.domain.accrual import (
     Accrual, PaidOrder, Skip, accrue, reversal_amount, settlement_amount, settlement_due_at,
 )
-from services.commission.domain.balance import Delta, delta_of, fold
+from services.commission.domain.balance import Deltas, delta_of
 from services.commission.domain.chain import History, beneficiaries
 from services.commission.domain.plan import Plan
 from services.commission.domain.tiers import PromoterRecord, upgrade
@@ -40,13 +41,8 @@ class PlanBook:
         self.versions.sort(key=lambda r: (r[0], r[1]))
 
     def in_force(self, t: datetime) -> tuple[int, Plan] | None:
-        found = None
-        for at, v, p in self.versions:
-            if at <= t:
-                found = (v, p)
-            else:
-                break
-        return found
+        i = bisect_right(self.versions, t, key=lambda r: r[0])
+        return (self.versions[i - 1][1], self.versions[i - 1][2]) if i else None
 
     def latest(self) -> tuple[int, Plan] | None:
         return (self.versions[-1][1], self.versions[-1][2]) if self.versions else None
@@ -136,7 +132,7 @@ class Ledger:
         self.refunds_applied: list[tuple[str, str]] = []
         self.touched_records: set[str] = set()
         # from money events
-        self.deltas: dict[str, Delta] = {}
+        self.deltas = Deltas()
         self.settlements: list[tuple[AccrualState, int, datetime, Any]] = []
         self._tier_seq = 10**15
 
@@ -228,7 +224,7 @@ class Ledger:
         the events this ledger's decisions are published as (accrued, reversed, settled)."""
         d = delta_of(event_type, payload)
         if d is not None:
-            fold(self.deltas, *d)
+            self.deltas.add(*d)
 
     # -- tiers -----------------------------------------------------------------------------
     def _set_record(self, promoter_id: str, rec: PromoterRecord, at: datetime, cause: Any) -> None:

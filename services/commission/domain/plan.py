@@ -88,6 +88,16 @@ class Plan(BaseModel):
     def _by_category(self) -> dict[str, Override]:
         return {o.category_id: o for o in self.overrides if o.category_id is not None}
 
+    @cached_property
+    def tier_index(self) -> dict[str, int]:
+        return {t.name: i for i, t in enumerate(self.tiers)}
+
+    @cached_property
+    def upgrade_ladder(self) -> tuple[tuple[int, str, tuple[tuple[str, int], ...]], ...]:
+        """(index, name, sorted thresholds) of every tier reachable by an upgrade rule."""
+        return tuple((i, t.name, tuple(sorted(t.upgrade.thresholds().items())))
+                     for i, t in enumerate(self.tiers) if t.upgrade is not None)
+
     @property
     def base_tier(self) -> Tier:
         return self.tiers[0]

@@ -17,15 +17,14 @@ class PromoterRecord:
 
 def upgrade(plan: Plan, current: str | None, record: PromoterRecord) -> tuple[str, str] | None:
     """(to_tier, rule) for the highest tier above `current` whose every threshold is met."""
-    names = [t.name for t in plan.tiers]
-    at = names.index(current) if current in names else 0
+    ladder = plan.upgrade_ladder
+    if not ladder:
+        return None
+    at = plan.tier_index.get(current, 0) if current is not None else 0
     found: tuple[str, str] | None = None
-    for t in plan.tiers[at + 1:]:
-        if t.upgrade is None:
-            continue
-        th = t.upgrade.thresholds()
-        have = {"min_settled_sales_fen": record.settled_sales_fen, "min_direct_buyers": record.direct_buyers,
-                "min_orders": record.orders}
-        if all(have[k] >= v for k, v in th.items()):
-            found = (t.name, ",".join(f"{k.removeprefix('min_')}>={v}" for k, v in sorted(th.items())))
+    have = {"min_settled_sales_fen": record.settled_sales_fen, "min_direct_buyers": record.direct_buyers,
+            "min_orders": record.orders}
+    for index, name, th in ladder:
+        if index > at and all(have[k] >= v for k, v in th):
+            found = (name, ",".join(f"{k.removeprefix('min_')}>={v}" for k, v in th))
     return found

@@ -56,14 +56,16 @@ class _Held:
 
 
 class _Outgoing:
-    """Caused events of one batch into its outbox records. The same envelope `new_event(payload,
-    event_id=..., cause=...)` builds (causation and correlation carried over), assembled without
-    re-validating what the contract class just validated, and with the batch's trace headers
-    computed once: at thousands of accruals per second this is a large share of the CPU."""
+    """Caused events of one batch into its outbox records: the envelope `new_event(payload,
+    event_id=..., cause=...)` builds (causation and correlation carried over), serialized directly
+    (the contract class has just validated the payload), with the batch's trace headers computed
+    once: at thousands of accruals per second this is a large share of the CPU. A unit test
+    checks it against `new_event`."""
 
     def __init__(self, batch: Batch, now: datetime | None = None) -> None:
         self.batch = batch
         self.now = now or datetime.now(timezone.utc)
+        self.now_iso = self.now.isoformat()
         self.trace = inject_headers()
 
     def money(self, ledger: Ledger, payload: EventPayload, event_id: Any, cause: Envelope) -> None:
@@ -71,14 +73,15 @@ class _Outgoing:
         ledger.on_money(payload.event_type, payload)
         self.add(payload, event_id, cause)
 
-    def add(self, payload: EventPayload, event_id: Any, cause: Envelope) -> None:
-        env = Envelope.model_construct(
-            event_id=event_id, event_type=payload.event_type, version=payload.version, occurred_at=self.now,
-            key=payload.aggregate_key(), causation_id=cause.event_id,
-            correlation_id=getattr(cause, "correlation_id", None) or cause.event_id,
-            payload=payload.model_dump(mode="json"))
-        headers = {"event_type": env.event_type, "event_version": str(env.version), **self.trace}
-        self.batch.emitted.append(OutboxRecord(event_id, COMMISSION_EVENTS, env.key, env.to_bytes(), headers))
+    def add(self, payload: EventPayload, event_id: Any, cause: Any) -> None:
+        corr = getattr(cause, "correlation_id", None) or cause.event_id
+        key = payload.aggregate_key()
+        head = (f'{{"event_id":"{event_id}","event_type":"{payload.event_type}","version":{payload.version},'
+                f'"occurred_at":"{self.now_iso}","key":{json.dumps(key)},"causation_id":"{cause.event_id}",'
+                f'"correlation_id":"{corr}","payload":')
+        value = head.encode() + payload.__pydantic_serializer__.to_json(payload) + b"}"
+        headers = {"event_type": payload.event_type, "event_version": str(payload.version), **self.trace}
+        self.batch.emitted.append(OutboxRecord(event_id, COMMISSION_EVENTS, key, value, headers))
 
 
 class StreamProgress(Protocol):

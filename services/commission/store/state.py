@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 
 import asyncpg
 
-from services.commission.domain.balance import Delta
+from services.commission.domain.balance import Deltas
 from services.commission.domain.ledger import AccrualState, Due, TierChange
 from services.commission.domain.tiers import PromoterRecord
 
@@ -236,10 +236,12 @@ async def write_pairs(conn: asyncpg.Connection, pairs: list[tuple[str, str]]) ->
             [p[0] for p in pairs], [p[1] for p in pairs])
 
 
-async def add_to_balances(conn: asyncpg.Connection, deltas: dict[str, Delta]) -> None:
-    """One upsert for the whole batch: each promoter's columns move by the batch's summed delta."""
-    if not deltas:
+async def add_to_balances(conn: asyncpg.Connection, batch_deltas: Deltas) -> None:
+    """One upsert for the whole batch: each promoter's columns move by the batch's summed delta
+    (in promoter order, the lock order every writer of balances follows)."""
+    if not batch_deltas:
         return
+    deltas = batch_deltas.items()
     ids = sorted(deltas)
     cols = list(zip(*(deltas[i].as_tuple() for i in ids)))
     await conn.execute(
