@@ -26,14 +26,17 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
                clock: Callable[[], datetime] | None = None) -> FastAPI:
     settings = settings or CommissionSettings()
     schema = schema or settings.db_schema
-    if clock is None:
-        offset = timedelta(seconds=settings.clock_offset_s)
+    offset = timedelta(seconds=settings.clock_offset_s)
 
-        def clock() -> datetime:
-            return datetime.now(timezone.utc) + offset
+    def now() -> datetime:
+        return datetime.now(timezone.utc)
+
+    def settle_now() -> datetime:  # COMMISSION_CLOCK_OFFSET_S lets freeze days pass at once (tests, demo)
+        return now() + offset
 
     async def provide_clock(rt: Runtime) -> None:
-        rt.extras["clock"] = clock
+        rt.extras["clock"] = clock or now
+        rt.extras["settle_clock"] = clock or settle_now
 
     async def plans_from_log(rt: Runtime) -> None:
         await restore_plans(rt.pool, settings.kafka_bootstrap_servers)
@@ -45,7 +48,7 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
         return proj
 
     async def settlement_scheduler(rt: Runtime) -> None:
-        await run_scheduler(rt.pool, rt.relay, rt.extras["clock"], channel=due_channel(schema),
+        await run_scheduler(rt.pool, rt.relay, rt.extras["settle_clock"], channel=due_channel(schema),
                             poll_s=settings.settle_poll_s, batch=settings.settle_batch)
 
     spec = ServiceSpec(

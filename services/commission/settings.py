@@ -18,5 +18,5 @@ class CommissionSettings(CommonSettings):
     settle_batch: int = 1000
     #: an order waits until the referral stream was read this far past its paid_at (or to its end)
     order_wait_skew_s: float = 1.0
-    #: test-only: shift the scheduler's clock forward by this many seconds (freeze days pass at once)
+    #: tests and demos: the settlement scheduler's clock runs this many seconds ahead (freeze days pass at once)
     clock_offset_s: float = 0.0

@@ -149,3 +149,34 @@ async def test_skips_self_purchase_and_tier_change_between_orders(infra, schema,
         e = est.json()
         assert (e["tier"], e["share_earn_fen"], e["self_purchase_fen"]) == ("partner", 1000 + 450, 500 + 0)
         assert [l["share_earn_fen"] for l in e["lines"]] == [1000, 450]
+
+
+async def test_settlement_waits_for_freeze_days_on_the_injected_clock(infra, schema, feed, ids, dbc):
+    p, c = ids("p"), ids("buyer")
+    t = now() - timedelta(hours=1)
+    shift = {"by": timedelta(0)}
+    async with running_app(create_app(settings(), schema=schema, clock=lambda: now() + shift["by"])) as client:
+        plan = {**PLAN, "freeze_days": 7}
+        assert (await client.put("/v1/admin/plan", json=plan, headers=who("op", "admin"))).status_code == 201
+        await enrol(feed, p, t)
+        await bind(feed, c, p, t)
+        order = ids("o")
+        await feed.send(paid(order, c, now(), ("l1", "sku", 1, 5000)))
+        await feed.send(OrderCompleted(order_id=order, reason="after_sale_window_closed", completed_at=now()))
+
+        async def due():
+            return await dbc.fetchval("SELECT due_at FROM settlement_due WHERE accrual_id = $1", f"{order}:l1:level1")
+
+        due_at = await eventually(due)
+        assert timedelta(days=6, hours=23) < due_at - now() <= timedelta(days=7)
+        balance = lambda: client.get(f"/v1/admin/promoters/{p}/balance", headers=who("op", "admin"))  # noqa: E731
+        assert (await balance()).json()["frozen_fen"] == 500
+        shift["by"] = timedelta(days=7, minutes=1)  # the freeze days pass
+
+        async def settled():
+            b = (await balance()).json()
+            return b if b["available_fen"] == 500 and b["frozen_fen"] == 0 else None
+
+        await eventually(settled)
+        row = await dbc.fetchrow("SELECT settled_fen, settled_at FROM accruals WHERE accrual_id = $1", f"{order}:l1:level1")
+        assert row["settled_fen"] == 500 and row["settled_at"] >= due_at
