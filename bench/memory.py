@@ -10,7 +10,7 @@ class RssSampler:
     def __init__(self, interval_s: float = 0.2) -> None:
         self.interval_s = interval_s
         self.processes: dict[str, Any] = {}  # name -> simulation.cluster.ServiceProcess
-        self.phase = "start"
+        self.phase = "startup"
         self.peak: dict[str, int] = {}
         self.by_phase: dict[str, dict[str, int]] = {}
         self._task: asyncio.Task | None = None
