@@ -3,6 +3,7 @@ rebalances, a crash between commit and publish, poison messages, migrations."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -321,4 +322,37 @@ async def test_trace_context_follows_an_event_into_the_events_it_causes(infra, f
         assert trace_id in row["headers"]
     finally:
         await consumer.stop()
+        await pool.close()
+
+
+async def test_relay_batches_land_on_the_partition_a_plain_send_would_choose_in_order(infra, fresh_schema, topics):
+    """The relay builds record batches per partition itself: a key must still land where the
+    producer's own partitioner puts it (consumers rely on key -> partition for ordering)."""
+    from shared.outbox import OutboxRelay, make_producer, record_events
+
+    topic, out = topics
+    await create_topics(infra["kafka"], [topic, out])
+    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
+    pool = await db.create_pool(infra["db"], fresh_schema)
+    producer = make_producer(infra["kafka"])
+    await producer.start()
+    try:
+        events = [new_event(TallyAdded(counter=f"k{i % 20}", amount=i)) for i in range(200)]
+        async with pool.acquire() as conn, conn.transaction():
+            await record_events(conn, out, events)
+        assert await OutboxRelay(pool, producer, "tally").drain() == 200
+        expected = {}
+        for i in range(20):  # where a plain send() puts each key
+            md = await producer.send_and_wait(topic, b"probe", key=f"k{i}".encode())
+            expected[f"k{i}"] = md.partition
+        got = await read_topic(infra["kafka"], out, min_count=200)
+        assert len(got) == 200
+        assert all(r.partition == expected[r.key.decode()] for r in got)
+        by_key = {}
+        for r in sorted(got, key=lambda r: (r.partition, r.offset)):
+            by_key.setdefault(r.key.decode(), []).append(json.loads(r.value)["payload"]["amount"])
+        assert all(v == sorted(v) for v in by_key.values())  # per key, in the order written
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    finally:
+        await producer.stop()
         await pool.close()
