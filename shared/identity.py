@@ -68,7 +68,7 @@ def verify_identity(secret: str, token: str, now: float | None = None) -> Identi
 def identity_dependency(secret_of: Callable[[Request], str]):
     """Build the FastAPI dependency; `secret_of` reads the secret from app state."""
 
-    def current_identity(request: Request) -> Identity:
+    async def current_identity(request: Request) -> Identity:  # async: no thread-pool hop per request
         token = request.headers.get(HEADER)
         if not token:
             raise HTTPException(401, detail={"code": "identity_missing", "message": f"{HEADER} header required"})
@@ -88,7 +88,7 @@ current_identity = identity_dependency(_app_secret)
 CurrentIdentity = Annotated[Identity, Depends(current_identity)]
 
 
-def require_admin(identity: CurrentIdentity) -> Identity:
+async def require_admin(identity: CurrentIdentity) -> Identity:
     if not identity.is_admin:
         raise HTTPException(403, detail={"code": "admin_required", "message": "admin role required"})
     return identity

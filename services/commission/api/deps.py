@@ -8,11 +8,11 @@ import asyncpg
 from fastapi import Depends, Request
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.runtime.pool
 
 
-def get_clock(request: Request) -> Callable[[], datetime]:
+async def get_clock(request: Request) -> Callable[[], datetime]:
     return request.app.state.runtime.extras["clock"]
 
 

@@ -11,7 +11,7 @@ from services.orders.settings import OrdersSettings
 from shared.service import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
@@ -26,14 +26,14 @@ async def get_conn(rt: RuntimeDep) -> AsyncIterator[asyncpg.Connection]:
 ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
 
 
-def get_clock(rt: RuntimeDep) -> Clock:
+async def get_clock(rt: RuntimeDep) -> Clock:
     return rt.extras["clock"]
 
 
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_settings(rt: RuntimeDep) -> OrdersSettings:
+async def get_settings(rt: RuntimeDep) -> OrdersSettings:
     return rt.settings  # type: ignore[return-value]
 
 

@@ -11,14 +11,14 @@ from services.payout.settings import PayoutSettings
 from shared.service import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(rt: RuntimeDep) -> PayoutSettings:
+async def get_settings(rt: RuntimeDep) -> PayoutSettings:
     return rt.settings  # type: ignore[return-value]
 
 

@@ -17,15 +17,15 @@ from shared.topics import REFERRAL_EVENTS
 T = TypeVar("T")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:
     return request.app.state.runtime.extras["clock"]()
 
 
-def get_settings(request: Request) -> ReferralSettings:
+async def get_settings(request: Request) -> ReferralSettings:
     return request.app.state.runtime.settings  # type: ignore[return-value]
 
 

@@ -177,7 +177,9 @@ async def test_team_views_are_paginated_masked_and_count_paid_orders(make_svc, i
         async def level1():
             page = (await svc.client.get("/v1/promoters/me/team", params={"level": 1}, headers=svc.who(p))).json()
             by = {m["nickname"]: m for m in page["items"]}
-            return page if by.get("张*", {}).get("refunded_fen") == 500 else None
+            # o1 and o2 sit on different partitions: wait for both, not just the refund of o1
+            zhang = by.get("张*", {})
+            return page if (zhang.get("refunded_fen"), zhang.get("paid_orders")) == (500, 2) else None
         page = await eventually(level1)
         assert page["total"] == 2 and [m["nickname"] for m in page["items"]] == ["李***", "张*"]  # newest first
         zhang = page["items"][1]
