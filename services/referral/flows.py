@@ -128,21 +128,26 @@ class BindOutcome:
 async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, source: str, product_id: str | None,
                clock: Callable[[], datetime], *, nickname: str | None = None, avatar_url: str | None = None) -> BindOutcome:
     """A user arrived through a share. Decide under the bindings lock, store the outcome and
-    its event (a refusal is stored too: the caller commits, then answers 4xx)."""
+    its event (a refusal is stored too: the caller commits, then answers 4xx).
+
+    Every bind waits for the one lock, so what other binds cannot change is read before it
+    (settings, the promoter, the visit), and what they can is read under it in one statement."""
+    ms = await merchant_store.load(conn)
+    promoter = await promoters_store.by_code(conn, promoter_code) if codes.looks_like_code(promoter_code) else None
+    # "new": nothing of this user before this arrival (no visit, no bind attempt, no enrolment)
+    # and no paid order of theirs seen. This arrival is recorded as their first visit; the row
+    # lock it takes queues a second arrival of the same user behind this one.
+    known = await users_store.touch(conn, customer_id, clock(), nickname=nickname, avatar_url=avatar_url)
+
     await bindings_store.lock_all(conn)
     # Read the time only once the lock is held: binds are then stamped in the order they
     # happen, so a takeover never starts before the binding it ends.
     now = clock()
-    ms = await merchant_store.load(conn)
-    promoter = await promoters_store.by_code(conn, promoter_code) if codes.looks_like_code(promoter_code) else None
-    # "new": nothing of this user before this arrival (no visit, no bind attempt, no enrolment)
-    # and no paid order of theirs seen. This arrival is recorded as their first visit.
-    known = await users_store.touch(conn, customer_id, now, nickname=nickname, avatar_url=avatar_url)
-    is_new = not known and not await orders_store.has_paid_order(conn, customer_id)
-    current = await bindings_store.current(conn, customer_id)
+    state = await bindings_store.bind_state(conn, customer_id, promoter.user_id if promoter else None)
+    current, ancestors = state.current, state.ancestors
+    is_new = not known and not state.has_paid_order
     if current is not None and now < current.bound_at:
         now = current.bound_at  # another instance's clock ran ahead: never end an interval before it began
-    ancestors = await bindings_store.ancestors(conn, promoter.user_id) if promoter else ()
     req = rules.BindRequest(customer_id=customer_id, promoter=promoter, current=bindings_store.as_current(current),
                             promoter_ancestors=ancestors, customer_is_new=is_new)
     decision = rules.decide(req, ms.policy, now)
@@ -171,6 +176,7 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
         payload = ReferralBound(customer_id=customer_id, promoter_id=promoter.user_id, promoter_code=promoter.code,  # type: ignore[assignment]
                                 source=source, product_id=product_id, mode=mode, bound_at=now)  # type: ignore[arg-type]
     env = new_event(payload, occurred_at=now)
-    await bindings_store.insert(conn, customer_id=customer_id, promoter_id=promoter.user_id, promoter_code=promoter.code,
-                                source=source, product_id=product_id, mode=mode, bound_at=now, event_id=env.event_id)
-    return BindOutcome(decision, await bindings_store.current(conn, customer_id), [env])
+    row = await bindings_store.insert(conn, customer_id=customer_id, promoter_id=promoter.user_id,
+                                      promoter_code=promoter.code, source=source, product_id=product_id, mode=mode,
+                                      bound_at=now, event_id=env.event_id)
+    return BindOutcome(decision, row, [env])

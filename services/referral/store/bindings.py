@@ -60,14 +60,48 @@ async def ancestors(conn: asyncpg.Connection, user_id: str) -> tuple[str, ...]:
     return tuple(r["who"] for r in rows)
 
 
+@dataclass(frozen=True)
+class BindState:
+    """What a bind must read under the bindings lock, because other binds change it."""
+    #: the customer's binding in force now, if any
+    current: BindingRow | None
+    #: the promoter's referrers all the way up through current bindings, nearest first
+    ancestors: tuple[str, ...]
+    #: a paid order of the customer's was seen
+    has_paid_order: bool
+
+
+async def bind_state(conn: asyncpg.Connection, customer_id: str, promoter_id: str | None) -> BindState:
+    """The customer's current binding, the promoter's whole ancestor chain and the customer's
+    paid-order flag, in one statement (one round trip while every other bind waits)."""
+    row = await conn.fetchrow(
+        f"""WITH RECURSIVE up(who, depth) AS (
+                SELECT promoter_id, 1 FROM bindings WHERE customer_id = $2 AND superseded_at IS NULL
+                UNION
+                SELECT b.promoter_id, up.depth + 1 FROM bindings b JOIN up ON b.customer_id = up.who
+                WHERE b.superseded_at IS NULL AND up.depth < $3
+            ),
+            chain AS (SELECT who, min(depth) AS depth FROM up GROUP BY who)
+            SELECT (SELECT COALESCE(array_agg(who ORDER BY depth), '{{}}') FROM chain) AS ancestors,
+                   EXISTS (SELECT 1 FROM customer_orders WHERE buyer_id = $1) AS has_paid_order,
+                   cur.id IS NOT NULL AS has_current, {", ".join("cur." + c for c in _COLS.split(", "))}
+            FROM (SELECT 1) one
+            LEFT JOIN bindings cur ON cur.customer_id = $1 AND cur.superseded_at IS NULL""",
+        customer_id, promoter_id, _MAX_DEPTH,
+    )
+    cur = BindingRow(**{c: row[c] for c in _COLS.split(", ")}) if row["has_current"] else None
+    return BindState(current=cur, ancestors=tuple(row["ancestors"]), has_paid_order=row["has_paid_order"])
+
+
 async def insert(conn: asyncpg.Connection, *, customer_id: str, promoter_id: str, promoter_code: str, source: str,
-                 product_id: str | None, mode: str, bound_at: datetime, event_id: uuid.UUID) -> None:
-    """Raises asyncpg.UniqueViolationError if the customer already has a current binding."""
-    await conn.execute(
-        """INSERT INTO bindings (customer_id, promoter_id, promoter_code, source, product_id, mode, bound_at, event_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                 product_id: str | None, mode: str, bound_at: datetime, event_id: uuid.UUID) -> BindingRow:
+    """The new current binding. Raises asyncpg.UniqueViolationError if the customer already has one."""
+    row = await conn.fetchrow(
+        f"""INSERT INTO bindings (customer_id, promoter_id, promoter_code, source, product_id, mode, bound_at, event_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLS}""",
         customer_id, promoter_id, promoter_code, source, product_id, mode, bound_at, event_id,
     )
+    return BindingRow(**dict(row))
 
 
 async def supersede(conn: asyncpg.Connection, customer_id: str, previous_promoter_id: str, at: datetime) -> bool:

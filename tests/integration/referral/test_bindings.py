@@ -211,6 +211,18 @@ async def test_concurrent_opposite_binds_cannot_both_succeed(make_svc, ids, db_c
             assert {r1.json().get("code"), r2.json().get("code")} == {None, "cycle"}
 
 
+async def test_concurrent_binds_closing_a_longer_ring_leave_exactly_one_refused(make_svc, ids):
+    # a -> b, b -> c, c -> a sent at once: any two make a chain the third would close, so
+    # locking only the two users of each bind would let all three through
+    async with make_svc() as svc:
+        for round_ in range(5):
+            a, b, c = ids(f"a{round_}"), ids(f"b{round_}"), ids(f"c{round_}")
+            code = {u: await enrol(svc, u) for u in (a, b, c)}
+            rs = await asyncio.gather(bind(svc, a, code[b]), bind(svc, b, code[c]), bind(svc, c, code[a]))
+            assert sorted(r.status_code for r in rs) == [200, 200, 409]
+            assert sorted(str(r.json().get("code")) for r in rs) == ["None", "None", "cycle"]
+
+
 async def test_enrolment_events_and_code_resolution(make_svc, ids, db_conn, fresh_schema):
     async with make_svc() as svc:
         a = ids("a")
