@@ -16,6 +16,7 @@ from services.referral.domain import binding as rules
 from services.referral.domain import codes, errors
 from services.referral.domain import promoters as enrolment
 from services.referral.domain.promoters import Application, EnrolledBy, Promoter
+from services.referral.store import arrivals as arrivals_store
 from services.referral.store import bindings as bindings_store
 from services.referral.store import merchant as merchant_store
 from services.referral.store import orders as orders_store
@@ -132,12 +133,13 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
 
     Every bind waits for the one lock, so what other binds cannot change is read before it
     (settings, the promoter, the visit), and what they can is read under it in one statement."""
-    ms = await merchant_store.load(conn)
-    promoter = await promoters_store.by_code(conn, promoter_code) if codes.looks_like_code(promoter_code) else None
     # "new": nothing of this user before this arrival (no visit, no bind attempt, no enrolment)
     # and no paid order of theirs seen. This arrival is recorded as their first visit; the row
     # lock it takes queues a second arrival of the same user behind this one.
-    known = await users_store.touch(conn, customer_id, clock(), nickname=nickname, avatar_url=avatar_url)
+    arrival = await arrivals_store.arrive(conn, customer_id,
+                                          promoter_code if codes.looks_like_code(promoter_code) else None, clock(),
+                                          nickname=nickname, avatar_url=avatar_url)
+    ms, promoter, known = arrival.settings, arrival.promoter, arrival.known
 
     await bindings_store.lock_all(conn)
     # Read the time only once the lock is held: binds are then stamped in the order they
