@@ -8,15 +8,14 @@ is a last line of defence for fixed overrides when a unit sold below the plan's 
 more than the cap, and records the reason."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from services.commission.domain.chain import Beneficiary
 from services.commission.domain.plan import Level, LineRate, Plan, cap_amount
 
 
-@dataclass(frozen=True)
-class PaidLine:
+class PaidLine(NamedTuple):
     line_id: str
     product_id: str
     category_id: str | None
@@ -24,16 +23,14 @@ class PaidLine:
     paid_fen: int
 
 
-@dataclass(frozen=True)
-class PaidOrder:
+class PaidOrder(NamedTuple):
     order_id: str
     buyer_id: str
     paid_at: datetime
     lines: tuple[PaidLine, ...]
 
 
-@dataclass(frozen=True)
-class Accrual:
+class Accrual(NamedTuple):
     accrual_id: str
     order_id: str
     line_id: str
@@ -53,8 +50,7 @@ class Accrual:
     paid_at: datetime
 
 
-@dataclass(frozen=True)
-class Skip:
+class Skip(NamedTuple):
     order_id: str
     line_id: str | None  # None: the whole order
     beneficiary_id: str
@@ -83,16 +79,17 @@ def accrue(order: PaidOrder, chain: list[Beneficiary], plan: Plan, plan_version:
     if not payable:
         return accruals, skips
     unfreeze = plan.unfreeze()
+    tiers = {b.level: plan.tier(b.tier).name for b in payable}
+    rate_for = plan.cached_rate
     for line in order.lines:
         amounts: dict[Level, tuple[Beneficiary, LineRate, int]] = {}
         for b in payable:
-            tier = plan.tier(b.tier).name
-            rate = plan.rate_for(tier, b.level, line.product_id, line.category_id)
+            rate = rate_for(tiers[b.level], b.level, line.product_id, line.category_id)
             amounts[b.level] = (b, rate, rate.amount(line.paid_fen, line.quantity))
         cap = cap_amount(plan.cap_bp, line.paid_fen)
         excess = sum(a for _, _, a in amounts.values()) - cap
         guarded: set[Level] = set()
-        for level in _GUARD_ORDER:
+        for level in (_GUARD_ORDER if excess > 0 else ()):
             if excess <= 0:
                 break
             if level in amounts:
@@ -111,7 +108,7 @@ def accrue(order: PaidOrder, chain: list[Beneficiary], plan: Plan, plan_version:
                 line_id=line.line_id, level=level, beneficiary_id=b.promoter_id, buyer_id=order.buyer_id,
                 product_id=line.product_id, base_fen=line.paid_fen, quantity=line.quantity, rate_bp=rate.rate_bp,
                 fixed_fen_per_unit=rate.fixed_fen_per_unit, amount_fen=amount, plan_version=plan_version,
-                tier=plan.tier(b.tier).name, freeze_days=plan.freeze_days, unfreeze=unfreeze, paid_at=order.paid_at,
+                tier=tiers[level], freeze_days=plan.freeze_days, unfreeze=unfreeze, paid_at=order.paid_at,
             ))
     return accruals, skips
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from services.commission.domain.plan import Level
 
@@ -75,8 +76,7 @@ def _insort(rows: list, row: tuple) -> None:
         rows.append(row)
 
 
-@dataclass(frozen=True)
-class Beneficiary:
+class Beneficiary(NamedTuple):
     level: Level
     promoter_id: str
     #: None when this would-be beneficiary gets nothing; then `reason` says why

@@ -124,6 +124,20 @@ class Plan(BaseModel):
             return LineRate(rate_bp=o.value(level))
         return LineRate(fixed_fen_per_unit=o.value(level))
 
+    @cached_property
+    def _rate_cache(self) -> dict[tuple[str | None, str, str, str | None], "LineRate"]:
+        return {}
+
+    def cached_rate(self, tier: str | None, level: Level, product_id: str, category_id: str | None) -> "LineRate":
+        """`rate_for`, memoized (a plan version never changes; bounded, products are many)."""
+        key = (tier, level, product_id, category_id)
+        rate = self._rate_cache.get(key)
+        if rate is None:
+            if len(self._rate_cache) >= 100_000:
+                self._rate_cache.clear()
+            rate = self._rate_cache[key] = self.rate_for(tier, level, product_id, category_id)
+        return rate
+
     def unfreeze(self) -> str:
         return f"order_completed+{self.freeze_days}d"
 
