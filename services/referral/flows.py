@@ -140,8 +140,7 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
                                           promoter_code if codes.looks_like_code(promoter_code) else None, clock(),
                                           nickname=nickname, avatar_url=avatar_url)
     ms, promoter, known = arrival.settings, arrival.promoter, arrival.known
-
-    await bindings_store.lock_all(conn)
+    # `arrive` ended by taking the bindings lock.
     # Read the time only once the lock is held: binds are then stamped in the order they
     # happen, so a takeover never starts before the binding it ends.
     now = clock()

@@ -18,7 +18,11 @@ async def lock_all(conn: asyncpg.Connection) -> None:
 
     A cycle is a fact about the whole graph: two concurrent binds A->B and B->A each see no
     cycle alone. One transaction-level advisory lock makes the check-then-write atomic."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.bindings'))")
+    await conn.execute(f"SELECT {LOCK_ALL}")
+
+
+#: the expression taking the bindings lock, for a statement that takes it at its end
+LOCK_ALL = "pg_advisory_xact_lock(hashtext(current_schema() || '.bindings'))"
 
 
 @dataclass(frozen=True)
