@@ -204,30 +204,43 @@ class CommissionProjection:
         if not rest:
             return
 
-        # 2. load what the decisions need, batch-sized (the payments' state in one round trip)
+        # 2. load what the decisions need, batch-sized
         history = History()
         paid = [a for a in rest if a.envelope.event_type == "OrderPaid"]
-        if paid:
-            ps = await store.load_payment_state(conn, {a.payload.buyer_id for a in paid},  # type: ignore[attr-defined]
-                                                [a.payload.order_id for a in paid])  # type: ignore[attr-defined]
-            plans = await plan_book(conn, self._plan_cache, ps.plan_versions)
-            for row in ps.bindings:
-                history.add_binding(*row)
-            for row in ps.statuses:
-                history.add_status(*row)
-            for row in ps.tiers:
-                history.add_tier(*row)
-        else:
-            ps, plans = store.PaymentState(), PlanBook()
+        plans = await plan_book(conn, self._plan_cache) if paid else PlanBook()
+        buyers = {a.payload.buyer_id for a in paid}  # type: ignore[attr-defined]
+        users: set[str] = set(buyers)
+        if buyers:
+            rows = await store.load_bindings(conn, buyers)
+            ups = {r["promoter_id"] for r in rows} - users
+            users |= ups
+            if ups:
+                rows += await store.load_bindings(conn, ups)
+                users |= {r["promoter_id"] for r in rows}
+            for r in rows:
+                history.add_binding(r["customer_id"], r["bound_at"], r["seq"], r["promoter_id"])
         refund_or_done = [a.payload.order_id for a in rest if a.envelope.event_type in ("OrderRefunded", "OrderCompleted")]  # type: ignore[attr-defined]
         states = await store.load_accruals(conn, refund_or_done, []) if refund_or_done else []
         by_order: dict[str, list] = {}
         for st in states:
             by_order.setdefault(st.order_id, []).append(st)
+        if users:
+            for r in await store.load_statuses(conn, users):
+                history.add_status(r["promoter_id"], r["changed_at"], r["seq"], r["status"], r["until"])
+            for r in await store.load_tiers(conn, users):
+                history.add_tier(r["promoter_id"], r["effective_at"], r["seq"], r["to_tier"])
+        pairs = []
+        for a in paid:
+            p = a.payload
+            r1 = history.referrer_at(p.buyer_id, p.paid_at)  # type: ignore[attr-defined]
+            if r1 is not None:
+                pairs.append((r1, p.buyer_id))  # type: ignore[attr-defined]
         refund_keys = [(a.payload.order_id, a.payload.out_refund_no) for a in rest if a.envelope.event_type == "OrderRefunded"]  # type: ignore[attr-defined]
         ledger = Ledger(
-            history=history, plans=plans, accruals=by_order, known_orders=ps.known_orders, records=ps.records,
-            direct_pairs=ps.pairs, refunds_seen=await store.refunds_seen(conn, refund_keys),
+            history=history, plans=plans, accruals=by_order,
+            known_orders=await store.known_orders(conn, [a.payload.order_id for a in paid]) if paid else set(),  # type: ignore[attr-defined]
+            records=await store.load_records(conn, users) if users else {},
+            direct_pairs=await store.load_pairs(conn, pairs), refunds_seen=await store.refunds_seen(conn, refund_keys),
         )
 
         # 3. fold the batch in event-time order (stable: one order's events keep their sequence), so
@@ -312,19 +325,16 @@ class CommissionProjection:
             await store.defer(conn, to_defer)
         return work
 
-async def plan_book(conn: asyncpg.Connection, cache: dict[int, Plan],
-                    versions: list[tuple[int, datetime]] | None = None) -> PlanBook:
-    """Every plan version by publication time (the parsed plans are cached: a version never
-    changes). `versions`: (version, published_at) rows already read, else read here."""
-    if versions is None:
-        versions = [(r["plan_version"], r["published_at"]) for r in await store.plan_versions(conn)]
-    missing = [v for v, _ in versions if v not in cache]
+async def plan_book(conn: asyncpg.Connection, cache: dict[int, Plan]) -> PlanBook:
+    """Every plan version by publication time (the parsed plans are cached: a version never changes)."""
+    rows = await store.plan_versions(conn)
+    missing = [r["plan_version"] for r in rows if r["plan_version"] not in cache]
     if missing:
         for v, data in (await store.plans_by_version(conn, missing)).items():
             cache[v] = Plan.model_validate(data)
     book = PlanBook()
-    for v, at in versions:
-        book.add(at, v, cache[v])
+    for r in rows:
+        book.add(r["published_at"], r["plan_version"], cache[r["plan_version"]])
     return book
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import asyncpg
@@ -305,64 +304,3 @@ async def release_deferred(conn: asyncpg.Connection, cutoff: datetime | None) ->
 async def defer(conn: asyncpg.Connection, rows: list[tuple[str, datetime | None, bytes]]) -> None:
     if rows:
         await conn.copy_records_to_table("deferred_order_events", records=rows, columns=["order_id", "paid_at", "envelope"])
-
-
-# -- everything a batch of payments needs, in one round trip -----------------------------------
-_PAYMENT_STATE = """
-WITH b1 AS (SELECT customer_id, promoter_id, bound_at, seq FROM bindings WHERE customer_id = ANY($1::text[])),
-     b2 AS (SELECT b.customer_id, b.promoter_id, b.bound_at, b.seq FROM bindings b
-            WHERE b.customer_id IN (SELECT promoter_id FROM b1) AND NOT b.customer_id = ANY($1::text[])),
-     bs AS (SELECT * FROM b1 UNION ALL SELECT * FROM b2),
-     users AS (SELECT unnest($1::text[]) AS id UNION SELECT promoter_id FROM bs)
-SELECT 'b' AS k, customer_id AS id, promoter_id AS s, bound_at AS t1, NULL::timestamptz AS t2, seq AS n1,
-       NULL::bigint AS n2, NULL::bigint AS n3 FROM bs
-UNION ALL SELECT 's', promoter_id, status, changed_at, until, seq, NULL, NULL FROM promoter_statuses
-          WHERE promoter_id IN (SELECT id FROM users)
-UNION ALL SELECT 't', promoter_id, to_tier, effective_at, NULL, seq, NULL, NULL FROM tier_changes
-          WHERE promoter_id IN (SELECT id FROM users)
-UNION ALL SELECT 'r', promoter_id, NULL, NULL, NULL, orders, direct_buyers, settled_sales_fen FROM promoter_records
-          WHERE promoter_id IN (SELECT id FROM users)
-UNION ALL SELECT 'd', d.promoter_id, d.buyer_id, NULL, NULL, NULL, NULL, NULL FROM direct_buyers d
-          JOIN b1 ON d.promoter_id = b1.promoter_id AND d.buyer_id = b1.customer_id
-UNION ALL SELECT 'o', order_id, NULL, NULL, NULL, NULL, NULL, NULL FROM paid_orders WHERE order_id = ANY($2::text[])
-UNION ALL SELECT 'p', NULL, NULL, published_at, NULL, plan_version, NULL, NULL FROM plans
-"""
-
-
-@dataclass
-class PaymentState:
-    """What deciding a batch of payments reads: the bindings of the buyers and of their referrers,
-    statuses, tiers and records of everyone in those chains, the (promoter, direct buyer) pairs
-    already counted (a superset of the pairs the batch can make), the orders already seen, and
-    the plan versions (version, published_at) by publication."""
-
-    bindings: list[tuple[str, datetime, int, str]] = field(default_factory=list)
-    statuses: list[tuple[str, datetime, int, str, datetime | None]] = field(default_factory=list)
-    tiers: list[tuple[str, datetime, int, str]] = field(default_factory=list)
-    records: dict[str, PromoterRecord] = field(default_factory=dict)
-    pairs: set[tuple[str, str]] = field(default_factory=set)
-    known_orders: set[str] = field(default_factory=set)
-    plan_versions: list[tuple[int, datetime]] = field(default_factory=list)
-
-
-async def load_payment_state(conn: asyncpg.Connection, buyers: Iterable[str], order_ids: Iterable[str]) -> PaymentState:
-    """One round trip instead of one query per table (a batch at a low rate is a handful of
-    events: then the round trips were most of its cost)."""
-    out = PaymentState()
-    for k, id_, s, t1, t2, n1, n2, n3 in await conn.fetch(_PAYMENT_STATE, list(buyers), list(order_ids)):
-        if k == "b":
-            out.bindings.append((id_, t1, n1, s))
-        elif k == "s":
-            out.statuses.append((id_, t1, n1, s, t2))
-        elif k == "t":
-            out.tiers.append((id_, t1, n1, s))
-        elif k == "r":
-            out.records[id_] = PromoterRecord(n1, n2, n3)
-        elif k == "d":
-            out.pairs.add((id_, s))
-        elif k == "o":
-            out.known_orders.add(id_)
-        else:
-            out.plan_versions.append((n1, t1))
-    out.plan_versions.sort(key=lambda r: (r[1], r[0]))
-    return out
