@@ -162,6 +162,18 @@ async def _done(infra, schema, n):
     return (await totals(infra["db"], schema))[0] >= n
 
 
+async def _projector_on_partition_0(infra, pool, topic: str, out: str):
+    """A tally projector driven by hand on partition 0 (the caller stops the consumer)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
+    await consumer.start()
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    projector = Projector(TallyProjection(topic, out), pool, service="tally")
+    projector.bind_consumer(lambda: consumer)
+    await projector.assign([tp])
+    return consumer, projector, tp
+
+
 def _envelope_id(raw: bytes) -> str:
     import json
     return json.loads(raw)["event_id"]
@@ -251,14 +263,8 @@ async def test_redelivered_and_duplicate_records_are_applied_once(infra, fresh_s
     for _ in range(2):  # the same event published twice: offsets 0 and 1
         await producer.send_and_wait(topic, env.to_bytes(), key=b"r")
     await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
-    await consumer.start()
+    consumer, projector, tp = await _projector_on_partition_0(infra, pool, topic, out)
     try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        projector = Projector(TallyProjection(topic, out), pool, service="tally")
-        projector.bind_consumer(lambda: consumer)
-        await projector.assign([tp])
         records = []
         while len(records) < 2:
             got = await consumer.getmany(timeout_ms=2000)
@@ -306,14 +312,8 @@ async def test_trace_context_follows_an_event_into_the_events_it_causes(infra, f
     await producer.send_and_wait(topic, env.to_bytes(), key=b"t",
                                  headers=[("traceparent", f"00-{trace_id}-{'1' * 16}-01".encode())])
     await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
-    await consumer.start()
+    consumer, projector, tp = await _projector_on_partition_0(infra, pool, topic, out)
     try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        projector = Projector(TallyProjection(topic, out), pool, service="tally")
-        projector.bind_consumer(lambda: consumer)
-        await projector.assign([tp])
         got = await consumer.getmany(timeout_ms=5000)
         batch = await projector.handle([r for rs in got.values() for r in rs])
         assert batch is not None and len(batch.emitted) == 1
