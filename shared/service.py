@@ -14,6 +14,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 import asyncpg
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
@@ -128,6 +130,14 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
         return JSONResponse({"ok": True, "positions": {
             p.projection.name: {f"{tp.topic}[{tp.partition}]": o for tp, o in p.positions.items()} for p in rt.projectors}})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # malformed requests get the same {"code", "message"} shape as the domain refusals
+        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        message = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors)
+        return JSONResponse(status_code=422, content={"code": "invalid_request", "message": message or "invalid request",
+                                                      "errors": errors})
 
     if spec.error_root is not None:
         @app.exception_handler(spec.error_root)

@@ -1,10 +1,7 @@
 """Composition root of the orders service: `python -m services.orders.main` serves it."""
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.orders.api import admin, notify, orders, promoters
 from services.orders.clock import Clock, system_clock
@@ -50,19 +47,7 @@ def create_app(settings: OrdersSettings | None = None, *, schema: str | None = N
         title="fenxiao orders",
         schema=schema,
     )
-    app = service.create_app(spec, settings)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # same {"code","message"} shape as the domain refusals
-        errors = jsonable_encoder(exc.errors())
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse(status_code=422, content={"code": "invalid_request",
-                                                      "message": f"{where}: {first.get('msg', 'invalid')}",
-                                                      "errors": errors})
-
-    return app
+    return service.create_app(spec, settings)
 
 
 if __name__ == "__main__":

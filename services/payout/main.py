@@ -5,9 +5,7 @@ from pathlib import Path
 
 import httpx
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.payout import service_layer as sl
 from services.payout.api import admin, notify, withdrawals
@@ -75,24 +73,7 @@ def create_app(settings: PayoutSettings | None = None, *, schema: str | None = N
         title="fenxiao payout",
         schema=schema,
     )
-    app = service.create_app(spec, settings)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # the house shape {"code", "message"} for malformed requests too
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse(status_code=422, content={"code": "invalid_request", "message": f"{where}: {first.get('msg', 'invalid')}",
-                                                      "errors": jsonable(errors)})
-
-    return app
-
-
-def jsonable(errors: list) -> list:
-    from fastapi.encoders import jsonable_encoder
-
-    return jsonable_encoder(errors, custom_encoder={Exception: str})
+    return service.create_app(spec, settings)
 
 
 if __name__ == "__main__":

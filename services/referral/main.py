@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.referral.api import admin, bindings, posters, promoters
 from services.referral.clients.images import ImageFetcher
@@ -76,16 +74,7 @@ def create_app(settings: ReferralSettings | None = None, *, schema: str | None =
         title="fenxiao referral",
         schema=schema,
     )
-    app = service.create_app(spec, settings)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errs = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={
-            "code": "invalid_request", "message": "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errs),
-            "errors": errs})
-
-    return app
+    return service.create_app(spec, settings)
 
 
 if __name__ == "__main__":
