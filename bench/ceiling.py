@@ -33,15 +33,25 @@ async def partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
         await producer.stop()
 
 
+def _reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A group-less consumer with large fetches, as every ceiling here reads."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                            max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+
+
+async def _from_start(consumer: AIOKafkaConsumer, bootstrap: str, topic: str) -> None:
+    """Assign every partition of `topic` and go back to offset 0."""
+    ends = await consumer.end_offsets(await partitions(bootstrap, topic))
+    consumer.assign(list(ends))
+    await consumer.seek_to_beginning(*ends)
+
+
 async def consume(bootstrap: str, topic: str, expect: int) -> float:
     """Read the whole topic from offset 0; returns messages/s."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    consumer = _reader(bootstrap)
     await consumer.start()
     try:
-        ends = await consumer.end_offsets(await partitions(bootstrap, topic))
-        consumer.assign(list(ends))
-        await consumer.seek_to_beginning(*ends)
+        await _from_start(consumer, bootstrap, topic)
         n = 0
         t0 = time.perf_counter()
         while n < expect:
@@ -55,16 +65,13 @@ async def consume(bootstrap: str, topic: str, expect: int) -> float:
 async def consume_produce(bootstrap: str, topic: str, out_topic: str, expect: int) -> float:
     """Consume every message and produce one per input (one send() each, idempotent, acks=all):
     the ceiling a projector that emits events is compared with. Returns input messages/s."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    consumer = _reader(bootstrap)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
                                 max_batch_size=512 * 1024)
     await consumer.start()
     await producer.start()
     try:
-        ends = await consumer.end_offsets(await partitions(bootstrap, topic))
-        consumer.assign(list(ends))
-        await consumer.seek_to_beginning(*ends)
+        await _from_start(consumer, bootstrap, topic)
         n = 0
         t0 = time.perf_counter()
         while n < expect:
@@ -84,8 +91,7 @@ async def consume_produce(bootstrap: str, topic: str, out_topic: str, expect: in
 async def consume_many(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[int, float]:
     """Read these partitions from offset 0 up to `ends` (exclusive), as the audit replay does;
     returns (records, records/s)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20)
+    consumer = _reader(bootstrap)
     await consumer.start()
     try:
         tps = [tp for tp, end in ends.items() if end > 0]
