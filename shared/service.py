@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db, telemetry
 from shared.outbox import OutboxRelay, make_producer
@@ -60,6 +61,40 @@ class ServiceSpec:
     schema: str | None = None        # defaults to `service`; tests use a fresh one
 
 
+class Heartbeat:
+    """The event loop's pulse, for the liveness probe. A task stamps the monotonic clock every
+    `interval_s`; when the loop is blocked (a synchronous call, a CPU-bound loop, a deadlock on
+    a thread) the stamps stop. `/livez` answers 503 once the last stamp is older than the
+    allowed stall, or when the task itself has ended; a loop blocked outright cannot answer at
+    all, and the probe's own timeout fails it."""
+
+    def __init__(self, interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.last = clock()
+        self.task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while True:
+            self.last = self.clock()
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self.last = self.clock()
+        self.task = asyncio.create_task(self.run(), name="event-loop-heartbeat")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def stalled_for(self) -> float:
+        """Seconds since the last stamp; infinite when the heartbeat task has ended."""
+        if self.task is not None and self.task.done():
+            return float("inf")
+        return max(0.0, self.clock() - self.last)
+
+
 def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     # <SERVICE>_SCHEMA lets a separate process (an e2e test, the bench) use a fresh schema
     schema = spec.schema or os.environ.get(f"{spec.service.upper()}_SCHEMA") or spec.service
@@ -68,6 +103,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from faststream.kafka import KafkaBroker
 
+        heartbeat.start()
         telemetry.configure(spec.service, settings.log_level, settings.log_json, settings.otel_exporter_otlp_endpoint)
         await ensure_topics(settings.kafka_bootstrap_servers)
         applied = await db.migrate(settings.database_url, schema, spec.migrations)
@@ -110,15 +146,31 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             await relay.stop()
             await producer.stop()
             await pool.close()
+            await heartbeat.stop()
 
     # One request span per call is kept; the per-dependency "operation" spans cost ~15 % of a read.
     app = FastAPI(title=spec.title or f"fenxiao {spec.service}", lifespan=lifespan,
                   telemetry={"operation_spans": False})
-    app.mount("/metrics", make_asgi_app())
+    heartbeat = app.state.heartbeat = Heartbeat()
+    max_stall_s = float(os.environ.get("FENXIAO_LIVENESS_MAX_STALL_S", "30"))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        # a route, not a mounted app: a mount answers `/metrics` with a 307 to `/metrics/`
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:
         return {"ok": True}
+
+    @app.get("/livez", include_in_schema=False)
+    async def livez(request: Request) -> JSONResponse:
+        """Liveness: the event loop still turns (see `Heartbeat`)."""
+        stalled = request.app.state.heartbeat.stalled_for()
+        if stalled > max_stall_s:
+            return JSONResponse({"ok": False, "stalled_s": None if stalled == float("inf") else round(stalled, 1)},
+                                status_code=503)
+        return JSONResponse({"ok": True, "stalled_s": round(stalled, 1)})
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:

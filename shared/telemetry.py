@@ -57,15 +57,30 @@ def configure(service: str, level: str = "INFO", json_logs: bool = True, otlp_en
     )
     structlog.contextvars.bind_contextvars(service=service)
     provider = TracerProvider(resource=Resource.create({"service.name": f"fenxiao-{service}"}))
-    if otlp_endpoint:  # pragma: no cover - needs a collector
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    if otlp_endpoint:
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
-        except ImportError:
-            structlog.get_logger().warning("otlp_exporter_missing", endpoint=otlp_endpoint)
+        provider.add_span_processor(BatchSpanProcessor(span_exporter(otlp_endpoint)))
     trace.set_tracer_provider(provider)
+
+
+def traces_endpoint(base: str) -> str:
+    """Where spans are POSTed, read the standard way: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is
+    used as is; `OTEL_EXPORTER_OTLP_ENDPOINT` (our setting) is the collector's base URL, to which
+    the OTLP/HTTP signal path `/v1/traces` is appended."""
+    import os
+
+    if explicit := os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return explicit
+    base = base.rstrip("/")
+    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
+def span_exporter(otlp_endpoint: str) -> Any:
+    """OTLP/HTTP (protobuf) exporter to the collector at `otlp_endpoint`."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=traces_endpoint(otlp_endpoint))
 
 
 def tracer(name: str = "fenxiao") -> trace.Tracer:
