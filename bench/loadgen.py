@@ -48,9 +48,9 @@ class HttpError(RuntimeError):
 class RawHttp:
     """A pool of keep-alive connections to one host:port; `request` writes prepared bytes and
     reads one response (Content-Length or chunked). A connection the server closed while idle
-    (uvicorn drops keep-alive connections after 5 s) is replaced and the request sent again."""
+    (after its keep-alive timeout, FENXIAO_HTTP_KEEPALIVE_S) is replaced and the request sent again."""
 
-    IDLE_S = 4.0  # below uvicorn's keep-alive timeout
+    IDLE_S = 4.0  # below any keep-alive timeout a service may be given (default 75 s)
 
     def __init__(self, host: str, port: int, *, max_conns: int = 64) -> None:
         self.host, self.port, self.max_conns = host, port, max_conns

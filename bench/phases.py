@@ -26,6 +26,7 @@ from shared.identity import HEADER, sign_identity
 from shared.outbox import make_producer
 from shared.topics import COMMISSION_EVENTS, NAMESPACE, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
 from simulation.cluster import ROOT, ServiceProcess
+from simulation.http import request_once_more
 
 
 def free_port() -> int:
@@ -177,7 +178,8 @@ async def start_commission(ctx: Ctx) -> None:
 
 async def publish_plan(ctx: Ctx) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.put(ctx.commission.url + "/v1/admin/plan", json=workload.PLAN, headers={HEADER: ctx.admin_header})
+        r = await request_once_more(http, "PUT", ctx.commission.url + "/v1/admin/plan", json=workload.PLAN,
+                                    headers={HEADER: ctx.admin_header})
         if r.status_code != 201:
             raise RuntimeError(f"PUT /v1/admin/plan: {r.status_code} {r.text[:300]}")
     ctx.log(f"plan version {r.json()['plan_version']} published")

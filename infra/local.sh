@@ -34,7 +34,28 @@ KAFKA_STOP_TIMEOUT=30
 
 PG_HOST=127.0.0.1
 PG_PORT=${FENXIAO_PG_PORT:-55432}
-PG_DIR="$LOCAL/postgres"
+
+# Where PostgreSQL keeps its data. The server runs as the `postgres` OS user when this
+# script runs as root, and that user may not be able to traverse the checkout's parents
+# (a clone under /root or `mktemp -d` is mode 700). So, as root, the data lives in a
+# per-checkout folder under a system location owned by `postgres`, named from the
+# checkout path; as an ordinary user it stays in the checkout (the server runs as that
+# user). A data directory made by an earlier version in .local/postgres keeps being used.
+# FENXIAO_PG_DIR overrides all of this.
+PG_SYSTEM_ROOT="${FENXIAO_PG_SYSTEM_ROOT:-/var/lib/postgresql/fenxiao}"
+checkout_slug() { # basename-<12 hex of the checkout path>: stable, unique per checkout
+  local base
+  base="$(basename "$REPO")"
+  base="$(printf '%s' "$base" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-40)"
+  printf '%s-%s' "$base" "$(printf '%s' "$REPO" | sha256sum | cut -c1-12)"
+}
+resolve_pg_dir() {
+  if [[ -n "${FENXIAO_PG_DIR:-}" ]]; then printf '%s' "$FENXIAO_PG_DIR"; return; fi
+  if [[ -f "$LOCAL/postgres/data/PG_VERSION" ]]; then printf '%s' "$LOCAL/postgres"; return; fi
+  if [[ "$(id -u)" -ne 0 ]]; then printf '%s' "$LOCAL/postgres"; return; fi
+  printf '%s/%s' "$PG_SYSTEM_ROOT" "$(checkout_slug)"
+}
+PG_DIR="$(resolve_pg_dir)"
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
 PG_SUPERUSER_PWFILE="$PG_DIR/superuser.pw"
@@ -135,7 +156,7 @@ ensure_pg_bin() {
   fi
   if is_root && ! id -u postgres >/dev/null 2>&1; then
     say "creating system user postgres"
-    useradd --system --user-group --home-dir "$PG_DIR" --no-create-home --shell /usr/sbin/nologin postgres
+    useradd --system --user-group --home-dir /var/lib/postgresql --no-create-home --shell /usr/sbin/nologin postgres
   fi
 }
 
@@ -143,9 +164,36 @@ ensure_python() {
   [[ -x "$PYTHON" ]] || die "$PYTHON not found - run 'uv sync' first (or set FENXIAO_PYTHON)"
 }
 
-# Run a command as the postgres OS user (initdb/postgres refuse to run as root).
+# Run a command as the postgres OS user (initdb/postgres refuse to run as root), from /,
+# because that user may not be allowed into the caller's working directory.
 as_pg() {
-  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+  if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# As root, make the system location for this checkout's data, owned by postgres; never
+# touch the permissions of the user's own folders. Fail with the cause and the fix when
+# the postgres user still cannot reach the data directory.
+pg_ensure_reachable() {
+  if ! is_root; then
+    mkdir -p "$PG_DIR" || die "cannot create $PG_DIR; set FENXIAO_PG_DIR to a folder you can write"
+    return 0
+  fi
+  if [[ "$PG_DIR" == "$PG_SYSTEM_ROOT/"* ]]; then
+    local parent
+    parent="$(dirname "$PG_SYSTEM_ROOT")"
+    if [[ ! -d "$parent" ]]; then
+      install -d -m 755 -o postgres -g postgres "$parent" || die "cannot create $parent"
+    fi
+    install -d -m 750 -o postgres -g postgres "$PG_SYSTEM_ROOT" "$PG_DIR" \
+      || die "cannot create $PG_DIR (owned by postgres)"
+    printf '%s\n' "$PG_DIR" >"$LOCAL/postgres.location"
+  else
+    mkdir -p "$PG_DIR"
+    chown postgres:postgres "$PG_DIR"
+  fi
+  if ! (cd / && runuser -u postgres -- test -x "$PG_DIR" -a -w "$PG_DIR"); then
+    die "the postgres OS user cannot reach $PG_DIR (a parent folder is private to its owner). Fix: unset FENXIAO_PG_DIR to use $PG_SYSTEM_ROOT/<checkout>, or point FENXIAO_PG_DIR at a folder whose parents postgres can traverse (e.g. under /var/lib/postgresql)"
+  fi
 }
 
 # --------------------------------------------------------------------------- #
@@ -291,12 +339,13 @@ pg_socket_dir() {
 pg_prepare_dirs() {
   local sock
   sock="$(pg_socket_dir)"
+  pg_ensure_reachable
   mkdir -p "$PG_DIR" "$sock"
   if is_root; then
     chown postgres:postgres "$PG_DIR" "$sock"
     [[ -e "$PG_LOG" ]] && chown postgres:postgres "$PG_LOG"
   fi
-  chmod 755 "$PG_DIR"
+  if [[ "$PG_DIR" == "$LOCAL/"* ]] || ! is_root; then chmod 755 "$PG_DIR"; fi
   chmod 775 "$sock"
 }
 
@@ -441,9 +490,21 @@ wait_kafka() {
 # --------------------------------------------------------------------------- #
 # Commands
 # --------------------------------------------------------------------------- #
+# A failed `up` stops what it started itself (never what was already running), so a second
+# try does not meet a port "in use by another process".
+UP_OK=0
+cleanup_failed_up() {
+  local rc=$?
+  ((UP_OK)) && return 0
+  if [[ -n "$KAFKA_T0" ]] && kafka_pid >/dev/null; then warn "up failed: stopping the kafka it started"; kafka_stop >&2 || true; fi
+  if [[ -n "$PG_T0" ]] && pg_running; then warn "up failed: stopping the postgres it started"; pg_stop >&2 || true; fi
+  return "$rc"
+}
+
 cmd_up() {
   local t_all t_k t_p kafka_s pg_s
   t_all="$(now)"
+  trap cleanup_failed_up EXIT
   take_lock
   ensure_python
   ensure_java_mvn
@@ -474,6 +535,8 @@ cmd_up() {
       "total $(since "$t_all")s"
   say "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP"
   say "DATABASE_URL=$DATABASE_URL_LOCAL"
+  say "postgres data: $PG_DATA"
+  UP_OK=1
 }
 
 cmd_down() {
@@ -508,6 +571,7 @@ cmd_status() {
     say "postgres: stopped"
     ok=3
   fi
+  say "postgres data: $PG_DATA"
   return "$ok"
 }
 
@@ -520,6 +584,7 @@ cmd_reset() {
   cmd_down
   say "deleting $KAFKA_DATA and $PG_DATA (jars kept)"
   rm -rf "$KAFKA_DATA" "$PG_DATA" "$KAFKA_DIR/server.properties"
+  if [[ "$PG_DIR" == "$PG_SYSTEM_ROOT/"* ]]; then rm -rf "$PG_DIR"; rm -f "$LOCAL/postgres.location"; fi
 }
 
 usage() {

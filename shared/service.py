@@ -184,17 +184,20 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             p.projection.name: {f"{tp.topic}[{tp.partition}]": o for tp, o in p.positions.items()} for p in rt.projectors}})
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         # malformed requests get the same {"code", "message"} shape as the domain refusals
         errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
         message = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors)
+        log.info("request_refused", method=request.method, path=request.url.path, status=422, code="invalid_request")
         return JSONResponse(status_code=422, content={"code": "invalid_request", "message": message or "invalid request",
                                                       "errors": errors})
 
     if spec.error_root is not None:
         @app.exception_handler(spec.error_root)
-        async def domain_error(_: Request, exc: Exception) -> JSONResponse:
-            return JSONResponse(status_code=spec.error_status(exc), content=error_body(exc))
+        async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+            status, body = spec.error_status(exc), error_body(exc)
+            log.info("request_refused", method=request.method, path=request.url.path, status=status, code=body["code"])
+            return JSONResponse(status_code=status, content=body)
 
     for router in spec.routers:
         app.include_router(router)
@@ -234,11 +237,22 @@ def error_body(exc: Exception) -> dict:
     return {"code": getattr(exc, "code", None) or code, "message": str(exc)}
 
 
-def run(app: FastAPI, port: int) -> None:
-    """Serve a service; `PORT` (set by Kubernetes or the local launcher) overrides the default."""
+def server_config(app: FastAPI, port: int):
+    """uvicorn's settings for a service. Its idle keep-alive (FENXIAO_HTTP_KEEPALIVE_S, 75 s)
+    outlasts the gateway's, so the gateway closes an idle connection first and never sends a
+    request on one the service is closing (uvicorn's own default, 5 s, invites that race)."""
     import os
 
     import uvicorn
 
-    uvicorn.run(app, host=os.environ.get("HOST", "0.0.0.0"), port=int(os.environ.get("PORT", port)),
-                log_config=None, access_log=False)
+    from shared.settings import CommonSettings
+
+    return uvicorn.Config(app, host=os.environ.get("HOST", "0.0.0.0"), port=int(os.environ.get("PORT", port)),
+                          log_config=None, access_log=False, timeout_keep_alive=CommonSettings().http_keepalive_s)
+
+
+def run(app: FastAPI, port: int) -> None:
+    """Serve a service; `PORT` (set by Kubernetes or the local launcher) overrides the default."""
+    import uvicorn
+
+    uvicorn.Server(server_config(app, port)).run()

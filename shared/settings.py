@@ -26,3 +26,6 @@ class CommonSettings(BaseSettings):
     projector_synchronous_commit: bool = Field(True, validation_alias="PROJECTOR_SYNCHRONOUS_COMMIT")
     db_pool_min: int = Field(1, validation_alias="DB_POOL_MIN")
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
+    #: seconds an idle HTTP keep-alive connection stays open; above the gateway's idle timeout
+    #: (often 60 s) so the gateway, not the service, closes first and never sends on a dying socket
+    http_keepalive_s: int = Field(75, ge=1, le=3600, validation_alias="FENXIAO_HTTP_KEEPALIVE_S")

@@ -14,6 +14,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = {"referral": 8101, "orders": 8102, "commission": 8103, "payout": 8104}
+#: the demo's ports are these plus an offset: FENXIAO_DEMO_BASE_PORT=9100 puts referral on 9101
+BASE_PORT = 8100
+
+
+def ports_from_base(base: int) -> dict[str, int]:
+    return {name: base + (port - BASE_PORT) for name, port in PORTS.items()}
 
 
 @dataclass
@@ -32,7 +38,10 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", f"services.{self.name}.main"], cwd=ROOT,
-                                     env={**os.environ, **self.env, "PORT": str(self.port), "HOST": "127.0.0.1"},
+                                     # unbuffered: a service's own log lines reach its file even
+                                     # when it is killed
+                                     env={**os.environ, **self.env, "PORT": str(self.port), "HOST": "127.0.0.1",
+                                          "PYTHONUNBUFFERED": "1"},
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     async def wait_ready(self, timeout: float = 90) -> None:

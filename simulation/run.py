@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from shared.settings import CommonSettings
-from simulation.cluster import ROOT, cluster
+from simulation.cluster import BASE_PORT, ROOT, cluster, ports_from_base
 from simulation.traffic import Gateway, run_traffic
 from standins.wechat.app import create as create_standins, serve
 
@@ -72,7 +72,7 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
     wx = create_standins(ROOT / ".local" / "wechat", port=wechat_port)
     server, task = await serve(wx)
     # A fresh topic namespace and fresh schemas per run: the demo's log is its own.
-    base_env = {"FENXIAO_TOPIC_NAMESPACE": f"demo{run_id}", "LOG_LEVEL": "WARNING",
+    base_env = {"FENXIAO_TOPIC_NAMESPACE": f"demo{run_id}", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
                 "COMMISSION_SETTLE_POLL_S": "0.5", "ORDERS_SWEEP_INTERVAL_S": "1"}
     schemas = {s: f"{s}_demo{run_id}" for s in SERVICES}
     env_by = {s: {**base_env, f"{s.upper()}_SCHEMA": schemas[s], **wx.service_env().get(s, {})} for s in SERVICES}
@@ -106,8 +106,9 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
 
 
 async def main(args) -> int:
+    ports = ports_from_base(args.base_port)
     ok, _ = await run_demo(promoters=args.promoters, customers=args.customers, seed=args.seed, run_id=args.run_id,
-                           wechat_port=args.wechat_port)
+                           wechat_port=args.wechat_port or args.base_port + 99, ports=ports)
     return 0 if ok else 1
 
 
@@ -117,7 +118,9 @@ def cli() -> None:
     ap.add_argument("--customers", type=int, default=80)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--run-id", default=None)
-    ap.add_argument("--wechat-port", type=int, default=8199)
+    ap.add_argument("--base-port", type=int, default=int(os.environ.get("FENXIAO_DEMO_BASE_PORT", BASE_PORT)),
+                    help="services on base+1.., WeChat stand-ins on base+99 (env FENXIAO_DEMO_BASE_PORT)")
+    ap.add_argument("--wechat-port", type=int, default=None)
     sys.exit(asyncio.run(main(ap.parse_args())))
 
 

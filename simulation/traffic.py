@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from shared.identity import HEADER, sign_identity
+from simulation.http import request_once_more
 from standins.wechat.app import WeChatStandins
 
 PLAN = {
@@ -61,10 +62,11 @@ class Gateway:
         self.sem = asyncio.Semaphore(16)
 
     async def call(self, service: str, method: str, path: str, user: str, *, admin: bool = False, expect=(200, 201),
-                   **kw) -> httpx.Response:
-        headers = {HEADER: sign_identity(self.secret, user, ("admin",) if admin else ())}
+                   idempotent: bool | None = None, **kw) -> httpx.Response:
+        headers = {HEADER: sign_identity(self.secret, user, ("admin",) if admin else ()), **kw.pop("headers", {})}
         async with self.sem:
-            r = await self.http.request(method, self.urls[service] + path, headers=headers, **kw)
+            r = await request_once_more(self.http, method, self.urls[service] + path, idempotent=idempotent,
+                                        headers=headers, **kw)
         if expect and r.status_code not in expect:
             raise RuntimeError(f"{method} {service}{path} as {user}: {r.status_code} {r.text[:500]}")
         return r
@@ -126,7 +128,7 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
     # Posters: every founder shares one (mini-program code from the stand-in's getwxacodeunlimit)
     for i, p in enumerate(rep.promoters[:founders]):
         pid, cat, title, price = PRODUCTS[i % len(PRODUCTS)]
-        r = await gw.call("referral", "POST", "/v1/posters", p,
+        r = await gw.call("referral", "POST", "/v1/posters", p, idempotent=True,  # a pure rendering
                           json={"title": title, "price_fen": price, "image_base64": _product_image(i)})
         assert r.headers["content-type"].startswith("image/png")
         if poster_dir is not None:
@@ -177,7 +179,7 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
         out_trade_no = f"T{run_id}{k:05d}"
         body = {"out_trade_no": out_trade_no, "lines": lines, "postage_fen": postage, "total_fen": paid_total + postage,
                 "promoter_code": promoter_code}
-        order = (await gw.call("orders", "POST", "/v1/orders", user, json=body)).json()
+        order = (await gw.call("orders", "POST", "/v1/orders", user, json=body, idempotent=True)).json()  # out_trade_no
         r = await wx.pay.deliver_payment(notify, out_trade_no, paid_total + postage)
         if r.status_code not in (200, 204):
             raise RuntimeError(f"payment notice refused: {r.status_code} {r.text}")
@@ -208,7 +210,7 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
         qty = 1
         amount = line["paid_fen"] * qty // line["quantity"]
         out_refund_no = f"R{o['out_trade_no']}{tag}"
-        await gw.call("orders", "POST", f"/v1/orders/{o['order_id']}/refunds", o["user"],
+        await gw.call("orders", "POST", f"/v1/orders/{o['order_id']}/refunds", o["user"], idempotent=True,  # out_refund_no
                       json={"out_refund_no": out_refund_no, "lines": [{"line_id": line["line_id"], "quantity": qty,
                                                                        "amount_fen": amount}], "reason": "不想要了"})
         r = await wx.pay.deliver_refund(notify, o["out_trade_no"], out_refund_no, refund_fen=amount, total_fen=o["total"])
@@ -222,7 +224,8 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
     log(f"{rep.refunds} partial refunds confirmed by refund notices")
 
     # Receipt confirmed: the after-sale window closes (0 freeze days here) and commission settles.
-    await asyncio.gather(*(gw.call("orders", "POST", f"/v1/orders/{o['order_id']}/confirm-receipt", o["user"])
+    await asyncio.gather(*(gw.call("orders", "POST", f"/v1/orders/{o['order_id']}/confirm-receipt", o["user"],
+                                   idempotent=True)
                            for o in orders))
 
     async def balances():
@@ -254,7 +257,7 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
         target = b[p]["available_fen"]
         await until(lambda: _at_least(payout_available, p, min(target, 2_000)), f"payout ledger of {p}")
         amount = min(await payout_available(p), 12_000 if n == 0 else 6_000)
-        r = await gw.call("payout", "POST", "/v1/withdrawals", p,
+        r = await gw.call("payout", "POST", "/v1/withdrawals", p, headers={"Idempotency-Key": f"w-{run_id}-{n}"},
                           json={"amount_fen": amount, "idempotency_key": f"w-{run_id}-{n}", "openid": f"o-{p}"})
         w = r.json()
         if w["status"] == "pending_review":
