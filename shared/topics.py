@@ -19,10 +19,11 @@ REFERRAL_EVENTS = _t("referral.referral-events.v1")   # key: customer id (bindin
 ORDER_EVENTS = _t("orders.order-events.v1")           # key: order id
 COMMISSION_EVENTS = _t("commission.commission-events.v1")  # key: beneficiary promoter id
 PAYOUT_EVENTS = _t("payout.withdrawal-events.v1")     # key: promoter id
+CONSOLE_EVENTS = _t("console.operator-events.v1")     # key: operator (the console's audit trail)
 
 DEAD_LETTER_SUFFIX = ".dlq"
 
-ALL_TOPICS = (REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS)
+ALL_TOPICS = (REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS, CONSOLE_EVENTS)
 PARTITIONS = 4
 
 
@@ -46,4 +47,5 @@ OWNER_TOPIC = {
     "orders": ORDER_EVENTS,
     "commission": COMMISSION_EVENTS,
     "payout": PAYOUT_EVENTS,
+    "console": CONSOLE_EVENTS,
 }

@@ -181,3 +181,36 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
                                       promoter_code=promoter.code, source=source, product_id=product_id, mode=mode,
                                       bound_at=now, event_id=env.event_id)
     return BindOutcome(decision, row, [env])
+
+
+# -- operator rebind -------------------------------------------------------------------------
+async def rebind(conn: asyncpg.Connection, customer_id: str, promoter_id: str, reason: str | None, operator: str,
+                 clock: Callable[[], datetime]) -> tuple[bindings_store.BindingRow, list[Envelope]]:
+    """An operator changes `customer_id`'s referrer to `promoter_id`, with a reason that travels
+    in the event (`ReferralTakenOver`, or `ReferralBound` if there was none, `source="operator"`,
+    `reason`, `changed_by`): the commission service follows it from `bound_at` on like any other."""
+    from services.referral.domain.rebind import decide_rebind
+
+    promoter = await promoters_store.get(conn, promoter_id)
+    await bindings_store.lock_all(conn)  # the cycle check and the write, atomically (as bind does)
+    now = clock()
+    state = await bindings_store.bind_state(conn, customer_id, promoter_id)
+    current = state.current
+    if current is not None and now < current.bound_at:
+        now = current.bound_at
+    decision = decide_rebind(customer_id, promoter, bindings_store.as_current(current), state.ancestors, reason, now)
+    assert promoter is not None
+    mode = (await merchant_store.load(conn)).binding_mode
+    common = dict(customer_id=customer_id, promoter_id=promoter.user_id, promoter_code=promoter.code, source="operator",
+                  product_id=None, mode=mode, bound_at=now, reason=decision.reason, changed_by=operator)
+    if decision.previous_promoter_id is not None:
+        payload = ReferralTakenOver(previous_promoter_id=decision.previous_promoter_id, **common)  # type: ignore[arg-type]
+        if not await bindings_store.supersede(conn, customer_id, decision.previous_promoter_id, now):
+            raise RuntimeError("current binding moved while the bindings lock was held")  # pragma: no cover
+    else:
+        payload = ReferralBound(**common)  # type: ignore[assignment,arg-type]
+    env = new_event(payload, occurred_at=now)
+    row = await bindings_store.insert(conn, customer_id=customer_id, promoter_id=promoter.user_id,
+                                      promoter_code=promoter.code, source="operator", product_id=None, mode=mode,
+                                      bound_at=now, event_id=env.event_id)
+    return row, [env]

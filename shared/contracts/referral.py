@@ -8,7 +8,7 @@ from pydantic import Field
 
 from shared.events import EventPayload, register
 
-BindingSource = Literal["poster", "link", "qr"]
+BindingSource = Literal["poster", "link", "qr", "operator"]  # operator: changed by an operator with a reason
 BindingMode = Literal["first_touch", "first_touch_window", "new_users_only", "last_touch"]
 
 
@@ -70,6 +70,9 @@ class ReferralBound(EventPayload):
     product_id: str | None = None
     mode: BindingMode
     bound_at: datetime
+    #: set when an operator changed the referrer (source operator): why, and who
+    reason: str | None = None
+    changed_by: str | None = None
 
 
 @register
@@ -86,6 +89,9 @@ class ReferralTakenOver(EventPayload):
     product_id: str | None = None
     mode: BindingMode
     bound_at: datetime
+    #: set when an operator changed the referrer (source operator): why, and who
+    reason: str | None = None
+    changed_by: str | None = None
 
 
 @register

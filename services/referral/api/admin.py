@@ -13,6 +13,7 @@ from services.referral.api.deps import NowDep, RuntimeDep, in_transaction, read
 from services.referral.api.promoters import application_public, promoter_public
 from services.referral.clients.images import ImageFetcher, check_image
 from services.referral.domain import errors
+from services.referral.store import bindings as bindings_store
 from services.referral.store import merchant as merchant_store
 from services.referral.store import posters as posters_store
 from services.referral.store import promoters as promoters_store
@@ -111,3 +112,50 @@ def decode_image(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise errors.ImageRefusedError("image_base64 is not valid base64") from exc
+
+
+# -- the operators' console: search, a promoter's team, a customer's referrer --------------------
+@router.get("/promoters", response_model=list[schemas.PromoterListed])
+async def search_promoters(_: AdminIdentity, rt: RuntimeDep, now: NowDep,
+                           q: str | None = Query(None, min_length=1, max_length=128),
+                           status: str | None = Query(None, pattern="^(active|suspended|revoked)$"),
+                           page: int = Query(1, ge=1, le=10_000), page_size: int = Query(50, ge=1, le=200)):
+    """Promoters by id, code or nickname, newest first, with their current level-1 team size."""
+    rows = await read(rt, lambda conn: promoters_store.search(conn, q, status, page_size, (page - 1) * page_size))
+    out = []
+    for r in rows:
+        nickname, team_size = r.pop("nickname"), r.pop("team_size")
+        p = promoters_store.Promoter(**r)
+        out.append(schemas.PromoterListed(**promoter_public(p, now, nickname).model_dump(), team_size=team_size))
+    return out
+
+
+@router.get("/promoters/{user_id}/team", response_model=schemas.AdminTeamPage)
+async def promoter_team(_: AdminIdentity, rt: RuntimeDep, user_id: str = UserId,
+                        level: int = Query(1, ge=1, le=2), page: int = Query(1, ge=1, le=100_000),
+                        page_size: int = Query(20, ge=1, le=100)):
+    """A promoter's current level-1 or level-2 customers (ids shown: operators only)."""
+    total, members = await read(rt, lambda conn: bindings_store.team(conn, user_id, level, page_size, (page - 1) * page_size))
+    return schemas.AdminTeamPage(level=level, page=page, page_size=page_size, total=total, items=[
+        schemas.AdminTeamMember(customer_id=m.customer_id, nickname=m.nickname, via_promoter_id=m.via_promoter_id,
+                                bound_at=m.bound_at, paid_orders=m.paid_orders, paid_fen=m.paid_fen,
+                                refunded_fen=m.refunded_fen) for m in members])
+
+
+@router.get("/customers/{customer_id}/bindings", response_model=list[schemas.BindingPublic])
+async def customer_bindings(_: AdminIdentity, rt: RuntimeDep, customer_id: str = Path(min_length=1, max_length=128)):
+    """Every binding the customer had, oldest first (the current one has no `superseded_at`)."""
+    rows = await read(rt, lambda conn: bindings_store.history(conn, customer_id))
+    return [schemas.BindingPublic(**b.__dict__) for b in rows]
+
+
+@router.post("/customers/{customer_id}/referrer", response_model=schemas.BindingPublic,
+             responses={409: {"description": "cycle, unchanged, inactive promoter"}, 422: {"description": "reason required, self"}})
+async def change_referrer(body: schemas.ReferrerChange, admin: AdminIdentity, rt: RuntimeDep,
+                          customer_id: str = Path(min_length=1, max_length=128)):
+    """An operator changes a customer's referrer from now on, with a reason. The event
+    (`ReferralTakenOver`/`ReferralBound`, source `operator`) carries the reason and the operator."""
+    async def work(conn):
+        return await flows.rebind(conn, customer_id, body.promoter_id, body.reason, admin.user_id, rt.extras["clock"])
+    row = await in_transaction(rt, work)
+    return schemas.BindingPublic(**row.__dict__)

@@ -203,3 +203,30 @@ class PosterCreate(Strict):
         if (self.image_base64 is None) == (self.image_url is None):
             raise ValueError("give exactly one of image_base64 or image_url")
         return self
+
+
+class PromoterListed(PromoterPublic):
+    team_size: int
+
+
+class AdminTeamMember(BaseModel):
+    customer_id: str
+    nickname: str | None = None
+    via_promoter_id: str | None = None
+    bound_at: datetime
+    paid_orders: int
+    paid_fen: int
+    refunded_fen: int
+
+
+class AdminTeamPage(BaseModel):
+    level: int
+    page: int
+    page_size: int
+    total: int
+    items: list[AdminTeamMember]
+
+
+class ReferrerChange(Strict):
+    promoter_id: str = Field(min_length=1, max_length=128)
+    reason: Text

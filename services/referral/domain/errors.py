@@ -77,6 +77,10 @@ class PromoterInactiveError(ForbiddenError):
     pass
 
 
+class RebindUnchangedError(ConflictError):
+    """An operator asked to move a customer to the referrer they already have."""
+
+
 # -- binding ---------------------------------------------------------------------------------
 _REFUSAL_STATUS = {
     "unknown_promoter": 404,

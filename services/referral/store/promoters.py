@@ -77,3 +77,18 @@ async def applications(conn: asyncpg.Connection, state: str | None, limit: int, 
         state, limit, offset,
     )
     return [Application(**dict(r)) for r in rows]
+
+
+async def search(conn: asyncpg.Connection, q: str | None, status: str | None, limit: int, offset: int) -> list[dict]:
+    """Operators' promoter list: by id, code or nickname (substring), newest first, with the size
+    of the current level-1 team."""
+    rows = await conn.fetch(
+        f"""SELECT {", ".join("p." + c for c in _COLS.split(", "))}, u.nickname,
+                   (SELECT count(*) FROM bindings b WHERE b.promoter_id = p.user_id AND b.superseded_at IS NULL) AS team_size
+            FROM promoters p LEFT JOIN users u ON u.user_id = p.user_id
+            WHERE ($1::text IS NULL OR p.user_id ILIKE '%' || $1 || '%' OR p.code = $1 OR u.nickname ILIKE '%' || $1 || '%')
+              AND ($2::text IS NULL OR p.status = $2)
+            ORDER BY p.enrolled_at DESC, p.user_id LIMIT $3 OFFSET $4""",
+        q, status, limit, offset,
+    )
+    return [dict(r) for r in rows]
