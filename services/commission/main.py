@@ -7,6 +7,7 @@ from typing import Callable
 
 from fastapi import FastAPI
 
+from services.commission.api import explain
 from services.commission.api.routes import admin, estimates, promoters
 from services.commission.domain.errors import CommissionError
 from services.commission.handlers.projection import CommissionProjection, ProjectorProgress
@@ -54,7 +55,7 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
     spec = ServiceSpec(
         service="commission",
         migrations=MIGRATIONS,
-        routers=(promoters, admin, estimates),
+        routers=(promoters, admin, estimates, explain.router),
         projections=(projection,),
         background=(settlement_scheduler,),
         on_start=(provide_clock, plans_from_log),
