@@ -20,10 +20,11 @@ ORDER_EVENTS = _t("orders.order-events.v1")           # key: order id
 COMMISSION_EVENTS = _t("commission.commission-events.v1")  # key: beneficiary promoter id
 PAYOUT_EVENTS = _t("payout.withdrawal-events.v1")     # key: promoter id
 CONSOLE_EVENTS = _t("console.operator-events.v1")     # key: operator (the console's audit trail)
+ENGAGEMENT_EVENTS = _t("engagement.engagement-events.v1")  # key: promoter id (announcements: announcement id)
 
 DEAD_LETTER_SUFFIX = ".dlq"
 
-ALL_TOPICS = (REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS, CONSOLE_EVENTS)
+ALL_TOPICS = (REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS, CONSOLE_EVENTS, ENGAGEMENT_EVENTS)
 PARTITIONS = 4
 
 
@@ -48,4 +49,5 @@ OWNER_TOPIC = {
     "commission": COMMISSION_EVENTS,
     "payout": PAYOUT_EVENTS,
     "console": CONSOLE_EVENTS,
+    "engagement": ENGAGEMENT_EVENTS,
 }

@@ -23,8 +23,8 @@ from services.referral.store import orders as orders_store
 from services.referral.store import promoters as promoters_store
 from services.referral.store import users as users_store
 from shared.contracts.referral import (
-    BindingRefused, PromoterApplicationDecided, PromoterApplicationSubmitted, PromoterEnrolled, PromoterStatusChanged,
-    ReferralBound, ReferralTakenOver,
+    BindingRefused, PromoterApplicationDecided, PromoterApplicationSubmitted, PromoterEnrolled, PromoterLinkVisited,
+    PromoterStatusChanged, ReferralBound, ReferralTakenOver,
 )
 from shared.events import Envelope, new_event
 
@@ -153,6 +153,10 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
                             promoter_ancestors=ancestors, customer_is_new=is_new)
     decision = rules.decide(req, ms.policy, now)
     mode = ms.binding_mode
+    # the visit of the promoter's share, whatever the bind decides (the conversion funnel counts it)
+    visit = [] if promoter is None or promoter.user_id == customer_id else [new_event(PromoterLinkVisited(
+        promoter_id=promoter.user_id, promoter_code=promoter.code, visitor_id=customer_id, source=source,  # type: ignore[arg-type]
+        product_id=product_id, first_visit=not known, visited_at=now), occurred_at=now)]
 
     if isinstance(decision, rules.Refuse):
         evt = BindingRefused(customer_id=customer_id, promoter_code=promoter_code[:64],
@@ -162,9 +166,9 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
         await bindings_store.record_refusal(conn, customer_id=customer_id, promoter_code=promoter_code,
                                             promoter_id=evt.promoter_id, source=source, product_id=product_id,
                                             reason=decision.reason, refused_at=now, event_id=env.event_id)
-        return BindOutcome(decision, current, [env])
+        return BindOutcome(decision, current, visit + [env])
     if isinstance(decision, rules.Unchanged):
-        return BindOutcome(decision, current, [])
+        return BindOutcome(decision, current, visit)
 
     assert promoter is not None
     if isinstance(decision, rules.TakeOver):
@@ -180,7 +184,7 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
     row = await bindings_store.insert(conn, customer_id=customer_id, promoter_id=promoter.user_id,
                                       promoter_code=promoter.code, source=source, product_id=product_id, mode=mode,
                                       bound_at=now, event_id=env.event_id)
-    return BindOutcome(decision, row, [env])
+    return BindOutcome(decision, row, visit + [env])
 
 
 # -- operator rebind -------------------------------------------------------------------------

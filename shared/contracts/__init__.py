@@ -3,7 +3,7 @@
 One module per publishing service. Fields may be added (with defaults); renaming or removing
 one means a new version with an upcaster in the same module. Consumers read these shapes;
 they never import another service's code."""
-from shared.contracts import commission, console, orders, payout, referral  # noqa: F401  (registers)
+from shared.contracts import commission, console, engagement, orders, payout, referral  # noqa: F401  (registers)
 from shared.events.catalog import catalog
 
 

@@ -106,3 +106,33 @@ class BindingRefused(EventPayload):
     source: BindingSource
     reason: Literal["self_binding", "cycle", "unknown_promoter", "inactive_promoter", "already_bound", "not_new_user"]
     refused_at: datetime
+
+
+@register
+class PromoterShareMade(EventPayload):
+    """A promoter prepared a share: a poster made (`poster`), or a link / QR the mini-program
+    reports as shared. The first step of a share's conversion (shares -> visits -> binds -> paid)."""
+
+    event_type = "PromoterShareMade"
+    key_field = "promoter_id"
+    promoter_id: str
+    source: BindingSource
+    product_id: str | None = None
+    made_at: datetime
+
+
+@register
+class PromoterLinkVisited(EventPayload):
+    """Someone opened a promoter's poster, link or QR (recorded where referral records the
+    arrival through a share, whatever the bind decided). The promoter's own visits are not recorded."""
+
+    event_type = "PromoterLinkVisited"
+    key_field = "promoter_id"
+    promoter_id: str
+    promoter_code: str
+    visitor_id: str
+    source: BindingSource
+    product_id: str | None = None
+    #: the visitor was unknown before this visit
+    first_visit: bool
+    visited_at: datetime

@@ -10,6 +10,14 @@ client sending something wrong fails here as it would there.
   query; with check_path, one of the released pages when those are configured), `width`
   (280-1280), `env_version`; answers a PNG (a QR code of the scene, which is what the test
   decodes) with Content-Type image/png, or JSON {errcode, errmsg}.
+* subscribeMessage.send (`POST /cgi-bin/message/subscribe/send`): checks the token, `touser`
+  (40003 invalid openid), `template_id` (40037 unless it is one of `templates`), `page` (41030),
+  `miniprogram_state`/`lang` and every `data` key against the template's field types (47003:
+  thing ≤20 chars, amount = one optional currency symbol + ≤10 digits with decimals and an
+  optional trailing 元, time/date in their fixed formats, number, letter, symbol,
+  character_string, phone_number, name, phrase), and the user's one-time subscriptions
+  (43101 when none is left; `subscribe(openid, template_id)` is the user tapping "allow" in
+  `wx.requestSubscribeMessage`). Delivered messages land in `delivered`.
 * controls for tests: `expire_current_token()` (next use gets 42001), `invalidate_current_token()`
   (40001), and `requests`, every call recorded with what was sent and what was answered.
 """
@@ -47,6 +55,19 @@ class MiniProgramState:
     tokens: dict[str, _Token] = field(default_factory=dict)
     current: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: subscribe-message templates of the app: template id -> {data key: field type}
+    templates: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: one-time subscriptions left: (openid, template id) -> count
+    quota: dict[tuple[str, str], int] = field(default_factory=dict)
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_template(self, template_id: str, *keys: str) -> None:
+        """A template in the app's library; a key's type is its name without the number (thing1 -> thing)."""
+        self.templates[template_id] = {k: re.sub(r"\d+$", "", k) for k in keys}
+
+    def subscribe(self, openid: str, template_id: str, times: int = 1) -> None:
+        """The user accepted a one-time subscription (each accept allows one send)."""
+        self.quota[(openid, template_id)] = self.quota.get((openid, template_id), 0) + times
 
     # -- controls ----------------------------------------------------------------------------
     def expire_current_token(self) -> str | None:
@@ -88,6 +109,30 @@ class MiniProgramState:
         if tok.state == "expired" or tok.expires_at <= time.time():
             return 42001, "access_token expired"
         return None
+
+
+OPENID_RE = re.compile(r"^[0-9A-Za-z_\-]{1,64}$")
+_TIME = r"(\d{4}年\d{1,2}月\d{1,2}日 ?|\d{4}-\d{2}-\d{2} )?\d{1,2}:\d{2}(:\d{2})?"
+_DATE = r"(\d{4}年\d{1,2}月\d{1,2}日|\d{4}-\d{2}-\d{2})( \d{1,2}:\d{2}(:\d{2})?)?"
+FIELD_RULES: dict[str, re.Pattern[str]] = {
+    "thing": re.compile(r"^.{1,20}$", re.S),
+    "number": re.compile(r"^\d{1,32}(\.\d+)?$"),
+    "letter": re.compile(r"^[A-Za-z]{1,32}$"),
+    "symbol": re.compile(r"^[^\w\s]{1,5}$"),
+    "character_string": re.compile(r"^[0-9A-Za-z_\-.:#@+/]{1,32}$"),
+    "amount": re.compile(r"^[¥￥$]?\d{1,10}(\.\d{1,2})?元?$"),
+    "phone_number": re.compile(r"^[0-9+\-() ]{1,17}$"),
+    "name": re.compile(r"^([\u4e00-\u9fff·]{1,10}|[A-Za-z .]{1,20})$"),
+    "phrase": re.compile(r"^[\u4e00-\u9fff]{1,5}$"),
+    "time": re.compile(rf"^{_TIME}$"),
+    "date": re.compile(rf"^{_DATE}$"),
+}
+
+
+def field_error(kind: str, value: Any) -> bool:
+    """True when `value` breaks the documented limit of a `kind` field."""
+    rule = FIELD_RULES.get(kind)
+    return rule is None or not isinstance(value, str) or not rule.match(value)
 
 
 def _err(errcode: int, errmsg: str) -> JSONResponse:
@@ -167,6 +212,52 @@ def make_router(state: MiniProgramState) -> APIRouter:
         segno.make(scene, error="h", micro=False).save(buf, kind="png", scale=max(width // 33, 4), border=4)
         rec["errcode"] = 0
         return Response(buf.getvalue(), media_type="image/png")
+
+    @router.post("/cgi-bin/message/subscribe/send")
+    async def subscribe_send(request: Request) -> JSONResponse:
+        token = request.query_params.get("access_token")
+        body = await _json(request)
+        rec: dict[str, Any] = {"path": "/cgi-bin/message/subscribe/send", "access_token": token, "json": body}
+        state.requests.append(rec)
+
+        def fail(code: int, msg: str) -> JSONResponse:
+            rec["errcode"] = code
+            return _err(code, msg)
+
+        bad_token = state.token_error(token)
+        if bad_token:
+            return fail(*bad_token)
+        if body is None:
+            return fail(47001, "data format error")
+        touser = body.get("touser")
+        if not isinstance(touser, str) or not OPENID_RE.match(touser):
+            return fail(40003, "invalid openid")
+        template_id = body.get("template_id")
+        fields = state.templates.get(template_id) if isinstance(template_id, str) else None
+        if fields is None:
+            return fail(40037, "invalid template_id")
+        page = body.get("page", "")
+        if not isinstance(page, str) or page.startswith("/") or (page and not re.match(r"^[\w\-./]+(\?[^\s#]*)?$", page)):
+            return fail(41030, "invalid page")
+        if body.get("miniprogram_state", "formal") not in ("developer", "trial", "formal"):
+            return fail(47003, "argument invalid! miniprogram_state")
+        if body.get("lang", "zh_CN") not in ("zh_CN", "en_US", "zh_HK", "zh_TW"):
+            return fail(47003, "argument invalid! lang")
+        data = body.get("data")
+        if not isinstance(data, dict) or set(data) != set(fields):
+            return fail(47003, "argument invalid! data keys do not match the template")
+        for key, kind in fields.items():
+            item = data[key]
+            if not isinstance(item, dict) or field_error(kind, item.get("value")):
+                return fail(47003, f"argument invalid! data.{key}.value invalid")
+        left = state.quota.get((touser, template_id), 0)
+        if left <= 0:
+            return fail(43101, "user refuse to accept the msg")
+        state.quota[(touser, template_id)] = left - 1
+        state.delivered.append({"touser": touser, "template_id": template_id, "page": page,
+                                "data": {k: v["value"] for k, v in data.items()}})
+        rec["errcode"] = 0
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "msgid": len(state.delivered)})
 
     return router
 

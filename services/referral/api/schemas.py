@@ -230,3 +230,10 @@ class AdminTeamPage(BaseModel):
 class ReferrerChange(Strict):
     promoter_id: str = Field(min_length=1, max_length=128)
     reason: Text
+
+
+class ShareCreate(Strict):
+    """A link or QR shared from the mini-program."""
+
+    source: Literal["link", "qr"]
+    product_id: ProductId | None = None

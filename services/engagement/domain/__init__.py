@@ -1,0 +1,1 @@
+"""Rules of the promoter experience: plain values and functions, no I/O."""

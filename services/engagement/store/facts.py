@@ -1,0 +1,79 @@
+"""SQL of the facts folded from other services' events: money, order lines, first purchases,
+the share funnel, promoters' names and tiers. Functions take a connection and never commit."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Earning:
+    event_id: uuid.UUID
+    promoter_id: str
+    kind: str
+    amount_fen: int
+    at: datetime
+    order_id: str | None = None
+    line_id: str | None = None
+    buyer_id: str | None = None
+    level: str | None = None
+
+
+async def add_earnings(conn: asyncpg.Connection, rows: list[Earning]) -> None:
+    if not rows:
+        return
+    cols = ("event_id", "promoter_id", "kind", "amount_fen", "at", "order_id", "line_id", "buyer_id", "level")
+    await conn.executemany(
+        f"INSERT INTO earnings ({', '.join(cols)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        [tuple(getattr(r, c) for c in cols) for r in rows])
+
+
+async def add_order_lines(conn: asyncpg.Connection, rows: list[tuple[str, str, str]]) -> None:
+    if rows:
+        await conn.executemany("INSERT INTO order_lines VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", rows)
+
+
+async def add_first_purchases(conn: asyncpg.Connection, rows: list[tuple[str, str, str, datetime]]) -> None:
+    """(promoter, buyer, order, at): the earliest paid order wins, in whatever order they arrive."""
+    if rows:
+        await conn.executemany(
+            """INSERT INTO first_purchases (promoter_id, buyer_id, order_id, at) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (promoter_id, buyer_id) DO UPDATE SET order_id = EXCLUDED.order_id, at = EXCLUDED.at
+               WHERE EXCLUDED.at < first_purchases.at""", rows)
+
+
+async def add_channel_steps(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+    """(event_id, promoter, step, source, product, customer, at)"""
+    if rows:
+        await conn.executemany("INSERT INTO channel_steps VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING", rows)
+
+
+async def set_nickname(conn: asyncpg.Connection, promoter_id: str, nickname: str | None) -> None:
+    await conn.execute(
+        """INSERT INTO promoters (promoter_id, nickname) VALUES ($1, $2)
+           ON CONFLICT (promoter_id) DO UPDATE SET nickname = COALESCE(EXCLUDED.nickname, promoters.nickname)""",
+        promoter_id, nickname)
+
+
+async def set_tier(conn: asyncpg.Connection, promoter_id: str, tier: str) -> None:
+    await conn.execute(
+        """INSERT INTO promoters (promoter_id, tier) VALUES ($1, $2)
+           ON CONFLICT (promoter_id) DO UPDATE SET tier = EXCLUDED.tier""", promoter_id, tier)
+
+
+async def records(conn: asyncpg.Connection, promoter_ids: list[str]) -> dict[str, dict[str, int]]:
+    """All-time record per promoter: sales, accrued, settled (net), new customers."""
+    rows = await conn.fetch(
+        """SELECT p AS promoter_id,
+                  (SELECT count(*) FROM earnings e WHERE e.promoter_id = p AND e.kind = 'accrued'
+                       AND e.level IN ('level1', 'self_purchase')) AS sales,
+                  (SELECT coalesce(sum(amount_fen), 0) FROM earnings e WHERE e.promoter_id = p AND e.kind = 'accrued') AS accrued_fen,
+                  (SELECT coalesce(sum(CASE kind WHEN 'settled' THEN amount_fen ELSE -amount_fen END), 0) FROM earnings e
+                       WHERE e.promoter_id = p AND e.kind IN ('settled', 'reversed_settled')) AS settled_fen,
+                  (SELECT count(*) FROM first_purchases f WHERE f.promoter_id = p) AS new_customers
+           FROM unnest($1::text[]) AS p""", promoter_ids)
+    return {r["promoter_id"]: {k: int(r[k]) for k in ("sales", "accrued_fen", "settled_fen", "new_customers")}
+            for r in rows}

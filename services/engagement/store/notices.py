@@ -1,0 +1,155 @@
+"""SQL of notices, subscriptions, templates and subscribe-message sends. Functions take a
+connection and never commit."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+
+from services.engagement.domain.notices import Notice
+
+NOTIFY_CHANNEL_SUFFIX = ".notices"
+
+
+async def add_notice(conn: asyncpg.Connection, source_event_id: uuid.UUID, n: Notice) -> int | None:
+    """Store the notice (its id: the promoter's next number, taken under the promoter row's
+    lock so ids commit in order) and wake every replica's streams at commit. None when the
+    event was noticed before."""
+    if await conn.fetchval("SELECT 1 FROM notices WHERE source_event_id = $1", source_event_id):
+        return None
+    seq = await conn.fetchval(
+        """INSERT INTO promoters (promoter_id, notice_seq) VALUES ($1, 1)
+           ON CONFLICT (promoter_id) DO UPDATE SET notice_seq = promoters.notice_seq + 1
+           RETURNING notice_seq""", n.promoter_id)
+    await conn.execute(
+        """INSERT INTO notices (promoter_id, notice_id, source_event_id, kind, title, body, amount_fen, status, ref,
+                                occurred_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+        n.promoter_id, seq, source_event_id, n.kind, n.title, n.body, n.amount_fen, n.status, n.ref, n.at)
+    # delivered at commit, to every session LISTENing on this schema's channel
+    await conn.execute(f"SELECT pg_notify(current_schema() || '{NOTIFY_CHANNEL_SUFFIX}', $1)", n.promoter_id)
+    return seq
+
+
+async def notices_after(conn: asyncpg.Connection, promoter_id: str, after: int, limit: int = 100) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT notice_id, kind, title, body, amount_fen, status, ref, occurred_at, read_at FROM notices
+           WHERE promoter_id = $1 AND notice_id > $2 ORDER BY notice_id LIMIT $3""", promoter_id, after, limit)
+
+
+async def latest_notices(conn: asyncpg.Connection, promoter_id: str, limit: int, before: int | None) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT notice_id, kind, title, body, amount_fen, status, ref, occurred_at, read_at FROM notices
+           WHERE promoter_id = $1 AND ($2::bigint IS NULL OR notice_id < $2) ORDER BY notice_id DESC LIMIT $3""",
+        promoter_id, before, limit)
+
+
+async def last_notice_id(conn: asyncpg.Connection, promoter_id: str) -> int:
+    return await conn.fetchval("SELECT coalesce(max(notice_id), 0) FROM notices WHERE promoter_id = $1", promoter_id)
+
+
+async def mark_read(conn: asyncpg.Connection, promoter_id: str, up_to: int) -> int:
+    status = await conn.execute(
+        "UPDATE notices SET read_at = now() WHERE promoter_id = $1 AND notice_id <= $2 AND read_at IS NULL",
+        promoter_id, up_to)
+    return int(status.split()[-1])
+
+
+# -- subscriptions ---------------------------------------------------------------------------
+async def report_subscriptions(conn: asyncpg.Connection, promoter_id: str, openid: str, template_ids: list[str],
+                               key: str) -> bool:
+    """Count one more accepted one-time subscription per template id; False (nothing counted)
+    when this report was counted before (same idempotency key)."""
+    first = await conn.fetchval(
+        """INSERT INTO subscription_reports (promoter_id, idempotency_key, template_ids) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING 1""", promoter_id, key, template_ids)
+    if not first:
+        return False
+    for tid in sorted(template_ids):
+        await conn.execute(
+            """INSERT INTO subscriptions (promoter_id, template_id, openid, accepted) VALUES ($1, $2, $3, 1)
+               ON CONFLICT (promoter_id, template_id) DO UPDATE SET accepted = subscriptions.accepted + 1,
+                   openid = EXCLUDED.openid, updated_at = now()""", promoter_id, tid, openid)
+    return True
+
+
+async def subscriptions(conn: asyncpg.Connection, promoter_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT template_id, accepted, used, accepted - used AS remaining FROM subscriptions WHERE promoter_id = $1 "
+        "ORDER BY template_id", promoter_id)
+
+
+async def use_subscription(conn: asyncpg.Connection, promoter_id: str, template_id: str) -> str | None:
+    """Use one unused subscription (the condition is in the UPDATE); its openid, or None."""
+    return await conn.fetchval(
+        """UPDATE subscriptions SET used = used + 1, updated_at = now()
+           WHERE promoter_id = $1 AND template_id = $2 AND used < accepted RETURNING openid""", promoter_id, template_id)
+
+
+async def give_back(conn: asyncpg.Connection, promoter_id: str, template_id: str) -> None:
+    """WeChat did not use the subscription (a bad parameter): it stays available."""
+    await conn.execute("UPDATE subscriptions SET used = used - 1 WHERE promoter_id = $1 AND template_id = $2 AND used > 0",
+                       promoter_id, template_id)
+
+
+async def exhaust(conn: asyncpg.Connection, promoter_id: str, template_id: str) -> None:
+    """WeChat says none is left (43101): believe it."""
+    await conn.execute("UPDATE subscriptions SET used = accepted WHERE promoter_id = $1 AND template_id = $2",
+                       promoter_id, template_id)
+
+
+# -- templates -------------------------------------------------------------------------------
+async def put_template(conn: asyncpg.Connection, kind: str, template_id: str, page: str, fields: dict[str, str],
+                       enabled: bool, by: str) -> None:
+    await conn.execute(
+        """INSERT INTO notice_templates (kind, template_id, page, fields, enabled, updated_by) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (kind) DO UPDATE SET template_id = EXCLUDED.template_id, page = EXCLUDED.page,
+               fields = EXCLUDED.fields, enabled = EXCLUDED.enabled, updated_by = EXCLUDED.updated_by, updated_at = now()""",
+        kind, template_id, page, json.dumps(fields), enabled, by)
+
+
+async def templates(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch("SELECT kind, template_id, page, fields, enabled, updated_by, updated_at FROM notice_templates")
+    return {r["kind"]: r for r in rows}
+
+
+def fields_of(row: asyncpg.Record) -> dict[str, str]:
+    f = row["fields"]
+    return json.loads(f) if isinstance(f, str) else dict(f)
+
+
+# -- sends -----------------------------------------------------------------------------------
+async def add_send(conn: asyncpg.Connection, source_event_id: uuid.UUID, promoter_id: str, notice_id: int,
+                   template_id: str, openid: str, page: str, data: dict) -> None:
+    await conn.execute(
+        """INSERT INTO subscribe_sends (source_event_id, promoter_id, notice_id, template_id, openid, page, data, state)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT DO NOTHING""",
+        source_event_id, promoter_id, notice_id, template_id, openid, page, json.dumps(data, ensure_ascii=False))
+
+
+async def take_pending(conn: asyncpg.Connection, limit: int = 20) -> list[asyncpg.Record]:
+    """Mark up to `limit` pending sends `sending` (any replica; skip-locked) and return them."""
+    return await conn.fetch(
+        """UPDATE subscribe_sends SET state = 'sending', updated_at = now() WHERE source_event_id IN (
+               SELECT source_event_id FROM subscribe_sends WHERE state = 'pending' ORDER BY created_at
+               LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING source_event_id, promoter_id, notice_id, template_id, openid, page, data""", limit)
+
+
+async def finish_send(conn: asyncpg.Connection, source_event_id: uuid.UUID, state: str, errcode: int | None) -> None:
+    await conn.execute("UPDATE subscribe_sends SET state = $2, errcode = $3, updated_at = now() WHERE source_event_id = $1",
+                       source_event_id, state, errcode)
+
+
+async def abandon_stale(conn: asyncpg.Connection, older_than_s: float) -> list[asyncpg.Record]:
+    """Sends left `sending` by a replica that stopped: their outcome is unknown, and they are
+    not tried again (a subscribe message has no idempotency key: a retry could show it twice)."""
+    return await conn.fetch(
+        """UPDATE subscribe_sends SET state = 'unknown', updated_at = now()
+           WHERE state = 'sending' AND updated_at < now() - make_interval(secs => $1)
+           RETURNING source_event_id, promoter_id, notice_id, template_id""", older_than_s)
+
+
+async def sends_for(conn: asyncpg.Connection, promoter_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM subscribe_sends WHERE promoter_id = $1 ORDER BY notice_id", promoter_id)
