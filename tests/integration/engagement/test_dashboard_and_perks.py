@@ -45,7 +45,11 @@ async def test_the_dashboard_sums_money_by_state_and_follows_a_share_to_paid_ord
 
         async def dashboard():
             d = (await svc.client.get("/v1/me/dashboard", headers=svc.who(p))).json()
-            return d if d["balance"]["withdrawn_fen"] == 800 and d["funnel"] and d["funnel"][0]["paid_orders"] else None
+            done = d["balance"] == {"frozen_fen": 1_500, "settled_fen": 1_000, "withdrawn_fen": 800, "reversed_fen": 500}
+            f = d["funnel"][0] if d["funnel"] else {}
+            # events of several partitions: wait until all have been applied
+            return d if done and (f.get("visits"), f.get("binds"), f.get("paid_orders"), f.get("shares")) == (3, 2, 1, 2) \
+                and {t["product_id"] for t in d["top_products"]} == {"cup", "tea"} else None
         d = await eventually(dashboard, timeout=60)
         assert d["timezone"] == "Asia/Shanghai"
         assert d["balance"] == {"frozen_fen": 1_500, "settled_fen": 1_000, "withdrawn_fen": 800, "reversed_fen": 500}
