@@ -35,7 +35,8 @@ def create_app(settings: PayoutSettings | None = None, *, schema: str | None = N
             log.warning("wechat_transfer_not_configured",
                         hint="set PAYOUT_WECHAT_MERCHANT_KEY/_SERIAL, _PLATFORM_KEY/_SERIAL, _APIV3_KEY")
             return
-        platform_keys = {settings.wechat_platform_serial: load_public_key(read_pem(settings.wechat_platform_key))}
+        # two keys during a switch of modes (certificate serial and PUB_KEY_ID_...), as orders
+        platform_keys = {serial: load_public_key(pem) for serial, pem in settings.platform_pems().items()}
         client = TransferClient(
             base_url=settings.wechat_base_url, mchid=settings.wechat_mchid,
             merchant_serial=settings.wechat_merchant_serial,

@@ -45,6 +45,10 @@ class PayoutSettings(CommonSettings):
     wechat_platform_serial: str = ""
     #: WeChat Pay public key or platform certificate: PEM text or a file path
     wechat_platform_key: str = ""
+    #: further platform keys answers and notices may be signed with, JSON
+    #: `{"<serial or PUB_KEY_ID_...>": "<PEM or path>"}`: during a switch between certificate mode
+    #: and public-key mode both are accepted (the one above stays the key `user_name` is encrypted with)
+    wechat_platform_keys: dict[str, str] = Field(default_factory=dict)
     #: the APIv3 key (32 ASCII characters) that encrypts notice resources
     wechat_apiv3_key: str = ""
     wechat_notify_url: str = "http://127.0.0.1:8104/v1/wechatpay/transfer-notify"
@@ -79,6 +83,13 @@ class PayoutSettings(CommonSettings):
     def terms(self) -> TransferTerms:
         return TransferTerms(appid=self.wechat_appid, notify_url=self.wechat_notify_url, remark=self.transfer_remark,
                              job_type=self.report_job_type, pay_note=self.report_pay_note)
+
+    def platform_pems(self) -> dict[str, str]:
+        """Every accepted platform key: serial -> PEM (the active one first)."""
+        out = {self.wechat_platform_serial: read_pem(self.wechat_platform_key)} if self.wechat_platform_serial else {}
+        for serial, pem in self.wechat_platform_keys.items():
+            out.setdefault(serial, read_pem(pem))
+        return out
 
     @property
     def transfer_configured(self) -> bool:
