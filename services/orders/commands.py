@@ -102,16 +102,46 @@ async def _cancel(conn: asyncpg.Connection, row: Mapping[str, Any], reason: str,
                                                          row["placed_event_id"], ev.CANCELLED, now=now)])
 
 
-async def sweep_due(conn: asyncpg.Connection, *, now: datetime, limit: int) -> int:
-    """Cancel the unpaid orders whose time ran out and complete the paid ones whose after-sale
-    window closed. Returns how many moved."""
+@dataclass(frozen=True)
+class Swept:
+    moved: int
+    #: unpaid orders WeChat may know (a prepay was requested): close at WeChat, query, then settle
+    to_close: tuple[asyncpg.Record, ...] = ()
+
+    @property
+    def taken(self) -> int:
+        return self.moved + len(self.to_close)
+
+
+async def sweep_due(conn: asyncpg.Connection, *, now: datetime, limit: int,
+                    close_lease_until: datetime | None = None) -> Swept:
+    """Complete the paid orders whose after-sale window closed and cancel the unpaid ones whose
+    time ran out. With `close_lease_until` (WeChat calls configured), an unpaid order that had
+    a prepay is not cancelled here: it is leased (due_at moved to the lease end) and returned,
+    for the caller to close it at WeChat and query before deciding."""
     rows = await store.lock_due(conn, now, limit)
+    moved, to_close = 0, []
     for row in rows:
         if row["status"] == "placed":
+            if close_lease_until is not None and row["prepay_requested_at"] is not None:
+                await store.bump_due(conn, row["order_id"], close_lease_until)
+                to_close.append(row)
+                continue
             await _cancel(conn, row, "unpaid_timeout", now)
         else:
             await _complete(conn, row, "after_sale_window_closed", now)
-    return len(rows)
+        moved += 1
+    return Swept(moved, tuple(to_close))
+
+
+async def cancel_after_close(conn: asyncpg.Connection, order_id: str, *, reason: str, now: datetime) -> bool:
+    """Cancel an unpaid order once WeChat confirmed (by a query after the close) that it can no
+    longer be paid. False if it is no longer placed (a notice got there first)."""
+    row = await _load_locked(conn, order_id)
+    if row["status"] != "placed":
+        return False
+    await _cancel(conn, row, reason, now)
+    return True
 
 
 # -- refunds -----------------------------------------------------------------------------------
@@ -163,6 +193,15 @@ async def apply_payment_notice(conn: asyncpg.Connection, notice_id: str, resourc
         raise NoticeRejectedError("out_trade_no missing", code="no_out_trade_no", status=400)
     if not await store.claim_notice(conn, notice_id, "payment"):
         return NoticeResult("duplicate_notice", out_trade_no)
+    return await settle_payment(conn, out_trade_no, resource, merchant=merchant, now=now,
+                                auto_complete_days=auto_complete_days)
+
+
+async def settle_payment(conn: asyncpg.Connection, out_trade_no: str, resource: Mapping[str, Any], *,
+                         merchant: rules.Merchant, now: datetime, auto_complete_days: int) -> NoticeResult:
+    """A SUCCESS transaction, from a verified notice or from a verified query answer (a lost
+    notice recovered, a payment that raced a close): judged and applied the same way, under
+    the order row lock, so OrderPaid happens once whichever comes first."""
     row = await store.get_order_by_trade_no(conn, out_trade_no, lock=True)
     if row is None:
         raise NoticeRejectedError(f"no order with out_trade_no {out_trade_no}", code="unknown_order", status=404)
@@ -191,6 +230,14 @@ async def apply_refund_notice(conn: asyncpg.Connection, notice_id: str, resource
     out_trade_no = resource.get("out_trade_no") if isinstance(resource.get("out_trade_no"), str) else None
     if not await store.claim_notice(conn, notice_id, "refund"):
         return NoticeResult("duplicate_notice", out_trade_no, out_refund_no)
+    return await settle_refund(conn, out_refund_no, resource, merchant=merchant, now=now)
+
+
+async def settle_refund(conn: asyncpg.Connection, out_refund_no: str, resource: Mapping[str, Any], *,
+                        merchant: rules.Merchant, now: datetime) -> NoticeResult:
+    """A final or ABNORMAL refund status, from a verified notice or a verified query/submit
+    answer: judged and applied the same way (OrderRefunded once per out_refund_no)."""
+    out_trade_no = resource.get("out_trade_no") if isinstance(resource.get("out_trade_no"), str) else None
     pending = await store.get_refund(conn, out_refund_no)
     if pending is None:
         # A refund made outside this service (e.g. the merchant console): an operator registers
@@ -209,6 +256,9 @@ async def apply_refund_notice(conn: asyncpg.Connection, notice_id: str, resource
     at = rules.parse_wechat_time(resource.get("success_time"), now) if outcome == "succeeded" else now
     await store.set_refund_status(conn, out_refund_no, status=outcome, refund_id=refund_id, at=at,
                                   final=outcome in ("succeeded", "closed"))
+    if outcome in ("succeeded", "closed"):
+        await store.update_refund_follow(conn, out_refund_no, next_check_at=None,
+                                         wechat_status=str(resource.get("refund_status")))
     if outcome == "succeeded":
         lines = await store.get_refund_lines(conn, out_refund_no)
         await record_events(conn, ORDER_EVENTS, [ev.envelope(ev.refunded(order["order_id"], out_refund_no, lines, at),

@@ -1,6 +1,9 @@
 """Composition root of the orders service: `python -m services.orders.main` serves it."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 from fastapi import FastAPI
 
 from services.orders.api import admin, notify, orders, promoters
@@ -8,11 +11,39 @@ from services.orders.clock import Clock, system_clock
 from services.orders.domain.errors import OrdersError
 from services.orders.domain.rules import Merchant
 from services.orders.handlers.due import sweeper
+from services.orders.reconcile import reconcile_scheduler
+from services.orders.wechatpay.calls import PayCalls
+from services.orders.wechatpay.follow import PayFollower
 from services.orders.handlers.promoter_codes import PromoterCodes
 from services.orders.settings import OrdersSettings
 from services.orders.store import MIGRATIONS
+import structlog
+
 from shared import service
-from shared.wechatpay import NotifyVerifier, load_public_key
+from shared.wechatpay import NotifyVerifier, load_private_key, load_public_key
+from shared.wechatpay.client import WeChatPayClient
+
+
+def read_pem(value: str) -> str:
+    """A PEM given inline or as a path to a file."""
+    if not value or "-----BEGIN" in value:
+        return value
+    return Path(value).expanduser().read_text()
+
+
+def build_calls(settings: OrdersSettings, transport: httpx.AsyncBaseTransport | None = None) -> PayCalls:
+    """The signing client for outgoing calls; answers verified with every configured platform
+    key (two during a switch of key modes, like the notices)."""
+    api = WeChatPayClient(
+        base_url=settings.wechatpay_base_url, mchid=settings.wechatpay_mchid,
+        merchant_serial=settings.wechatpay_merchant_serial,
+        merchant_key=load_private_key(read_pem(settings.wechatpay_merchant_key)),
+        platform_keys={serial: load_public_key(pem) for serial, pem in settings.wechatpay_platform_keys.items()},
+        timeout_s=settings.wechatpay_timeout_s, transport=transport, user_agent="fenxiao-orders/1")
+    return PayCalls(api, mchid=settings.wechatpay_mchid)
+
+
+log = structlog.get_logger(__name__)
 
 
 def build_verifier(settings: OrdersSettings) -> NotifyVerifier:
@@ -27,21 +58,40 @@ def build_verifier(settings: OrdersSettings) -> NotifyVerifier:
 
 
 def create_app(settings: OrdersSettings | None = None, *, schema: str | None = None,
-               clock: Clock | None = None) -> FastAPI:
+               clock: Clock | None = None, wechat_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     settings = settings or OrdersSettings()
 
     async def wire(rt: service.Runtime) -> None:
         rt.extras["clock"] = clock or system_clock
         rt.extras["verifier"] = build_verifier(settings)
         rt.extras["merchant"] = Merchant(mchid=settings.wechatpay_mchid, appid=settings.wechatpay_appid)
+        if settings.calls_configured:
+            calls = build_calls(settings, wechat_transport)
+            rt.extras["pay_calls"] = calls
+            rt.extras["pay"] = PayFollower(rt.pool, calls, settings=settings, merchant=rt.extras["merchant"],
+                                           clock=rt.extras["clock"], kick=rt.relay.kick)
+        else:
+            log.warning("wechatpay_calls_not_configured",
+                        hint="set ORDERS_WECHATPAY_BASE_URL, _MERCHANT_SERIAL, _MERCHANT_KEY, _PLATFORM_KEYS, _NOTIFY_URL")
+
+    async def unwire(rt: service.Runtime) -> None:
+        calls = rt.extras.get("pay_calls")
+        if calls is not None:
+            await calls.aclose()
+
+    async def follow(rt: service.Runtime) -> None:
+        follower = rt.extras.get("pay")
+        if follower is not None:
+            await follower.run()
 
     spec = service.ServiceSpec(
         service="orders",
         migrations=MIGRATIONS,
         routers=(orders.router, notify.router, promoters.router, admin.router),
         projections=(lambda rt: PromoterCodes(),),
-        background=(sweeper,),
+        background=(sweeper, follow, reconcile_scheduler),
         on_start=(wire,),
+        on_stop=(unwire,),
         error_root=OrdersError,
         error_status=lambda exc: getattr(exc, "status", 422),
         title="fenxiao orders",

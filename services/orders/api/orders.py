@@ -5,18 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Mapping
 
-from fastapi import APIRouter, Query, Response, status
+import structlog
+from fastapi import APIRouter, Query, Request, Response, status
 
 from services.orders import commands
-from services.orders.api.deps import ClockDep, ConnDep, RuntimeDep, SettingsDep
+from services.orders.api.deps import ClockDep, ConnDep, RuntimeDep, SettingsDep, payer_openid
 from services.orders.api.schemas import (
-    OrderCreate, OrderList, OrderPublic, RefundCreate, RefundLinePublic, RefundPublic, order_public,
+    OrderCreate, OrderList, OrderPublic, PaymentParamsPublic, PaymentPublic, RefundCreate, RefundLinePublic,
+    RefundPublic, order_public,
 )
-from services.orders.domain.errors import OrderNotFoundError
+from services.orders.domain.errors import (
+    OrderNotFoundError, OrdersError, OrderStateError, WeChatPayUnavailableError,
+)
 from services.orders.store import orders as store
 from shared.contracts.orders import RefundedLine
 from shared.identity import CurrentIdentity, Identity
 
+log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
@@ -40,7 +45,11 @@ async def _view(conn, order_id: str) -> OrderPublic:
                         409: {"description": "out_trade_no already used for a different order"},
                         422: {"description": "lines do not add up (code names the rule)"}})
 async def create_order(body: OrderCreate, who: CurrentIdentity, conn: ConnDep, clock: ClockDep,
-                       settings: SettingsDep, rt: RuntimeDep, response: Response) -> OrderPublic:
+                       settings: SettingsDep, rt: RuntimeDep, request: Request, response: Response) -> OrderPublic:
+    """Place an order. When WeChat Pay calls are configured and the identity carries the
+    buyer's openid, the JSAPI prepay is made at once and `payment` holds the
+    wx.requestPayment parameters; otherwise (or if WeChat did not answer) `payment` is null
+    and `POST /v1/orders/{id}/payment` gets them."""
     async with conn.transaction():
         placed = await commands.place_order(conn, body.draft(who.user_id), now=clock(),
                                             unpaid_timeout_minutes=settings.unpaid_timeout_minutes)
@@ -48,7 +57,36 @@ async def create_order(body: OrderCreate, who: CurrentIdentity, conn: ConnDep, c
         rt.relay.kick()
     else:
         response.status_code = status.HTTP_200_OK
-    return await _view(conn, placed.order_id)
+    view = await _view(conn, placed.order_id)
+    pay, openid = rt.extras.get("pay"), payer_openid(request, who)
+    if pay is not None and openid and view.status == "placed":
+        try:
+            params = await pay.prepay(placed.order_id, buyer_id=who.user_id, openid=openid)
+            view.payment = PaymentParamsPublic(**params.__dict__)
+        except OrdersError as exc:  # the order stands; the mini-program asks for the payment again
+            log.warning("prepay_on_placement_failed", order_id=placed.order_id, code=exc.code, reason=str(exc))
+    return view
+
+
+@router.post("/{order_id}/payment", response_model=PaymentPublic,
+             responses={409: {"description": "already paid, cancelled, or the time to pay has run out"},
+                        422: {"description": "the identity carries no openid (openid_required)"},
+                        502: {"description": "WeChat refused the prepay (wechat_refused)"},
+                        503: {"description": "WeChat's answer is unknown; repeat the request (wechat_unavailable)"}})
+async def create_payment(order_id: str, who: CurrentIdentity, conn: ConnDep, rt: RuntimeDep,
+                         request: Request) -> PaymentPublic:
+    """The buyer's wx.requestPayment parameters for an unpaid order: the JSAPI prepay
+    (`POST /v3/pay/transactions/jsapi`) is made once and its prepay_id reused while valid;
+    each call signs fresh parameters (paySign with the merchant key)."""
+    row = await store.get_order(conn, order_id)
+    if row is None or row["buyer_id"] != who.user_id:  # only the buyer pays; others see nothing
+        raise OrderNotFoundError(f"no order {order_id}")
+    pay = rt.extras.get("pay")
+    if pay is None:
+        raise WeChatPayUnavailableError("WeChat Pay calls are not configured on this service")
+    params = await pay.prepay(order_id, buyer_id=who.user_id, openid=payer_openid(request, who))
+    return PaymentPublic(order_id=order_id, out_trade_no=row["out_trade_no"], total_fen=row["total_fen"],
+                         pay_before=row["due_at"], params=PaymentParamsPublic(**params.__dict__))
 
 
 @router.get("", response_model=OrderList)
@@ -74,8 +112,18 @@ async def get_order(order_id: str, who: CurrentIdentity, conn: ConnDep) -> Order
 async def cancel_order(order_id: str, who: CurrentIdentity, conn: ConnDep, clock: ClockDep,
                        rt: RuntimeDep) -> OrderPublic:
     """Cancel an unpaid order (the buyer changed their mind, or an operator)."""
-    _visible(await store.get_order(conn, order_id), who, order_id)
+    row = _visible(await store.get_order(conn, order_id), who, order_id)
     reason = "operator_cancelled" if who.is_admin else "buyer_cancelled"
+    pay = rt.extras.get("pay")
+    if pay is not None and row["status"] == "placed" and row["prepay_requested_at"] is not None:
+        # WeChat may know the order: close it there and query before deciding
+        outcome = await pay.cancel(order_id, reason=reason)
+        if outcome == "retry":
+            raise WeChatPayUnavailableError("WeChat did not confirm the close; try again")
+        row = await store.get_order(conn, order_id)
+        if row["status"] in ("paid", "completed"):
+            raise OrderStateError("the buyer paid before the close reached WeChat", code="order_already_paid")
+        return await _view(conn, order_id)
     async with conn.transaction():
         changed = await commands.cancel_unpaid(conn, order_id, reason=reason, now=clock())
     if changed:

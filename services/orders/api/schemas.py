@@ -74,6 +74,27 @@ class OrderPublic(BaseModel):
     cancelled_at: datetime | None
     cancel_reason: str | None
     late_transaction_id: str | None = Field(description="money that arrived after cancellation; refund it")
+    payment: "PaymentParamsPublic | None" = Field(
+        None, description="wx.requestPayment parameters (on placement when the prepay could be made at once)")
+
+
+class PaymentParamsPublic(BaseModel):
+    """Pass as-is to `wx.requestPayment` (with success/fail callbacks)."""
+
+    appId: str
+    timeStamp: str
+    nonceStr: str
+    package: str = Field(description="prepay_id=...")
+    signType: str = Field(description="RSA")
+    paySign: str
+
+
+class PaymentPublic(BaseModel):
+    order_id: str
+    out_trade_no: str
+    total_fen: int
+    pay_before: datetime
+    params: PaymentParamsPublic
 
 
 class OrderList(BaseModel):
@@ -175,3 +196,6 @@ def order_public(row: Mapping[str, Any], lines: Sequence[Mapping[str, Any]],
         cancelled_at=row["cancelled_at"], cancel_reason=row["cancel_reason"],
         late_transaction_id=row["late_transaction_id"],
     )
+
+
+OrderPublic.model_rebuild()

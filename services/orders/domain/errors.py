@@ -73,3 +73,23 @@ class NoticeRejectedError(OrdersError):
     never turned into money."""
 
     code, status = "notice_rejected", 422
+
+
+# -- outgoing WeChat Pay calls -----------------------------------------------------------------
+class PayerUnknownError(OrdersError):
+    """A prepay needs the buyer's openid, which the gateway identity did not carry."""
+
+    code, status = "openid_required", 422
+
+
+class WeChatPayUnavailableError(OrdersError):
+    """WeChat's answer is unknown (timeout, 5xx, unverifiable) or WeChat calls are not
+    configured: nothing was decided, the same request may be repeated."""
+
+    code, status = "wechat_unavailable", 503
+
+
+class WeChatPayRefusedError(OrdersError):
+    """WeChat refused the call outright; `message` carries its code."""
+
+    code, status = "wechat_refused", 502

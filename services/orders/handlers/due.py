@@ -4,6 +4,7 @@ payment, reading due rows through the `orders_due` index, a batch per transactio
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import structlog
 
@@ -14,16 +15,25 @@ log = structlog.get_logger(__name__)
 
 
 async def sweep_once(rt: Runtime) -> int:
-    """Move every order due now; returns how many moved."""
+    """Move every order due now; returns how many moved. With WeChat calls configured, an
+    unpaid order that had a prepay is closed at WeChat and queried before it is cancelled
+    (`PayFollower.close_then_settle`): a payment that raced the close makes it paid."""
     clock, settings = rt.extras["clock"], rt.settings
+    follower = rt.extras.get("pay")
     total = 0
     while True:
+        now = clock()
+        lease = now + timedelta(seconds=settings.wechatpay_lease_s) if follower is not None else None  # type: ignore[attr-defined]
         async with rt.pool.acquire() as conn, conn.transaction():
-            moved = await commands.sweep_due(conn, now=clock(), limit=settings.sweep_batch)  # type: ignore[attr-defined]
-        total += moved
-        if moved:
+            swept = await commands.sweep_due(conn, now=now, limit=settings.sweep_batch,  # type: ignore[attr-defined]
+                                             close_lease_until=lease)
+        total += swept.moved
+        if swept.moved:
             rt.relay.kick()
-        if moved < settings.sweep_batch:  # type: ignore[attr-defined]
+        if swept.to_close:
+            await follower.close_due(swept.to_close)
+            total += len(swept.to_close)
+        if swept.taken < settings.sweep_batch:  # type: ignore[attr-defined]
             return total
 
 

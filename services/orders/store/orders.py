@@ -100,7 +100,7 @@ async def lock_due(conn: asyncpg.Connection, now: datetime, limit: int) -> list[
     return await conn.fetch(LOCK_DUE_SQL, now, limit)
 
 
-LOCK_DUE_SQL = """SELECT order_id, status, due_at, placed_event_id FROM orders
+LOCK_DUE_SQL = """SELECT order_id, out_trade_no, status, due_at, placed_event_id, prepay_requested_at FROM orders
                   WHERE status IN ('placed', 'paid') AND due_at <= $1
                   ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"""
 
@@ -122,7 +122,115 @@ async def list_by_codes(conn: asyncpg.Connection, codes: Sequence[str], *, limit
     )
 
 
+_ORDER_FOLLOW_FIELDS = frozenset({"payer_openid", "prepay_id", "prepay_expires_at", "prepay_requested_at",
+                                  "next_query_at", "query_checks", "wechat_last_error", "due_at"})
+_REFUND_FOLLOW_FIELDS = frozenset({"submit_state", "wechat_status", "next_check_at", "checks", "submissions",
+                                   "last_error"})
+
+
+async def update_order_follow(conn: asyncpg.Connection, order_id: str, **fields: Any) -> None:
+    """Set the WeChat-call bookkeeping of an order (prepay, queries); never its status."""
+    assert fields and set(fields) <= _ORDER_FOLLOW_FIELDS, fields
+    cols = list(fields)
+    sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(cols))
+    await conn.execute(f"UPDATE orders SET {sets} WHERE order_id = $1", order_id, *[fields[c] for c in cols])
+
+
+CLAIM_QUERY_DUE_SQL = """UPDATE orders SET next_query_at = $2
+    WHERE order_id IN (SELECT order_id FROM orders
+                       WHERE status = 'placed' AND next_query_at IS NOT NULL AND next_query_at <= $1
+                       ORDER BY next_query_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+    RETURNING order_id, out_trade_no, query_checks"""
+
+
+async def claim_query_due(conn: asyncpg.Connection, now: datetime, lease_until: datetime, limit: int) -> list[Record]:
+    """Placed orders whose query is due, leased to the caller until `lease_until` (another
+    replica skips rows being claimed and, until the lease ends, the claimed ones)."""
+    return await conn.fetch(CLAIM_QUERY_DUE_SQL, now, lease_until, limit)
+
+
+async def bump_due(conn: asyncpg.Connection, order_id: str, due_at: datetime) -> None:
+    await conn.execute("UPDATE orders SET due_at = $2 WHERE order_id = $1 AND status = 'placed'", order_id, due_at)
+
+
+async def paid_between(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[Record]:
+    """Orders whose payment succeeded in [start, end) (cancelled ones with a late payment too)."""
+    return await conn.fetch(
+        """SELECT order_id, out_trade_no, total_fen, transaction_id, paid_at, status FROM orders
+           WHERE paid_at >= $1 AND paid_at < $2 ORDER BY paid_at""", start, end)
+
+
+async def orders_by_trade_nos(conn: asyncpg.Connection, nos: Sequence[str]) -> dict[str, Record]:
+    rows = await conn.fetch(
+        """SELECT order_id, out_trade_no, total_fen, transaction_id, late_transaction_id, paid_at, status
+           FROM orders WHERE out_trade_no = ANY($1::text[])""", list(nos))
+    return {r["out_trade_no"]: r for r in rows}
+
+
+async def refunds_succeeded_between(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[Record]:
+    return await conn.fetch(
+        """SELECT r.out_refund_no, r.refund_id, r.amount_fen, r.finished_at, o.out_trade_no FROM refunds r
+           JOIN orders o USING (order_id)
+           WHERE r.status = 'succeeded' AND r.finished_at >= $1 AND r.finished_at < $2 ORDER BY r.finished_at""",
+        start, end)
+
+
+async def refunds_by_nos(conn: asyncpg.Connection, nos: Sequence[str]) -> dict[str, Record]:
+    rows = await conn.fetch("SELECT * FROM refunds WHERE out_refund_no = ANY($1::text[])", list(nos))
+    return {r["out_refund_no"]: r for r in rows}
+
+
+# -- reconciliation ----------------------------------------------------------------------------
+async def claim_reconciliation(conn: asyncpg.Connection, bill_date: Any, now: datetime, *, retry_failed: bool) -> bool:
+    """True for the one caller that may reconcile this date (one row per date)."""
+    if await conn.fetchval(
+            """INSERT INTO reconciliations (bill_date, started_at, status) VALUES ($1, $2, 'running')
+               ON CONFLICT (bill_date) DO NOTHING RETURNING 1""", bill_date, now):
+        return True
+    if retry_failed:
+        return bool(await conn.fetchval(
+            """UPDATE reconciliations SET started_at = $2, status = 'running', finished_at = NULL
+               WHERE bill_date = $1 AND status = 'failed' RETURNING 1""", bill_date, now))
+    return False
+
+
+async def finish_reconciliation(conn: asyncpg.Connection, bill_date: Any, now: datetime, *, status: str,
+                                summary: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> None:
+    await conn.execute(
+        """INSERT INTO reconciliations (bill_date, started_at, finished_at, status, summary, findings)
+           VALUES ($1, $2, $2, $3, $4::jsonb, $5::jsonb)
+           ON CONFLICT (bill_date) DO UPDATE SET finished_at = $2, status = $3, summary = $4::jsonb,
+                                                 findings = $5::jsonb""",
+        bill_date, now, status, json.dumps(dict(summary)), json.dumps(list(findings), ensure_ascii=False))
+
+
+async def get_reconciliation(conn: asyncpg.Connection, bill_date: Any) -> Record | None:
+    return await conn.fetchrow("SELECT * FROM reconciliations WHERE bill_date = $1", bill_date)
+
+
 # -- refunds -----------------------------------------------------------------------------------
+async def update_refund_follow(conn: asyncpg.Connection, out_refund_no: str, **fields: Any) -> None:
+    """Set the submitter's bookkeeping of a refund; never its status."""
+    assert fields and set(fields) <= _REFUND_FOLLOW_FIELDS, fields
+    cols = list(fields)
+    sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(cols))
+    await conn.execute(f"UPDATE refunds SET {sets} WHERE out_refund_no = $1", out_refund_no,
+                       *[fields[c] for c in cols])
+
+
+CLAIM_DUE_REFUNDS_SQL = """UPDATE refunds r SET next_check_at = $2 FROM orders o
+    WHERE o.order_id = r.order_id AND r.out_refund_no IN (
+        SELECT out_refund_no FROM refunds WHERE status IN ('pending', 'abnormal') AND next_check_at <= $1
+        ORDER BY next_check_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+    RETURNING r.out_refund_no, r.order_id, r.status, r.submit_state, r.amount_fen, r.reason, r.checks,
+              o.out_trade_no, o.total_fen"""
+
+
+async def claim_due_refunds(conn: asyncpg.Connection, now: datetime, lease_until: datetime, limit: int) -> list[Record]:
+    """Refunds to submit or to query, leased to the caller until `lease_until`."""
+    return await conn.fetch(CLAIM_DUE_REFUNDS_SQL, now, lease_until, limit)
+
+
 async def held_refund_lines(conn: asyncpg.Connection, order_id: str, statuses: Iterable[str]) -> list[RefundedLine]:
     """The lines of this order's refunds in `statuses` (what they hold of each line)."""
     rows = await conn.fetch(
@@ -139,8 +247,8 @@ async def insert_refund(conn: asyncpg.Connection, *, out_refund_no: str, order_i
     """Store a pending refund; False (nothing written) if out_refund_no exists."""
     inserted = await conn.fetchval(
         """INSERT INTO refunds (out_refund_no, order_id, status, amount_fen, fingerprint, reason, requested_by,
-                                requested_at, updated_at)
-           VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $7) ON CONFLICT (out_refund_no) DO NOTHING RETURNING 1""",
+                                requested_at, updated_at, next_check_at)
+           VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $7, $7) ON CONFLICT (out_refund_no) DO NOTHING RETURNING 1""",
         out_refund_no, order_id, amount_fen, fingerprint, reason, requested_by, requested_at,
     )
     if not inserted:

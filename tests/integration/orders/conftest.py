@@ -4,6 +4,8 @@ stand-in with fresh keys, a movable clock, and a reader of the real order-events
 from __future__ import annotations
 
 import asyncio
+import socket
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
@@ -11,6 +13,7 @@ import asyncpg
 import httpx
 import pytest_asyncio
 import uvicorn
+from fastapi import FastAPI
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.orders.clock import FakeClock
@@ -19,8 +22,25 @@ from services.orders.settings import OrdersSettings
 from shared.events import Envelope
 from shared.identity import HEADER, sign_identity
 from shared.topics import ORDER_EVENTS, PARTITIONS, REFERRAL_EVENTS
-from standins.wechat.pay import WeChatPayStandin
+from standins.wechat.pay import WeChatPayStandin, make_router
 from tests.conftest import create_topics
+
+
+def identity_with_openid(secret: str, user_id: str, openid: str, ttl_s: int = 3600) -> str:
+    """A gateway identity carrying the buyer's openid claim (what the gateway sends after a
+    WeChat login), in shared.identity's token format."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+    import time
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    body = b64(json.dumps({"sub": user_id, "roles": [], "openid": openid, "exp": int(time.time() + ttl_s)},
+                          separators=(",", ":")).encode())
+    return f"{body}.{b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())}"
 
 
 class OrderEvents:
@@ -71,22 +91,25 @@ class Orders:
     settings: OrdersSettings
     schema: str
     events: OrderEvents
+    standin_url: str = ""
 
     @property
     def notify_url(self) -> str:
         return f"{self.base_url}/v1/wechatpay/notify"
 
-    def who(self, user_id: str, *roles: str) -> dict[str, str]:
-        return {HEADER: sign_identity(self.settings.identity_secret, user_id, roles, ttl_s=3600)}
+    def who(self, user_id: str, *roles: str, openid: str | None = None) -> dict[str, str]:
+        if openid is None:
+            return {HEADER: sign_identity(self.settings.identity_secret, user_id, roles, ttl_s=3600)}
+        return {HEADER: identity_with_openid(self.settings.identity_secret, user_id, openid)}
 
     async def place(self, buyer: str, out_trade_no: str, *, lines=None, postage_fen: int = 500,
-                    promoter_code: str | None = None) -> dict:
+                    promoter_code: str | None = None, openid: str | None = None) -> dict:
         lines = lines or [{"product_id": "p-tea", "category_id": "tea", "sku": "tea-250g", "quantity": 2,
                            "unit_price_fen": 5000, "paid_fen": 9000},
                           {"product_id": "p-cup", "quantity": 1, "unit_price_fen": 3000, "paid_fen": 3000}]
         body = {"out_trade_no": out_trade_no, "lines": lines, "postage_fen": postage_fen,
                 "total_fen": sum(ln["paid_fen"] for ln in lines) + postage_fen, "promoter_code": promoter_code}
-        r = await self.http.post("/v1/orders", json=body, headers=self.who(buyer))
+        r = await self.http.post("/v1/orders", json=body, headers=self.who(buyer, openid=openid))
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -99,29 +122,72 @@ async def order_topics(infra) -> None:
     await create_topics(infra["kafka"], [ORDER_EVENTS, REFERRAL_EVENTS], PARTITIONS)
 
 
-@pytest_asyncio.fixture
-async def orders(infra, order_topics, fresh_schema) -> AsyncIterator[Orders]:
-    pay = WeChatPayStandin(mchid="1900000109", appid="wx5f1e6d0000000001")
-    pay.add_platform_key("public_key")  # certificate key active, public key configured: a switch in progress
-    settings = OrdersSettings(**pay.notifier_settings(), sweep_interval_s=0.1, unpaid_timeout_minutes=30,
-                              auto_complete_days=7, kafka_bootstrap_servers=infra["kafka"], database_url=infra["db"])
-    clock = FakeClock()
-    app = create_app(settings, schema=fresh_schema, clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None,
+async def serve(app, port: int = 0) -> tuple[uvicorn.Server, asyncio.Task, int]:
+    """Serve an ASGI app on a loopback port with uvicorn (real HTTP)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None,
                                            access_log=False))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, server.servers[0].sockets[0].getsockname()[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def orders_service(infra, schema: str, **settings_kw) -> AsyncIterator[Orders]:
+    pay = settings_kw.pop("pay", None) or WeChatPayStandin(mchid="1900000109", appid="wx5f1e6d0000000001")
+    if len(pay.keys) == 1:
+        pay.add_platform_key("public_key")  # certificate key active, public key configured: a switch in progress
+    port = settings_kw.pop("port", 0)
+    settings = OrdersSettings(**{**pay.notifier_settings(), "sweep_interval_s": 0.1, "unpaid_timeout_minutes": 30,
+                                 "auto_complete_days": 7, **settings_kw},
+                              kafka_bootstrap_servers=infra["kafka"], database_url=infra["db"])
+    clock = FakeClock()
+    app = create_app(settings, schema=schema, clock=clock)
+    server, task, port = await serve(app, port)
     base = f"http://127.0.0.1:{port}"
     events = OrderEvents(infra["kafka"])
     await events.start()
     try:
         async with httpx.AsyncClient(base_url=base, timeout=10.0) as http:
-            yield Orders(base, http, pay, clock, settings, fresh_schema, events)
+            yield Orders(base, http, pay, clock, settings, schema, events)
     finally:
         await events.stop()
         server.should_exit = True
         await task
+
+
+@pytest_asyncio.fixture
+async def orders(infra, order_topics, fresh_schema) -> AsyncIterator[Orders]:
+    async with orders_service(infra, fresh_schema) as o:
+        yield o
+
+
+@pytest_asyncio.fixture
+async def paying(infra, order_topics, fresh_schema) -> AsyncIterator[Orders]:
+    """Orders with its outgoing WeChat Pay calls (prepay, close, query, refunds, bills) going to
+    the WeChat Pay stand-in served over real HTTP; the stand-in notifies orders over HTTP too."""
+    pay = WeChatPayStandin(mchid="1900000109", appid="wx5f1e6d0000000001")
+    pay.add_platform_key("public_key")
+    standin = FastAPI()
+    standin.include_router(make_router(pay))
+    st_server, st_task, st_port = await serve(standin)
+    port = free_port()
+    env = pay.client_env(f"http://127.0.0.1:{st_port}", f"http://127.0.0.1:{port}/v1/wechatpay/notify")
+    kw = {k.removeprefix("ORDERS_").lower(): v for k, v in env.items()}
+    try:
+        async with orders_service(infra, fresh_schema, pay=pay, port=port, **kw, wechatpay_timeout_s=1.0,
+                                  payment_query_after_s=60, refund_query_after_s=60,
+                                  wechatpay_follow_interval_s=0.1, wechatpay_lease_s=30, reconcile_at="") as o:
+            o.standin_url = f"http://127.0.0.1:{st_port}"
+            yield o
+    finally:
+        st_server.should_exit = True
+        await st_task
