@@ -1,4 +1,4 @@
-"""Start the four fenxiao services as separate OS processes (as they are deployed), wait
+"""Start the fenxiao services as separate OS processes (as they are deployed), wait
 until each is ready, and stop them. Used by the demo, the end-to-end tests and the bench."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-PORTS = {"referral": 8101, "orders": 8102, "commission": 8103, "payout": 8104}
+PORTS = {"referral": 8101, "orders": 8102, "commission": 8103, "payout": 8104, "engagement": 8105}
 #: the demo's ports are these plus an offset: FENXIAO_DEMO_BASE_PORT=9100 puts referral on 9101
 BASE_PORT = 8100
 

@@ -13,11 +13,12 @@ import uuid
 from pathlib import Path
 
 from shared.settings import CommonSettings
+from simulation import engagement
 from simulation.cluster import BASE_PORT, ROOT, cluster, ports_from_base
 from simulation.traffic import Gateway, run_traffic
 from standins.wechat.app import create as create_standins, serve
 
-SERVICES = ("referral", "orders", "commission", "payout")
+SERVICES = ("referral", "orders", "commission", "payout", "engagement")
 
 
 def _yuan(fen: int) -> str:
@@ -64,7 +65,7 @@ def audit(env: dict[str, str], log=print) -> bool:
 
 async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | None = None, wechat_port: int = 8199,
                    ports: dict[str, int] | None = None, log=print) -> tuple[bool, object]:
-    """Start the stand-ins and the four services, drive the traffic, audit. Returns (ok, report)."""
+    """Start the stand-ins and the services, drive the traffic, audit. Returns (ok, report)."""
     run_id = run_id or time.strftime("%m%d%H%M%S")
     state = ROOT / ".local" / "demo" / run_id
     state.mkdir(parents=True, exist_ok=True)
@@ -88,11 +89,15 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
             ", ".join(f"{n} {s.url}" for n, s in c.services.items()))
         gw = Gateway(settings.identity_secret, {n: s.url for n, s in c.services.items()})
         try:
+            live = await engagement.start(gw, wx, run_id, f"op-{run_id}", log=lambda m: log(f"[demo] {m}"))
             rep = await run_traffic(gw, wx, promoters=promoters, customers=customers, seed=seed,
                                     run_id=run_id, poster_dir=state, log=lambda m: log(f"[demo] {m}"))
+            print_summary(rep, log)
+            log("")
+            if await engagement.finish(gw, wx, live, run_id, f"op-{run_id}", log=lambda m: log(f"[demo] {m}")):
+                rep.notes.append("engagement_ok")
         finally:
             await gw.close()
-        print_summary(rep, log)
         rss = {n: s.rss_bytes() // (1 << 20) for n, s in c.services.items()}
         log(f"[demo] service memory (RSS MiB): {rss}")
     finally:
@@ -100,9 +105,9 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
         server.should_exit = True
         await task
     env = {**os.environ, **base_env, "COMMISSION_SCHEMA": schemas["commission"], "PAYOUT_SCHEMA": schemas["payout"]}
-    ok = audit(env, log) and "oracle_ok" in rep.notes
-    log(f"\n[demo] audit replay: {'MATCHES the live balances' if ok else 'DIFFERS from the live balances'}")
-    return ok, rep
+    audited = audit(env, log) and "oracle_ok" in rep.notes
+    log(f"\n[demo] audit replay: {'MATCHES the live balances' if audited else 'DIFFERS from the live balances'}")
+    return audited and "engagement_ok" in rep.notes, rep
 
 
 async def main(args) -> int:

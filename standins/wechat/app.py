@@ -34,6 +34,9 @@ class WeChatStandins:
             "payout": {**self.transfer_keys.payout_env(), "PAYOUT_WECHAT_BASE_URL": self.base_url},
             "referral": {"REFERRAL_WECHAT_APPID": self.miniprogram.appid, "REFERRAL_WECHAT_SECRET": self.miniprogram.secret,
                          "REFERRAL_WECHAT_API_BASE": self.base_url, "REFERRAL_WECHAT_CHECK_PATH": "false"},
+            "engagement": {"ENGAGEMENT_WECHAT_APPID": self.miniprogram.appid,
+                           "ENGAGEMENT_WECHAT_SECRET": self.miniprogram.secret,
+                           "ENGAGEMENT_WECHAT_API_BASE": self.base_url},
         }
 
     def app(self) -> FastAPI:

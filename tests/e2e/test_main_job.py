@@ -22,10 +22,10 @@ def _free_ports(n):
 
 
 async def test_main_job_balances_equal_recomputation_and_audit_replay(infra):
-    wechat, *svc = _free_ports(5)
+    wechat, *svc = _free_ports(6)
     lines = []
     ok, rep = await run_demo(promoters=6, customers=14, seed=3, run_id="e2e" + uuid.uuid4().hex[:6], wechat_port=wechat,
-                             ports=dict(zip(("referral", "orders", "commission", "payout"), svc)), log=lines.append)
+                             ports=dict(zip(("referral", "orders", "commission", "payout", "engagement"), svc)), log=lines.append)
     out = "\n".join(lines)
     assert ok, out
     assert "replay equals live (0 differences)" in out and "0 promoter(s) differ" in out
@@ -33,3 +33,5 @@ async def test_main_job_balances_equal_recomputation_and_audit_replay(infra):
     assert sorted(set(rep.withdrawals.values())) == ["paid", "released"]
     assert sum(b["withdrawn_fen"] for b in rep.balances.values()) == rep.withdrawn_fen > 0
     assert sum(b["reversed_fen"] for b in rep.balances.values()) > 0  # refunds reversed commission
+    # the promoter experience: an open notice page heard accruals live; one subscribe message; an honour
+    assert "engagement_ok" in rep.notes and "首单达成 (first_sale)" in out
