@@ -139,8 +139,10 @@ async def publish(producer: AIOKafkaProducer, topic: str, records: list[tuple[by
 
 
 async def positions(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
-    rows = await conn.fetch("SELECT partition, next_offset FROM projector_offsets WHERE projection = 'commission' AND topic = $1",
-                            topic)
+    """The commission projections' stored positions in `topic` (the referral topic is read by the
+    reference projection, orders and payout by the order workers)."""
+    rows = await conn.fetch("SELECT partition, next_offset FROM projector_offsets "
+                            "WHERE projection IN ('commission', 'commission_reference') AND topic = $1", topic)
     return {r["partition"]: r["next_offset"] for r in rows}
 
 

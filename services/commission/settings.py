@@ -18,5 +18,10 @@ class CommissionSettings(CommonSettings):
     settle_batch: int = 1000
     #: an order waits until the referral stream was read this far past its paid_at (or to its end)
     order_wait_skew_s: float = 1.0
+    #: tiers move at epoch boundaries: a tier reached by the contributions of one epoch applies
+    #: to orders paid in the following epochs (every worker agrees on where the boundaries are)
+    tier_epoch_s: float = 3600.0
+    #: how often a worker with held orders looks whether they may go when nothing else comes
+    held_poll_s: float = 0.1
     #: tests and demos: the settlement scheduler's clock runs this many seconds ahead (freeze days pass at once)
     clock_offset_s: float = 0.0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.commission.domain.accrual import (
@@ -115,8 +115,16 @@ class Ledger:
         records: dict[str, PromoterRecord],
         direct_pairs: set[tuple[str, str]],
         refunds_seen: set[tuple[str, str]],
+        tier_epoch: timedelta | None = None,
     ) -> None:
         self.history, self.plans = history, plans
+        #: None: a tier reached applies to orders paid after the moment it was reached (one
+        #: process folding everything). A duration: tiers move only at epoch boundaries, from the
+        #: contributions of earlier epochs (see `tiers.tier_in_epoch`); the ledger then records
+        #: contributions instead of deciding tier changes, so that N workers agree.
+        self.tier_epoch = tier_epoch
+        #: (promoter, at, orders, direct buyer or None, settled sales) in epoch mode
+        self.contributions: list[tuple[str, datetime, int, str | None, int]] = []
         self.by_order = accruals
         self.by_id: dict[str, AccrualState] = {a.accrual_id: a for rows in accruals.values() for a in rows}
         self.known_orders, self.records = known_orders, records
@@ -162,6 +170,10 @@ class Ledger:
         # the buyer's slot (level 1 or self-purchase) is where the promoter's own record grows
         for b in chain:
             if not b.eligible or b.level == "level2":
+                continue
+            if self.tier_epoch is not None:
+                self.contributions.append((b.promoter_id, order.paid_at, 1,
+                                           order.buyer_id if b.level == "level1" else None, 0))
                 continue
             rec = self.records.get(b.promoter_id, PromoterRecord())
             buyers = rec.direct_buyers
@@ -211,7 +223,9 @@ class Ledger:
         amount = settlement_amount(st.amount_fen, st.reversed_fen)
         st.settled_fen, st.settled_at, st.dirty = amount, at, True
         self.settlements.append((st, amount, at, cause))
-        if st.level in ("level1", "self_purchase"):
+        if st.level in ("level1", "self_purchase") and self.tier_epoch is not None:
+            self.contributions.append((st.beneficiary_id, at, 0, None, st.base_fen - st.line_refunded_fen))
+        elif st.level in ("level1", "self_purchase"):
             rec = self.records.get(st.beneficiary_id, PromoterRecord())
             sales = st.base_fen - st.line_refunded_fen
             self._set_record(st.beneficiary_id, PromoterRecord(rec.orders, rec.direct_buyers, rec.settled_sales_fen + sales),

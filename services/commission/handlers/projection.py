@@ -12,23 +12,28 @@ events recorded in the outbox in that transaction (and to payout's withdrawals a
 balance is the fold of the money events of the log; `services.commission.replay` checks it."""
 from __future__ import annotations
 
+import asyncio
 import json
 from hashlib import sha1
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import asyncpg
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic_core import to_json
 from prometheus_client import Counter
 
 from services.commission.domain.accrual import Accrual, PaidLine, PaidOrder, Skip
 from services.commission.domain.chain import History
-from services.commission.domain.ledger import Ledger, PlanBook
+from services.commission.domain.ledger import Ledger, PlanBook, TierChange
 from services.commission.domain.plan import Plan
+from services.commission.domain.tiers import PromoterRecord, epoch_of, epoch_start, tier_reached
+from services.commission.handlers.reference import NAME as REFERENCE
+from services.commission.handlers.reference import REFERRAL_TYPES  # noqa: F401 - re-exported
 from services.commission.store import state as store
 from shared.contracts.commission import (
     CommissionAccrualSkipped, CommissionAccrued, CommissionReversed, CommissionSettled, PromoterTierChanged,
@@ -42,8 +47,6 @@ from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERR
 
 log = structlog.get_logger(__name__)
 
-LATE_BINDINGS = Counter("fenxiao_commission_late_bindings_total",
-                        "Bindings that arrived after an order they should have applied to")
 DEFERRED = Counter("fenxiao_commission_order_events_deferred_total",
                    "Order events held until the referral stream was read past their payment")
 ACCRUALS = Counter("fenxiao_commission_accruals_total", "CommissionAccrued decided", ["level"])
@@ -57,6 +60,8 @@ class _Held:
 
     envelope: Envelope
     payload: EventPayload
+    topic: str
+    partition: int
 
 
 class _Outgoing:
@@ -114,137 +119,154 @@ _ACCRUED, _ACCRUED_VERSION = CommissionAccrued.event_type, CommissionAccrued.ver
 _SKIPPED, _SKIPPED_VERSION = CommissionAccrualSkipped.event_type, CommissionAccrualSkipped.version
 
 
-class StreamProgress(Protocol):
-    async def lagging(self, topics: set[str]) -> list[tuple[str, int]]:
-        """This consumer's partitions of `topics` not yet read to their end."""
-        ...
-
-
-class ProjectorProgress:
-    """Progress from the projector's consumer: the position after the records handed out, against
-    the partition's high watermark (live) or the replay's stop offsets."""
-
-    def __init__(self, projector_of: Callable[[], Projector | None], ends: dict[Any, int] | None = None) -> None:
-        self.projector_of, self.ends = projector_of, ends
-
-    async def lagging(self, topics: set[str]) -> list[tuple[str, int]]:
-        projector = self.projector_of()
-        if projector is None:
-            return []
-        consumer = projector._consumer()  # noqa: SLF001 - the projector owns the one consumer
-        out = []
-        for tp in list(projector.positions):
-            if tp.topic not in topics:
-                continue
-            end = self.ends.get(tp) if self.ends is not None else consumer.highwater(tp)
-            try:
-                pos = await consumer.position(tp)
-            except Exception:
-                pos = projector.positions.get(tp, 0)
-            if end is None or pos < end:
-                out.append((tp.topic, tp.partition))
-        return out
-
-
-REFERRAL_TYPES = frozenset({"PromoterEnrolled", "PromoterStatusChanged", "ReferralBound", "ReferralTakenOver"})
 ORDER_TYPES = frozenset({"OrderPaid", "OrderRefunded", "OrderCompleted"})
 PAYOUT_TYPES = frozenset({"WithdrawalRequested", "WithdrawalRejected", "WithdrawalReleased", "WithdrawalPaid"})
+_FOREVER = datetime.max.replace(tzinfo=timezone.utc)
+_TICK = timedelta(microseconds=1)
+
+
+class EndOffsets:
+    """The current end of a topic's partitions, asked of Kafka (a consumer without a group)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: dict[str, list[TopicPartition]] = {}
+
+    async def __call__(self, topic: str) -> dict[int, int]:
+        if self._consumer is None:
+            c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            await c.start()
+            self._consumer = c
+        tps = self._tps.get(topic)
+        if not tps:
+            parts = (await self._consumer._client.fetch_all_metadata()).partitions_for_topic(topic)  # noqa: SLF001
+            tps = self._tps[topic] = [TopicPartition(topic, p) for p in sorted(parts or ())]
+        ends = await self._consumer.end_offsets(tps)
+        return {tp.partition: o for tp, o in ends.items()}
+
+    def known(self, topic: str) -> list[int]:
+        return [tp.partition for tp in self._tps.get(topic, ())]
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+class Reference:
+    """The reference data in memory: every binding and status row the reference projection has
+    committed, read incrementally by `seq` (its writes are serialised, so seq order is commit
+    order), plus the tiers by epoch computed so far."""
+
+    def __init__(self) -> None:
+        self.history = History()
+        self.binding_seq = 0
+        self.status_seq = 0
+        #: (promoter, epoch, plan version) -> tier in force in that epoch
+        self.tiers: dict[tuple[str, int, int], str] = {}
+        #: (promoter, tier) already announced by a PromoterTierChanged
+        self.announced: set[tuple[str, str]] = set()
+
+    async def sync(self, conn: asyncpg.Connection) -> None:
+        for r in await store.reference_rows_since(conn, self.binding_seq, self.status_seq):
+            if r["kind"] == "b":
+                self.history.add_binding(r["who"], r["at"], r["seq"], r["promoter_id"])
+                self.binding_seq = max(self.binding_seq, r["seq"])
+            else:
+                self.history.add_status(r["who"], r["at"], r["seq"], r["status"], r["until"])
+                self.status_seq = max(self.status_seq, r["seq"])
 
 
 class CommissionProjection:
-    name = "commission"
-    topics = (REFERRAL_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS)
-    event_types = REFERRAL_TYPES | ORDER_TYPES | PAYOUT_TYPES
+    """The order worker: order and payout events, in the consumer group `commission`; any number
+    of processes share the order partitions. Reference data comes from `ReferenceProjection`
+    through PostgreSQL (see `Reference`); the ordering guard reads that projection's stored
+    positions, so it holds whoever applied the referral stream."""
 
-    def __init__(self, *, emit: bool = True, due_channel: str | None = None, progress: "StreamProgress | None" = None,
-                 skew: timedelta = timedelta(seconds=1),
+    name = "commission"
+    topics = (ORDER_EVENTS, PAYOUT_EVENTS)
+    event_types = ORDER_TYPES | PAYOUT_TYPES
+
+    def __init__(self, *, emit: bool = True, due_channel: str | None = None, bootstrap: str | None = None,
+                 skew: timedelta = timedelta(seconds=1), tier_epoch: timedelta = timedelta(hours=1),
+                 owned: Callable[[], list[int] | None] | None = None,
                  on_batch: Callable[[dict[str, Any]], None] | None = None) -> None:
-        #: False in the audit replay: decisions are recomputed but never published again
+        #: False: decisions are recomputed but never published (a dry run)
         self.emit = emit
         self.due_channel = due_channel
         self.on_batch = on_batch
         self._plan_cache: dict[int, Plan] = {}  # plan versions never change once published
-        #: how far this consumer has read the streams orders wait for (None: never wait)
-        self.progress = progress
+        self._plans: PlanBook | None = None
+        self._plan_count = -1
+        #: Kafka's end offsets (None: never wait for the referral stream, e.g. a unit test)
+        self.end_offsets = EndOffsets(bootstrap) if bootstrap else None
         #: allowance for events of one partition published slightly out of event-time order
         self.skew = skew
+        self.tier_epoch = tier_epoch
+        #: the order partitions this process owns (None: all, a single process or a test)
+        self.owned = owned or (lambda: None)
+        self.reference = Reference()
+        #: every order partition has been folded up to this time (for tiers by epoch)
+        self._orders_complete = _NEVER
         self._maybe_held = True  # unknown at start
         self._held_checked = 0.0
+        self._lock = asyncio.Lock()
+        self._pending_tiers: list[tuple[str, int, Plan, str]] = []
+
+    async def close(self) -> None:
+        if self.end_offsets is not None:
+            await self.end_offsets.close()
+
+    @property
+    def may_hold(self) -> bool:
+        return self._maybe_held
+
+    async def tick(self, pool: asyncpg.Pool) -> Batch:
+        """Release held orders when nothing else comes (their partitions may be idle): the same
+        fold as a batch of no new events, in a transaction of its own."""
+        from shared.outbox import record as record_outbox
+
+        batch = Batch(events=[])
+        async with pool.acquire() as conn, conn.transaction():
+            await self.apply(conn, batch)
+            await record_outbox(conn, batch.emitted)
+        return batch
 
     async def apply(self, conn: asyncpg.Connection, batch: Batch) -> None:
+        async with self._lock:
+            await self._apply(conn, batch)
+
+    async def _apply(self, conn: asyncpg.Connection, batch: Batch) -> None:
         t0 = time.perf_counter()
         events = batch.events
-        statuses: list[tuple] = []
-        bindings: list[tuple] = []
-        flow: list[Any] = []
-        for a in events:
-            et = a.envelope.event_type
-            p: Any = a.payload
-            if et in REFERRAL_TYPES:
-                if et == "ReferralBound" or et == "ReferralTakenOver":
-                    bindings.append((p.customer_id, p.promoter_id, p.bound_at, a.envelope.event_id))
-                elif et == "PromoterEnrolled":
-                    statuses.append((p.promoter_id, "active", None, p.enrolled_at, "enrolled", a.envelope.event_id))
-                else:
-                    statuses.append((p.promoter_id, p.status, p.until, p.changed_at, p.reason, a.envelope.event_id))
-            else:
-                flow.append(a)
-
-        # 1. time-keyed reference data first: arrival order within the batch does not matter
-        await store.insert_statuses(conn, statuses)
-        await store.insert_bindings(conn, bindings)
-        if bindings:
-            late = await store.record_late_bindings(conn, [(c, p, t) for c, p, t, _ in bindings])
-            if late:
-                LATE_BINDINGS.inc(late)
-                log.warning("late_bindings", orders=late)
-
-        # the ordering guard: an order waits until the streams it depends on were read past its paid_at
-        rest = await self._guard(conn, events, flow)
+        plans = await self._plan_book(conn)
+        with_tiers = any(p.upgrade_ladder for _, _, p in plans.versions)
+        # the ordering guard: what may be decided now, what waits (and what waited and may go)
+        rest = await self._guard(conn, events, with_tiers)
         if not rest:
             return
 
-        # 2. load what the decisions need, batch-sized
-        history = History()
         paid = [a for a in rest if a.envelope.event_type == "OrderPaid"]
-        plans = await plan_book(conn, self._plan_cache) if paid else PlanBook()
-        buyers = {a.payload.buyer_id for a in paid}  # type: ignore[attr-defined]
-        users: set[str] = set(buyers)
-        if buyers:
-            rows = await store.load_bindings(conn, buyers)
-            ups = {r["promoter_id"] for r in rows} - users
-            users |= ups
-            if ups:
-                rows += await store.load_bindings(conn, ups)
-                users |= {r["promoter_id"] for r in rows}
-            for r in rows:
-                history.add_binding(r["customer_id"], r["bound_at"], r["seq"], r["promoter_id"])
         refund_or_done = [a.payload.order_id for a in rest if a.envelope.event_type in ("OrderRefunded", "OrderCompleted")]  # type: ignore[attr-defined]
         states = await store.load_accruals(conn, refund_or_done, []) if refund_or_done else []
         by_order: dict[str, list] = {}
         for st in states:
             by_order.setdefault(st.order_id, []).append(st)
-        if users:
-            for r in await store.load_statuses(conn, users):
-                history.add_status(r["promoter_id"], r["changed_at"], r["seq"], r["status"], r["until"])
-            for r in await store.load_tiers(conn, users):
-                history.add_tier(r["promoter_id"], r["effective_at"], r["seq"], r["to_tier"])
-        pairs = []
-        for a in paid:
-            p = a.payload
-            r1 = history.referrer_at(p.buyer_id, p.paid_at)  # type: ignore[attr-defined]
-            if r1 is not None:
-                pairs.append((r1, p.buyer_id))  # type: ignore[attr-defined]
+        ref = self.reference.history
+        history = History(bindings=ref.bindings, statuses=ref.statuses, tiers={})
+        if paid and with_tiers:
+            await self._tiers_for(conn, paid, plans, history)
         refund_keys = [(a.payload.order_id, a.payload.out_refund_no) for a in rest if a.envelope.event_type == "OrderRefunded"]  # type: ignore[attr-defined]
         ledger = Ledger(
             history=history, plans=plans, accruals=by_order,
             known_orders=await store.known_orders(conn, [a.payload.order_id for a in paid]) if paid else set(),  # type: ignore[attr-defined]
-            records=await store.load_records(conn, users) if users else {},
-            direct_pairs=await store.load_pairs(conn, pairs), refunds_seen=await store.refunds_seen(conn, refund_keys),
+            records={}, direct_pairs=set(),
+            refunds_seen=await store.refunds_seen(conn, refund_keys) if refund_keys else set(),
+            tier_epoch=self.tier_epoch,
         )
 
-        # 3. fold the batch in event-time order (stable: one order's events keep their sequence), so
-        #    that a tier reached by one order applies to the orders of the batch paid after it
+        # fold in event-time order (stable: one order's events keep their sequence)
         rest.sort(key=lambda a: a.envelope.occurred_at)
         for a in rest:
             et, p = a.envelope.event_type, a.payload
@@ -259,71 +281,228 @@ class CommissionProjection:
             elif et in PAYOUT_TYPES:
                 ledger.on_money(et, p)
 
-        # 4. decisions -> events (their money moves the balances) -> rows, balances, outbox
+        # decisions -> events (their money moves the balances) -> rows, balances, outbox
         out = _Outgoing(batch if self.emit else Batch(events=[]))
         accrual_rows = publish(ledger, out)
-        await write_back(conn, ledger, accrual_rows)
+        if self._pending_tiers:
+            await self._announce_tiers(conn, out)
+        await write_back(conn, ledger, accrual_rows, self.tier_epoch)
         if ledger.dues and self.due_channel:
             await store.notify_due(conn, self.due_channel)
         if self.on_batch is not None:
             self.on_batch({"events": len(events), "folded": len(rest), "accruals": len(ledger.accruals),
                            "seconds": time.perf_counter() - t0})
 
-    async def _guard(self, conn: asyncpg.Connection, events: list[Applied], flow: list[Any]) -> list[Any]:
+    async def _plan_book(self, conn: asyncpg.Connection) -> PlanBook:
+        n = await store.plan_count(conn)
+        if self._plans is None or n != self._plan_count:
+            self._plans = await plan_book(conn, self._plan_cache)
+            self._plan_count = n
+        return self._plans
+
+    # -- tiers by epoch -------------------------------------------------------------------------
+    async def _tiers_for(self, conn: asyncpg.Connection, paid: list[Any], plans: PlanBook, history: History) -> None:
+        """Put into `history` the tier in force, in its epoch, for everyone these orders may pay:
+        from the contributions of the epochs before (cached; they no longer change once every
+        order partition has been folded past the epoch's start, which the guard waits for)."""
+        ref = self.reference.history
+        wanted: dict[tuple[str, int, int], tuple[Plan, datetime]] = {}
+        use: list[tuple[str, int, int]] = []
+        for a in paid:
+            p = a.payload
+            found = plans.in_force(p.paid_at)
+            if found is None or not found[1].upgrade_ladder:
+                continue
+            version, plan = found
+            e = epoch_of(p.paid_at, self.tier_epoch)
+            r1 = ref.referrer_at(p.buyer_id, p.paid_at)
+            r2 = ref.referrer_at(r1, p.paid_at) if r1 is not None else None
+            for who in (p.buyer_id, r1, r2):
+                if who is None:
+                    continue
+                k = (who, e, version)
+                use.append(k)
+                if k not in self.reference.tiers and k not in wanted:
+                    wanted[k] = (plan, epoch_start(e, self.tier_epoch))
+        if wanted:
+            keys = list(wanted)
+            rows = await store.records_before(conn, [k[0] for k in keys], [k[1] for k in keys],
+                                              [wanted[k][1] for k in keys])
+            for k, r in zip(keys, rows):
+                plan = wanted[k][0]
+                tier, _ = tier_reached(plan, PromoterRecord(r["orders"], r["direct_buyers"], r["settled_sales_fen"]))
+                self.reference.tiers[k] = tier
+                if tier != plan.tiers[0].name and (k[0], tier) not in self.reference.announced:
+                    self._pending_tiers.append((k[0], k[1], plan, tier))
+        seen: set[tuple[str, int, int]] = set()
+        for k in use:
+            if k in seen:
+                continue
+            seen.add(k)
+            history.add_tier(k[0], epoch_start(k[1], self.tier_epoch), k[1], self.reference.tiers[k])
+
+    async def _announce_tiers(self, conn: asyncpg.Connection, out: "_Outgoing") -> None:
+        """PromoterTierChanged for each tier step first in force in an epoch: effective at the
+        start of the first epoch whose earlier contributions reach it, whichever worker notices
+        first (one row per promoter and tier; the event id is derived from both)."""
+        pending, self._pending_tiers = self._pending_tiers, []
+        changes: list[TierChange] = []
+        for promoter, epoch, plan, _ in pending:
+            buckets, firsts = await store.record_history(conn, promoter, epoch, epoch_start(epoch, self.tier_epoch))
+            by_epoch: dict[int, list[int]] = {}
+            for b, orders, sales in buckets:
+                v = by_epoch.setdefault(b, [0, 0, 0])
+                v[0] += orders
+                v[2] += sales
+            for t in firsts:
+                b = epoch_of(t, self.tier_epoch) if t is not None else 0
+                by_epoch.setdefault(b, [0, 0, 0])[1] += 1
+            total = [0, 0, 0]
+            current = plan.tiers[0].name
+            for b in sorted(by_epoch):
+                v = by_epoch[b]
+                total = [total[0] + v[0], total[1] + v[1], total[2] + v[2]]
+                tier, rule = tier_reached(plan, PromoterRecord(total[0], total[1], total[2]))
+                if tier != current and rule is not None:
+                    # in force from the next epoch on: its start is this epoch's end
+                    changes.append(TierChange(promoter, current, tier, rule, epoch_start(b + 1, self.tier_epoch), None))
+                    current = tier
+        done = await store.insert_tier_changes(conn, changes)
+        for c in changes:
+            self.reference.announced.add((c.promoter_id, c.to_tier))
+            if (c.promoter_id, c.to_tier) not in done:
+                continue
+            eid = _derive(f"tier:{c.promoter_id}", c.to_tier, c.effective_at.isoformat())
+            out.add(PromoterTierChanged(promoter_id=c.promoter_id, from_tier=c.from_tier, to_tier=c.to_tier, rule=c.rule,
+                                        effective_at=c.effective_at), eid, _Cause(eid))
+
+    # -- the cross-topic ordering guard ---------------------------------------------------------
+    async def _guard(self, conn: asyncpg.Connection, events: list[Applied], with_tiers: bool) -> list[Any]:
         """Hold back order events whose OrderPaid was paid after what the referral stream has
-        been read to; release held orders once it has. Returns the events to fold now: the
-        released ones first (they are older), then this batch's."""
-        marks: dict[tuple[str, int], datetime] = {}
-        for a in events:
-            if a.topic == REFERRAL_EVENTS:
-                k = (a.topic, a.partition)
-                if k not in marks or a.envelope.occurred_at > marks[k]:
-                    marks[k] = a.envelope.occurred_at
+        been applied to (by whichever process), or, with tier rules, in an epoch whose earlier
+        epochs not every order partition has been folded through; release held orders once they
+        may go. Returns the events to fold now: the released ones first, then this batch's."""
+        flow = [a for a in events if a.envelope.event_type in ORDER_TYPES]
+        payouts = [a for a in events if a.envelope.event_type in PAYOUT_TYPES]
+        marks: dict[int, datetime] = {}
+        for a in flow:
+            at = a.payload.paid_at if a.envelope.event_type == "OrderPaid" else a.envelope.occurred_at  # type: ignore[attr-defined]
+            if a.partition not in marks or at > marks[a.partition]:
+                marks[a.partition] = at
         if marks:
-            await store.advance_watermarks(conn, [(t, p, at) for (t, p), at in marks.items()])
-        lagging = await self.progress.lagging({REFERRAL_EVENTS}) if self.progress is not None else []
-        cutoff: datetime | None = None  # None: every order is ready
-        if lagging:
-            watermarks = await store.watermarks(conn)
-            for tp in lagging:
-                mark = watermarks.get(tp)
-                edge = mark - self.skew if mark is not None else _NEVER
-                cutoff = edge if cutoff is None else min(cutoff, edge)
+            await store.advance_watermarks(conn, [(ORDER_EVENTS, p, at) for p, at in marks.items()])
+        owned = self.owned()
+        now = time.monotonic()
+        check_held = self._maybe_held or now - self._held_checked > 1.0
+        paid_ats = [a.payload.paid_at for a in flow if a.envelope.event_type == "OrderPaid"]  # type: ignore[attr-defined]
+        if not paid_ats and not check_held:
+            # a refund or completion never overtakes its held payment
+            followups = [a.payload.order_id for a in flow]  # type: ignore[attr-defined]
+            held = await store.deferred_orders(conn, followups) if followups else set()
+            if held:
+                await self._defer(conn, [a for a in flow if a.payload.order_id in held])  # type: ignore[attr-defined]
+            return [a for a in flow if a.payload.order_id not in held] + payouts  # type: ignore[attr-defined]
+
+        streams = await store.stream_positions(conn, REFERENCE, REFERRAL_EVENTS, self.name, ORDER_EVENTS)
+        await self.reference.sync(conn)  # after the positions: at least as new as they say
+        cutoff = await self._cutoff(streams, paid_ats, with_tiers)
         work: list[Any] = []
         held: set[str] = set()
-        # the held table is nearly always empty: look at it when something may be there, and
-        # at least every second (a rolled-back release must not strand what it took)
-        now = time.monotonic()
-        if self._maybe_held or now - self._held_checked > 1.0:
+        if check_held:
             self._held_checked = now
-            order_ids = [a.payload.order_id for a in flow if a.envelope.event_type in ORDER_TYPES]
-            held = await store.deferred_orders(conn, order_ids)
-            for r in await store.release_deferred(conn, cutoff):
+            held = await store.deferred_orders(conn, [a.payload.order_id for a in flow])  # type: ignore[attr-defined]
+            for r in await store.release_deferred(conn, cutoff, owned):
                 env = Envelope.from_bytes(r["envelope"])
-                work.append(_Held(env, catalog.payload(env)))
+                work.append(_Held(env, catalog.payload(env), ORDER_EVENTS, r["partition"]))
                 held.discard(r["order_id"])
-            self._maybe_held = cutoff is not None and bool(await store.any_deferred(conn))
+            self._maybe_held = await store.any_deferred(conn, owned)
         else:
-            # a refund or completion never overtakes its held payment
-            followups = [a.payload.order_id for a in flow if a.envelope.event_type in ("OrderRefunded", "OrderCompleted")]
+            followups = [a.payload.order_id for a in flow if a.envelope.event_type != "OrderPaid"]  # type: ignore[attr-defined]
             if followups:
                 held = await store.deferred_orders(conn, followups)
-        to_defer: list[tuple[str, datetime | None, bytes]] = []
+        to_defer: list[Any] = []
         for a in flow:
-            et = a.envelope.event_type
-            if et in ORDER_TYPES:
-                oid = a.payload.order_id
-                late = et == "OrderPaid" and cutoff is not None and a.payload.paid_at > cutoff
-                if oid in held or late:
-                    held.add(oid)
-                    to_defer.append((oid, a.payload.paid_at if et == "OrderPaid" else None, a.envelope.to_bytes()))
-                    continue
+            oid = a.payload.order_id  # type: ignore[attr-defined]
+            late = a.envelope.event_type == "OrderPaid" and cutoff is not None and a.payload.paid_at > cutoff  # type: ignore[attr-defined]
+            if oid in held or late:
+                held.add(oid)
+                to_defer.append(a)
+                continue
             work.append(a)
+        if with_tiers:
+            # one epoch per transaction: the tiers of a later epoch count this one's contributions
+            epochs = {epoch_of(a.payload.paid_at, self.tier_epoch) for a in work if a.envelope.event_type == "OrderPaid"}  # type: ignore[attr-defined]
+            if len(epochs) > 1:
+                first = min(epochs)
+                keep, later = [], set()
+                for a in work:
+                    et = a.envelope.event_type
+                    oid = a.payload.order_id  # type: ignore[attr-defined]
+                    if oid in later or (et == "OrderPaid" and epoch_of(a.payload.paid_at, self.tier_epoch) > first):  # type: ignore[attr-defined]
+                        later.add(oid)
+                        to_defer.append(a)
+                        continue
+                    keep.append(a)
+                work = keep
         if to_defer:
-            DEFERRED.inc(len(to_defer))
-            self._maybe_held = True
-            await store.defer(conn, to_defer)
-        return work
+            await self._defer(conn, to_defer)
+        return work + payouts
+
+    async def _defer(self, conn: asyncpg.Connection, events: list[Any]) -> None:
+        DEFERRED.inc(len(events))
+        self._maybe_held = True
+        await store.defer(conn, [(a.payload.order_id, a.payload.paid_at if a.envelope.event_type == "OrderPaid" else None,  # type: ignore[attr-defined]
+                                  a.envelope.to_bytes(), a.partition) for a in events])
+
+    async def _cutoff(self, streams: list[asyncpg.Record], paid_ats: list[datetime], with_tiers: bool) -> datetime | None:
+        """The latest paid_at that may be decided now (None: any)."""
+        ref = [r for r in streams if r["projection"] == REFERENCE]
+        cutoff: datetime | None = None
+        if self.end_offsets is not None:
+            latest = max(paid_ats) if paid_ats else _FOREVER
+            marks = {r["partition"]: (r["next_offset"], r["occurred_at"]) for r in ref}
+            # cheap case first: every referral partition's watermark is past every payment here
+            parts = self.end_offsets.known(REFERRAL_EVENTS)
+            covered = latest != _FOREVER and bool(parts) and all(
+                p in marks and marks[p][1] is not None and marks[p][1] - self.skew >= latest for p in parts)
+            if not covered:
+                for p, end in (await self.end_offsets(REFERRAL_EVENTS)).items():
+                    pos, mark = marks.get(p, (0, None))
+                    if pos >= end:
+                        continue
+                    edge = mark - self.skew if mark is not None else _NEVER
+                    cutoff = edge if cutoff is None else min(cutoff, edge)
+        if with_tiers and self.end_offsets is not None:
+            latest_start = max((epoch_start(epoch_of(t, self.tier_epoch), self.tier_epoch) for t in paid_ats), default=_NEVER)
+            if latest_start > self._orders_complete or self._maybe_held:
+                orders = {r["partition"]: r for r in streams if r["projection"] == self.name}
+                ends = await self.end_offsets(ORDER_EVENTS)
+                complete = _FOREVER
+                for p, end in ends.items():
+                    r = orders.get(p)
+                    pos, mark, held_from = (r["next_offset"], r["occurred_at"], r["held_from"]) if r else (0, None, None)
+                    edge = _FOREVER if pos >= end else (mark - self.skew if mark is not None else _NEVER)
+                    if held_from is not None:
+                        edge = min(edge, held_from - _TICK)
+                    complete = min(complete, edge)
+                if complete != _FOREVER:
+                    self._orders_complete = max(self._orders_complete, complete)
+                # an order may go when its epoch started at or before `complete`
+                if complete != _FOREVER:
+                    e = epoch_of(complete, self.tier_epoch)
+                    last_ok = epoch_start(e + 1, self.tier_epoch)
+                    if complete == epoch_start(e + 1, self.tier_epoch):
+                        last_ok = epoch_start(e + 2, self.tier_epoch)
+                    cutoff = last_ok if cutoff is None else min(cutoff, last_ok)
+        return cutoff
+
+
+class _Cause:
+    __slots__ = ("event_id", "correlation_id")
+
+    def __init__(self, event_id: Any) -> None:
+        self.event_id, self.correlation_id = event_id, None
+
 
 async def plan_book(conn: asyncpg.Connection, cache: dict[int, Plan]) -> PlanBook:
     """Every plan version by publication time (the parsed plans are cached: a version never changes)."""
@@ -387,7 +566,7 @@ def publish(ledger: Ledger, out: "_Outgoing") -> list[tuple[Any, Any]]:
     return accrual_rows
 
 
-async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: list) -> None:
+async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: list, tier_epoch: timedelta | None = None) -> None:
     """Everything the ledger changed, in the caller's transaction (records before balances, the
     lock order the settlement scheduler uses too)."""
     await store.write_new_orders(conn, ledger.new_orders)
@@ -398,8 +577,21 @@ async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: lis
     await store.write_dues(conn, ledger.dues)
     await store.delete_dues(conn, [st.accrual_id for st, _, _, _ in ledger.settlements])
     await store.write_tier_changes(conn, ledger.tier_changes)
-    await store.write_records(conn, {k: ledger.records[k] for k in ledger.touched_records})
-    await store.write_pairs(conn, ledger.new_pairs)
+    if tier_epoch is None:
+        await store.write_records(conn, {k: ledger.records[k] for k in ledger.touched_records})
+        await store.write_pairs(conn, ledger.new_pairs)
+    elif ledger.contributions:
+        buckets: dict[tuple[str, int], list[int]] = {}
+        firsts: dict[tuple[str, str], datetime] = {}
+        for promoter, at, orders, buyer, sales in ledger.contributions:
+            if orders or sales:
+                v = buckets.setdefault((promoter, epoch_of(at, tier_epoch)), [0, 0])
+                v[0] += orders
+                v[1] += sales
+            if buyer is not None and ((promoter, buyer) not in firsts or at < firsts[(promoter, buyer)]):
+                firsts[(promoter, buyer)] = at
+        await store.add_to_record_buckets(conn, buckets)
+        await store.write_first_pairs(conn, firsts)
     await store.add_to_balances(conn, ledger.deltas)
 
 

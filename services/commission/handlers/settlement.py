@@ -31,33 +31,35 @@ log = structlog.get_logger(__name__)
 
 
 async def settle_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000,
-                     plan_cache: dict[int, Plan] | None = None) -> int:
+                     plan_cache: dict[int, Plan] | None = None, tier_epoch: timedelta | None = None) -> int:
     """Settle what is due at `now` (one batch, in the caller's transaction). Returns how many."""
     due = await store.take_due(conn, now, limit)
     if not due:
         return 0
     beneficiaries = {st.beneficiary_id for st, _ in due}
     history = History()
-    for r in await state.load_tiers(conn, beneficiaries):
-        history.add_tier(r["promoter_id"], r["effective_at"], r["seq"], r["to_tier"])
+    if tier_epoch is None:
+        for r in await state.load_tiers(conn, beneficiaries):
+            history.add_tier(r["promoter_id"], r["effective_at"], r["seq"], r["to_tier"])
     by_order: dict[str, list] = {}
     for st, _ in due:
         by_order.setdefault(st.order_id, []).append(st)
     ledger = Ledger(history=history, plans=await plan_book(conn, plan_cache if plan_cache is not None else {}),
-                    accruals=by_order, known_orders=set(), records=await state.load_records(conn, beneficiaries),
-                    direct_pairs=set(), refunds_seen=set())
+                    accruals=by_order, known_orders=set(),
+                    records=await state.load_records(conn, beneficiaries) if tier_epoch is None else {},
+                    direct_pairs=set(), refunds_seen=set(), tier_epoch=tier_epoch)
     for st, cause_id in due:
         # the cause is the OrderCompleted that scheduled it: settlement ids derive from it
         ledger.settle(st.accrual_id, now, SimpleNamespace(event_id=cause_id, correlation_id=None))
     batch = Batch(events=[])
     accrual_rows = proj.publish(ledger, _Outgoing(batch, now=now))
-    await write_back(conn, ledger, accrual_rows)
+    await write_back(conn, ledger, accrual_rows, tier_epoch)
     await record_outbox(conn, batch.emitted)
     return len(due)
 
 
 async def run_scheduler(pool: asyncpg.Pool, relay, clock: Callable[[], datetime], *, channel: str,
-                        poll_s: float = 1.0, batch: int = 1000) -> None:
+                        poll_s: float = 1.0, batch: int = 1000, tier_epoch: timedelta | None = None) -> None:
     wake = asyncio.Event()
     plan_cache: dict[int, Plan] = {}
 
@@ -71,7 +73,7 @@ async def run_scheduler(pool: asyncpg.Pool, relay, clock: Callable[[], datetime]
             nxt = None
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    n = await settle_due(conn, clock(), batch, plan_cache)
+                    n = await settle_due(conn, clock(), batch, plan_cache, tier_epoch)
                 if n:
                     log.info("settled", count=n)
                     relay.kick()

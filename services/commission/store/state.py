@@ -25,6 +25,10 @@ async def insert_plan(conn: asyncpg.Connection, version: int, plan: dict[str, An
     return r is not None
 
 
+async def plan_count(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT count(*) FROM plans")
+
+
 async def plan_versions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT plan_version, published_at FROM plans ORDER BY published_at, plan_version")
 
@@ -40,6 +44,22 @@ async def latest_plan(conn: asyncpg.Connection) -> asyncpg.Record | None:
 
 
 # -- referral copies --------------------------------------------------------------------------
+async def lock_reference(conn: asyncpg.Connection) -> None:
+    """Serialise writers of the reference rows until commit, so that their seq order is their
+    commit order (readers follow them by seq)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.commission_reference'))")
+
+
+async def reference_rows_since(conn: asyncpg.Connection, binding_seq: int, status_seq: int) -> list[asyncpg.Record]:
+    """Bindings and statuses committed after these seqs, in one round trip."""
+    return await conn.fetch(
+        """SELECT 'b' AS kind, seq, customer_id AS who, promoter_id, bound_at AS at, NULL::text AS status,
+                  NULL::timestamptz AS until FROM bindings WHERE seq > $1
+           UNION ALL
+           SELECT 's', seq, promoter_id, NULL, changed_at, status, until FROM promoter_statuses WHERE seq > $2""",
+        binding_seq, status_seq)
+
+
 async def insert_statuses(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime | None, datetime, str | None, uuid.UUID]]) -> None:
     """(promoter_id, status, until, changed_at, reason, event_id) rows."""
     if not rows:
@@ -60,6 +80,20 @@ async def insert_bindings(conn: asyncpg.Connection, rows: list[tuple[str, str, d
         """INSERT INTO bindings (customer_id, promoter_id, bound_at, event_id)
            SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[])
            ON CONFLICT (event_id) DO NOTHING""", *[list(c) for c in cols])
+
+
+async def stream_positions(conn: asyncpg.Connection, reference: str, referral_topic: str, orders: str,
+                           order_topic: str) -> list[asyncpg.Record]:
+    """Where the reference projection is in the referral partitions and the order workers in the
+    order partitions (stored positions and event-time watermarks, whoever applied them), and the
+    earliest payment held back per order partition."""
+    return await conn.fetch(
+        """SELECT o.projection, o.partition, o.next_offset, w.occurred_at,
+                  CASE WHEN o.projection = $3 THEN (SELECT min(d.paid_at) FROM deferred_order_events d
+                                                    WHERE d.partition = o.partition AND d.paid_at IS NOT NULL) END AS held_from
+           FROM projector_offsets o LEFT JOIN stream_watermarks w ON w.topic = o.topic AND w.partition = o.partition
+           WHERE (o.projection = $1 AND o.topic = $2) OR (o.projection = $3 AND o.topic = $4)""",
+        reference, referral_topic, orders, order_topic)
 
 
 async def record_late_bindings(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime]]) -> int:
@@ -229,6 +263,75 @@ async def write_records(conn: asyncpg.Connection, records: dict[str, PromoterRec
         [records[i].settled_sales_fen for i in ids])
 
 
+async def add_to_record_buckets(conn: asyncpg.Connection, buckets: dict[tuple[str, int], list[int]]) -> None:
+    """Add (never overwrite) each promoter's orders and settled sales of an epoch: several workers
+    count into the same rows."""
+    if not buckets:
+        return
+    keys = sorted(buckets)
+    await conn.execute(
+        """INSERT INTO promoter_record_buckets AS r (promoter_id, bucket, orders, settled_sales_fen)
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[])
+           ON CONFLICT (promoter_id, bucket) DO UPDATE SET orders = r.orders + EXCLUDED.orders,
+               settled_sales_fen = r.settled_sales_fen + EXCLUDED.settled_sales_fen""",
+        [k[0] for k in keys], [k[1] for k in keys], [buckets[k][0] for k in keys], [buckets[k][1] for k in keys])
+
+
+async def write_first_pairs(conn: asyncpg.Connection, firsts: dict[tuple[str, str], datetime]) -> None:
+    """Direct buyers with their first purchase through the promoter (the earliest paid_at wins)."""
+    if not firsts:
+        return
+    keys = sorted(firsts)
+    await conn.execute(
+        """INSERT INTO direct_buyers AS d (promoter_id, buyer_id, first_paid_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+           ON CONFLICT (promoter_id, buyer_id) DO UPDATE SET first_paid_at = EXCLUDED.first_paid_at
+           WHERE d.first_paid_at > EXCLUDED.first_paid_at""",
+        [k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys])
+
+
+async def records_before(conn: asyncpg.Connection, promoters: list[str], epochs: list[int],
+                         starts: list[datetime]) -> list[asyncpg.Record]:
+    """Per (promoter, epoch): the record made of the contributions of the epochs before it, in
+    the order asked."""
+    return await conn.fetch(
+        """SELECT k.i,
+                  coalesce((SELECT sum(r.orders) FROM promoter_record_buckets r
+                            WHERE r.promoter_id = k.p AND r.bucket < k.e), 0)::int AS orders,
+                  coalesce((SELECT sum(r.settled_sales_fen) FROM promoter_record_buckets r
+                            WHERE r.promoter_id = k.p AND r.bucket < k.e), 0)::bigint AS settled_sales_fen,
+                  (SELECT count(*) FROM direct_buyers d
+                   WHERE d.promoter_id = k.p AND (d.first_paid_at IS NULL OR d.first_paid_at <= k.s))::int AS direct_buyers
+           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY AS k(p, e, s, i)
+           ORDER BY k.i""", promoters, epochs, starts)
+
+
+async def record_history(conn: asyncpg.Connection, promoter: str, epoch: int, start: datetime
+                         ) -> tuple[list[tuple[int, int, int]], list[datetime | None]]:
+    """A promoter's contributions before an epoch: (bucket, orders, settled sales) rows and the
+    first purchase of each direct buyer."""
+    buckets = await conn.fetch(
+        "SELECT bucket, orders, settled_sales_fen FROM promoter_record_buckets WHERE promoter_id = $1 AND bucket < $2",
+        promoter, epoch)
+    firsts = await conn.fetch(
+        "SELECT first_paid_at FROM direct_buyers WHERE promoter_id = $1 AND (first_paid_at IS NULL OR first_paid_at <= $2)",
+        promoter, start)
+    return [(r[0], r[1], r[2]) for r in buckets], [r[0] for r in firsts]
+
+
+async def insert_tier_changes(conn: asyncpg.Connection, changes: list[TierChange]) -> set[tuple[str, str]]:
+    """Record tier changes once per promoter and tier; returns those recorded now."""
+    if not changes:
+        return set()
+    rows = await conn.fetch(
+        """INSERT INTO tier_changes (promoter_id, from_tier, to_tier, rule, effective_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+           ON CONFLICT (promoter_id, to_tier) DO NOTHING RETURNING promoter_id, to_tier""",
+        [c.promoter_id for c in changes], [c.from_tier for c in changes], [c.to_tier for c in changes],
+        [c.rule for c in changes], [c.effective_at for c in changes])
+    return {(r["promoter_id"], r["to_tier"]) for r in rows}
+
+
 async def write_pairs(conn: asyncpg.Connection, pairs: list[tuple[str, str]]) -> None:
     if pairs:
         await conn.execute(
@@ -279,8 +382,12 @@ async def watermarks(conn: asyncpg.Connection) -> dict[tuple[str, int], datetime
             for r in await conn.fetch("SELECT topic, partition, occurred_at FROM stream_watermarks")}
 
 
-async def any_deferred(conn: asyncpg.Connection) -> bool:
-    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM deferred_order_events)")
+async def any_deferred(conn: asyncpg.Connection, partitions: Sequence[int] | None = None) -> bool:
+    """Whether events are held (of these order partitions, or of any; -1: held before partitions were recorded)."""
+    return await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM deferred_order_events
+                          WHERE $1::int[] IS NULL OR partition = ANY($1::int[]) OR partition = -1)""",
+        None if partitions is None else list(partitions))
 
 
 async def deferred_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) -> set[str]:
@@ -291,16 +398,21 @@ async def deferred_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) ->
     return {r["order_id"] for r in rows}
 
 
-async def release_deferred(conn: asyncpg.Connection, cutoff: datetime | None) -> list[asyncpg.Record]:
+async def release_deferred(conn: asyncpg.Connection, cutoff: datetime | None,
+                           partitions: Sequence[int] | None = None) -> list[asyncpg.Record]:
     """Take (delete and return, in arrival order) every held event of the orders paid at or before
-    `cutoff` (all of them when None)."""
+    `cutoff` (all of them when None), of these order partitions (None: all)."""
     rows = await conn.fetch(
         """DELETE FROM deferred_order_events WHERE order_id IN (
-               SELECT order_id FROM deferred_order_events WHERE paid_at IS NOT NULL AND ($1::timestamptz IS NULL OR paid_at <= $1))
-           RETURNING seq, order_id, envelope""", cutoff)
+               SELECT order_id FROM deferred_order_events WHERE paid_at IS NOT NULL AND ($1::timestamptz IS NULL OR paid_at <= $1)
+               AND ($2::int[] IS NULL OR partition = ANY($2::int[]) OR partition = -1))
+           RETURNING seq, order_id, envelope, greatest(partition, 0) AS partition""",
+        cutoff, None if partitions is None else list(partitions))
     return sorted(rows, key=lambda r: r["seq"])
 
 
-async def defer(conn: asyncpg.Connection, rows: list[tuple[str, datetime | None, bytes]]) -> None:
+async def defer(conn: asyncpg.Connection, rows: list[tuple[str, datetime | None, bytes, int]]) -> None:
+    """(order_id, paid_at or None, envelope bytes, order partition) rows, in arrival order."""
     if rows:
-        await conn.copy_records_to_table("deferred_order_events", records=rows, columns=["order_id", "paid_at", "envelope"])
+        await conn.copy_records_to_table("deferred_order_events", records=rows,
+                                         columns=["order_id", "paid_at", "envelope", "partition"])

@@ -11,6 +11,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.commission.handlers.projection import CommissionProjection
+from services.commission.handlers.reference import ReferenceProjection
 from services.commission.main import MIGRATIONS
 from services.commission.settings import CommissionSettings
 from shared import db
@@ -26,6 +27,12 @@ TOPICS = list(ALL_TOPICS)
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def next_boundary(epoch_s: int, ahead_s: float = 2.0) -> datetime:
+    """A tier-epoch boundary at least `ahead_s` from now (orders are paid around it)."""
+    t = now().timestamp() + ahead_s
+    return datetime.fromtimestamp((int(t) // epoch_s + 1) * epoch_s, timezone.utc)
 
 
 async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
@@ -51,9 +58,10 @@ async def start_at_end(dsn: str, bootstrap: str, schema: str) -> dict[TopicParti
     conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
         args = ([tp.topic for tp in ends], [tp.partition for tp in ends], list(ends.values()))
-        await conn.execute("""INSERT INTO projector_offsets (projection, topic, partition, next_offset)
-                              SELECT 'commission', * FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(t, p, o)
-                              WHERE t = ANY($4::text[])""", *args, list(CommissionProjection.topics))
+        for proj in (CommissionProjection, ReferenceProjection):
+            await conn.execute("""INSERT INTO projector_offsets (projection, topic, partition, next_offset)
+                                  SELECT $5, * FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(t, p, o)
+                                  WHERE t = ANY($4::text[])""", *args, list(proj.topics), proj.name)
         await conn.execute("INSERT INTO replay_origin SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])", *args)
     finally:
         await conn.close()

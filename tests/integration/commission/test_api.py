@@ -10,7 +10,7 @@ from services.commission.main import create_app
 from shared.contracts.orders import OrderLine, OrderPaid
 from shared.contracts.referral import PromoterEnrolled, ReferralBound
 from tests.conftest import eventually, running_app
-from tests.integration.commission.conftest import PLAN, now, settings, who
+from tests.integration.commission.conftest import PLAN, next_boundary, now, settings, who
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +46,17 @@ async def test_plan_is_admin_only_refused_with_a_reason_and_versioned(schema, db
 async def test_records_are_paginated_and_filtered(schema, feed, ids):
     p, buyer = ids("p"), ids("b")
     t = now() - timedelta(hours=1)
-    async with running_app(create_app(settings(), schema=schema)) as client:
+    async with running_app(create_app(settings(tier_epoch_s=1), schema=schema)) as client:
         assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "admin"))).status_code == 201
+        # tiers move at epoch boundaries (1 s here): orders 1-3 in one epoch, 4-5 in the next
+        boundary = next_boundary(1)
+        times = [boundary - timedelta(milliseconds=500 - 10 * i) for i in range(3)] + [boundary + timedelta(milliseconds=300)] * 2
         await feed.send(PromoterEnrolled(promoter_id=p, promoter_code="x", enrolled_by="everyone", enrolled_at=t))
         await feed.send(ReferralBound(customer_id=buyer, promoter_id=p, promoter_code="x", source="qr", mode="first_touch", bound_at=t))
         for i in range(5):
             lines = tuple(OrderLine(line_id=f"l{j}", product_id="sku", quantity=1, unit_price_fen=1000, paid_fen=1000) for j in range(2))
             await feed.send(OrderPaid(order_id=ids(f"o{i}"), buyer_id=buyer, lines=lines, postage_fen=0, total_fen=2000,
-                                      transaction_id=f"tx{i}", paid_at=now()))
+                                      transaction_id=f"tx{i}", paid_at=times[i]))
 
         async def all_in():
             r = (await client.get("/v1/promoters/me/commissions?limit=200", headers=who(p))).json()
@@ -71,7 +74,7 @@ async def test_records_are_paginated_and_filtered(schema, feed, ids):
         assert len(seen) == len(set(seen)) == 10
         none = (await client.get("/v1/promoters/me/commissions?status=settled", headers=who(p))).json()
         assert none["items"] == []
-        later = (await client.get("/v1/promoters/me/commissions", params={"from": (now() + timedelta(days=1)).isoformat()},
+        later = (await client.get("/v1/promoters/me/commissions", params={"from": (boundary + timedelta(days=1)).isoformat()},
                                   headers=who(p))).json()
         assert later["items"] == []
         bad = await client.get("/v1/promoters/me/commissions?cursor=nonsense", headers=who(p))

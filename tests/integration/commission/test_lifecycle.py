@@ -3,7 +3,8 @@ levels up, partial refunds that add up, settlement, withdrawal, refund after wit
 tier change between orders, and the audit replay equal to live."""
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -109,7 +110,7 @@ async def test_accrue_refund_settle_withdraw_refund_again_and_replay(infra, sche
 async def test_skips_self_purchase_and_tier_change_between_orders(infra, schema, feed, ids, dbc):
     a, b, s, c = ids("pa"), ids("pb"), ids("psusp"), ids("buyer")
     t = now() - timedelta(hours=1)
-    async with running_app(create_app(settings(), schema=schema)) as client:
+    async with running_app(create_app(settings(tier_epoch_s=1), schema=schema)) as client:
         assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "admin"))).status_code == 201
         for p in (a, b, s):
             await enrol(feed, p, t)
@@ -120,10 +121,13 @@ async def test_skips_self_purchase_and_tier_change_between_orders(infra, schema,
         # the suspended referrer gets nothing (recorded); level 2 is still paid
         o1 = ids("o1")
         await feed.send(paid(o1, c, now(), ("l1", "sku", 1, 10000)))
-        # b buys for themselves: self-purchase rebate as level 1, their referrer a as level 2
-        orders = [ids(f"self{i}") for i in range(4)]
-        for o in orders:
-            await feed.send(paid(o, b, now(), ("l1", "sku", 2, 10000)))
+        # b buys for themselves: self-purchase rebate as level 1, their referrer a as level 2.
+        # Tiers move at epoch boundaries (1 s here): four orders in one epoch, one in the next.
+        boundary = datetime.fromtimestamp(math.ceil(now().timestamp()) + 2, timezone.utc)
+        orders = [ids(f"self{i}") for i in range(5)]
+        times = [boundary - timedelta(milliseconds=500 - 10 * i) for i in range(4)] + [boundary + timedelta(milliseconds=300)]
+        for o, at in zip(orders, times):
+            await feed.send(paid(o, b, at, ("l1", "sku", 2, 10000)))
 
         async def settled_in():
             n = await dbc.fetchval("SELECT count(*) FROM accruals WHERE order_id = ANY($1::text[])", [o1, *orders])
@@ -137,11 +141,12 @@ async def test_skips_self_purchase_and_tier_change_between_orders(infra, schema,
         rows = await dbc.fetch("""SELECT order_id, level, beneficiary_id, tier, amount_fen FROM accruals
                                   WHERE order_id = ANY($1::text[]) ORDER BY paid_at, level DESC""", orders)
         selfs = [(r["tier"], r["amount_fen"]) for r in rows if r["level"] == "self_purchase"]
-        # min_orders 3: the third order reaches partner, which applies from the fourth on
-        assert selfs == [("sharer", 800), ("sharer", 800), ("sharer", 800), ("partner", 1000)]
+        # min_orders 3: the third order reaches partner, which applies from the next epoch on
+        # (the fourth order, in the same epoch, keeps the old tier)
+        assert selfs == [("sharer", 800)] * 4 + [("partner", 1000)]
         assert {r["beneficiary_id"] for r in rows if r["level"] == "level2"} == {a}
-        change = await dbc.fetchrow("SELECT from_tier, to_tier, rule FROM tier_changes WHERE promoter_id = $1", b)
-        assert tuple(change) == ("sharer", "partner", "orders>=3")
+        change = await dbc.fetchrow("SELECT from_tier, to_tier, rule, effective_at FROM tier_changes WHERE promoter_id = $1", b)
+        assert tuple(change) == ("sharer", "partner", "orders>=3", boundary)
         est = await client.post("/v1/estimate", json={"lines": [{"product_id": "sku", "quantity": 2, "paid_fen": 5000},
                                                                  {"product_id": "fixed-sku", "quantity": 3, "paid_fen": 4500}]},
                                 headers=who(b))
