@@ -76,7 +76,7 @@ async def group_settled(workers: list[Worker], partitions: int = 4, timeout: flo
 
 async def caught_up(conn: asyncpg.Connection, orders_end: int, timeout: float = 180, log: Path | None = None) -> None:
     async def quiet() -> bool:
-        pos = await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM projector_offsets WHERE topic = $1", ORDER_EVENTS)
+        pos = await conn.fetchval("SELECT coalesce(sum(next_offset), 0)::bigint FROM projector_offsets WHERE topic = $1", ORDER_EVENTS)
         if pos < orders_end:
             return False
         return not await conn.fetchval(
@@ -201,24 +201,37 @@ async def test_one_of_two_workers_killed_mid_batch_the_survivor_takes_over(infra
     conn = await asyncpg.connect(infra["db"], server_settings={"search_path": schema})
     ref_conn = await asyncpg.connect(infra["db"], server_settings={"search_path": ref_schema})
     await publish_plan(feed)
-    workers = [Worker(schema, log, PROJECTOR_BATCH_MAX="500"), Worker(schema, log, PROJECTOR_BATCH_MAX="500")]
+    workers: list[Worker] = []
     reference = None
     try:
-        await group_settled(workers)
-        await publish_history(feed, ids, rnd, 4000)
+        # a backlog, then two workers: they split it between them
+        await publish_history(feed, ids, rnd, 8000)
         orders_end = sum((await end_offsets(infra["kafka"], [ORDER_EVENTS])).values())
+        start = await conn.fetchval("SELECT coalesce(sum(next_offset), 0)::bigint FROM projector_offsets WHERE topic = $1", ORDER_EVENTS)
+        # the victim starts on the backlog; once it is under way the second worker joins, the
+        # group splits the partitions, and the victim is killed (-9) in the middle of its batches
+        victim = Worker(schema, log, PROJECTOR_BATCH_MAX="100")
+        workers = [victim]
         reference = Worker(ref_schema, log)
-        # kill -9 one worker as soon as the order stream has moved: it is in the middle of its batches
-        start = await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM projector_offsets WHERE topic = $1", ORDER_EVENTS)
-        for _ in range(600):
-            if await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM projector_offsets WHERE topic = $1",
-                                   ORDER_EVENTS) > start:
+
+        async def progress() -> int:
+            return await conn.fetchval("SELECT coalesce(sum(next_offset), 0)::bigint FROM projector_offsets WHERE topic = $1",
+                                       ORDER_EVENTS)
+
+        for _ in range(3000):
+            if await progress() > start:
                 break
             await asyncio.sleep(0.02)
-        victim = workers[0]
-        owned = await victim.order_partitions()
+        workers.append(Worker(schema, log, PROJECTOR_BATCH_MAX="500"))
+        owned = None
+        for _ in range(3000):
+            owned = await victim.order_partitions()
+            both = await workers[1].order_partitions()
+            if (owned and both) or await progress() > start + 0.7 * (orders_end - start):
+                break
+            await asyncio.sleep(0.05)
         victim.stop(signal.SIGKILL)
-        progressed = await conn.fetchval("SELECT coalesce(sum(next_offset), 0) FROM projector_offsets WHERE topic = $1", ORDER_EVENTS)
+        progressed = await conn.fetchval("SELECT coalesce(sum(next_offset), 0)::bigint FROM projector_offsets WHERE topic = $1", ORDER_EVENTS)
         assert owned and progressed < orders_end, "the worker was not killed mid-history"
         # the survivor takes every partition (after the group's session timeout) and finishes
         await group_settled(workers[1:], timeout=90)
