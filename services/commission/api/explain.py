@@ -233,6 +233,14 @@ async def explain_order(conn, order_id: str, focus: str | None = None) -> Explan
     if order_paid_id:
         ref(EventRef(event_id=order_paid_id, event_type="OrderPaid", topic=ORDER_EVENTS, occurred_at=paid_at,
                      summary=f"{order_id} ({buyer})"))
+    # the order events behind reversals and settlements (their ids are the causes we recorded)
+    causes = {"CommissionReversed": ("OrderRefunded", lambda pl: pl["out_refund_no"]),
+              "CommissionSettled": ("OrderCompleted", lambda pl: order_id)}
+    for env in own:
+        cause = env.get("causation_id")
+        if cause and env["event_type"] in causes and cause not in events:
+            kind, what = causes[env["event_type"]]
+            ref(EventRef(event_id=cause, event_type=kind, topic=ORDER_EVENTS, summary=what(env["payload"])))
 
     accruals = []
     for r in rows:
@@ -253,7 +261,7 @@ async def explain_order(conn, order_id: str, focus: str | None = None) -> Explan
     totals = Totals(accrued_fen=sum(a.amount_fen for a in accruals), reversed_fen=sum(a.reversed_fen for a in accruals),
                     settled_fen=sum(a.settlement.amount_fen for a in accruals if a.settlement),
                     net_fen=sum(a.net_fen for a in accruals))
-    ordered = sorted(events.values(), key=lambda e: (e.occurred_at is None, e.occurred_at or paid_at))
+    ordered = sorted(events.values(), key=lambda e: e.occurred_at or datetime.max.replace(tzinfo=paid_at.tzinfo))
     return Explanation(order_id=order_id, buyer_id=buyer, paid_at=paid_at, focus_accrual_id=focus,
                        buyer_status_at_payment=buyer_status["status"] if buyer_status else None,
                        self_purchase=any(a.level == "self_purchase" for a in accruals), chain=chain, plan=plan_out,
