@@ -19,6 +19,7 @@ from shared.contracts import topic_of
 from shared.contracts.orders import OrderCompleted, OrderLine, OrderPaid, OrderRefunded, RefundedLine
 from shared.events import new_event
 from shared.identity import HEADER, sign_identity
+from shared.topics import without_namespace
 from simulation.cluster import ServiceProcess
 
 SECRET = "console-e2e-" + uuid.uuid4().hex[:8]
@@ -45,6 +46,8 @@ def free_ports(n: int) -> list[int]:
 class Stack:
     procs: dict[str, ServiceProcess]
     schemas: dict[str, str]
+    #: the stack's own topics, so that the overview counts exactly what the seed made
+    namespace: str
     ids: dict[str, str] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
@@ -63,7 +66,8 @@ async def start(log_dir: Path) -> Stack:
     run = uuid.uuid4().hex[:8]
     schemas = {n: f"t_{n[:4]}_{run}" for n in ("referral", "commission", "payout", "console")}
     ports = dict(zip(("referral", "commission", "payout", "console"), free_ports(4)))
-    common = {"FENXIAO_IDENTITY_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    namespace = "console" + run
+    common = {"FENXIAO_IDENTITY_SECRET": SECRET, "LOG_LEVEL": "WARNING", "FENXIAO_TOPIC_NAMESPACE": namespace}
     env = {
         "referral": {"REFERRAL_SCHEMA": schemas["referral"]},
         # freeze days pass at once: settlement follows completion immediately
@@ -77,7 +81,7 @@ async def start(log_dir: Path) -> Stack:
                     "CONSOLE_BOOTSTRAP_OPERATORS": ";".join(f"{u}:{r}:{PASSWORD}" for u, r in ACCOUNTS.items())},
     }
     procs = {n: ServiceProcess(n, ports[n], {**common, **env[n]}, log_dir / f"{n}.log") for n in ports}
-    stack = Stack(procs, schemas)
+    stack = Stack(procs, schemas, namespace)
     try:
         for p in procs.values():
             p.start()
@@ -88,14 +92,15 @@ async def start(log_dir: Path) -> Stack:
     return stack
 
 
-async def _publish(payloads) -> list:
+async def _publish(namespace: str, payloads) -> list:
     p = AIOKafkaProducer(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"], acks="all", enable_idempotence=True)
     await p.start()
     envs = []
     try:
         for payload in payloads:
             env = new_event(payload)
-            await p.send_and_wait(topic_of(payload.event_type), env.to_bytes(), key=env.key.encode(),
+            topic = f"{namespace}.{without_namespace(topic_of(payload.event_type))}"
+            await p.send_and_wait(topic, env.to_bytes(), key=env.key.encode(),
                                   headers=[("event_type", env.event_type.encode())])
             envs.append(env)
     finally:
@@ -143,7 +148,7 @@ async def seed(stack: Stack) -> dict[str, str]:
                           transaction_id="tx" + o1, paid_at=now)
         paid2 = OrderPaid(order_id=o2, buyer_id=c, lines=(line("l1", 49900),), postage_fen=0, total_fen=49900,
                           transaction_id="tx" + o2, paid_at=now + timedelta(seconds=1))
-        envs = await _publish([paid1, paid2,
+        envs = await _publish(stack.namespace, [paid1, paid2,
                                OrderCompleted(order_id=o1, reason="receipt_confirmed", completed_at=now + timedelta(seconds=2)),
                                OrderRefunded(order_id=o2, out_refund_no="rf-" + o2, amount_fen=10000, refunded_at=now + timedelta(seconds=3),
                                              lines=(RefundedLine(line_id="l1", quantity=0, amount_fen=10000),))])
