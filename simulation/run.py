@@ -63,6 +63,22 @@ def audit(env: dict[str, str], log=print) -> bool:
     return ok
 
 
+async def reconcile_today(orders_env: dict[str, str], log=print) -> bool:
+    """Orders' daily reconciliation, run now for today's (Beijing) bills of the stand-in: every
+    payment and refund of the run must match WeChat's trade and fund-flow bills."""
+    from datetime import datetime, timedelta, timezone
+
+    today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.orders.reconcile", "--date", today,
+        env={**os.environ, **orders_env, "LOG_LEVEL": "WARNING"},
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    lines = [ln for ln in out.decode().splitlines() if not ln.startswith("{")]  # the result, not the JSON logs
+    log("[demo] reconciliation with WeChat Pay's bills: " + ("\n".join(lines) or f"exit {proc.returncode}"))
+    return proc.returncode == 0
+
+
 async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | None = None, wechat_port: int = 8199,
                    ports: dict[str, int] | None = None, log=print) -> tuple[bool, object]:
     """Start the stand-ins and the services, drive the traffic, audit. Returns (ok, report)."""
@@ -74,11 +90,14 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
     server, task = await serve(wx)
     # A fresh topic namespace and fresh schemas per run: the demo's log is its own.
     base_env = {"FENXIAO_TOPIC_NAMESPACE": f"demo{run_id}", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
-                "COMMISSION_SETTLE_POLL_S": "0.5", "ORDERS_SWEEP_INTERVAL_S": "1"}
+                "COMMISSION_SETTLE_POLL_S": "0.5", "ORDERS_SWEEP_INTERVAL_S": "1",
+                "ORDERS_PAYMENT_QUERY_AFTER_S": "2", "ORDERS_REFUND_QUERY_AFTER_S": "2",
+                "ORDERS_WECHATPAY_FOLLOW_INTERVAL_S": "0.5"}
     schemas = {s: f"{s}_demo{run_id}" for s in SERVICES}
     env_by = {s: {**base_env, f"{s.upper()}_SCHEMA": schemas[s], **wx.service_env().get(s, {})} for s in SERVICES}
     c = cluster(env_by, log_dir=state, ports=ports)
     env_by["payout"]["PAYOUT_WECHAT_NOTIFY_URL"] = c["payout"].url + "/v1/wechatpay/transfer-notify"
+    env_by["orders"]["ORDERS_WECHATPAY_NOTIFY_URL"] = c["orders"].url + "/v1/wechatpay/notify"
     log(f"[demo] run {run_id}: kafka {settings.kafka_bootstrap_servers}, topics '{base_env['FENXIAO_TOPIC_NAMESPACE']}.*', "
         f"schemas {', '.join(schemas.values())}; logs in {state}")
     t0 = time.perf_counter()
@@ -96,6 +115,8 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
             log("")
             if await engagement.finish(gw, wx, live, run_id, f"op-{run_id}", log=lambda m: log(f"[demo] {m}")):
                 rep.notes.append("engagement_ok")
+            if await reconcile_today(env_by["orders"], log):
+                rep.notes.append("reconciled_ok")
         finally:
             await gw.close()
         rss = {n: s.rss_bytes() // (1 << 20) for n, s in c.services.items()}
@@ -107,7 +128,7 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
     env = {**os.environ, **base_env, "COMMISSION_SCHEMA": schemas["commission"], "PAYOUT_SCHEMA": schemas["payout"]}
     audited = audit(env, log) and "oracle_ok" in rep.notes
     log(f"\n[demo] audit replay: {'MATCHES the live balances' if audited else 'DIFFERS from the live balances'}")
-    return audited and "engagement_ok" in rep.notes, rep
+    return audited and "engagement_ok" in rep.notes and "reconciled_ok" in rep.notes, rep
 
 
 async def main(args) -> int:

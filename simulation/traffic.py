@@ -1,6 +1,8 @@
 """Simulated mini-program traffic through the four services, as the gateway and WeChat would
 send it: promoters enrol and share posters, friends arrive through shares and bind, buy and
-pay (signed WeChat Pay notices), some refund, orders complete, commission settles, promoters
+pay (JSAPI prepay, a simulated wx.requestPayment, signed WeChat Pay notices; one notice lost and
+recovered by query), one unpaid order is cancelled (closed at WeChat first), some refund (submitted
+to WeChat by orders), orders complete, commission settles, promoters
 withdraw (WeChat merchant transfers that the user confirms, one left to lapse)."""
 from __future__ import annotations
 
@@ -73,6 +75,49 @@ class Gateway:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+#: the order (by position) whose payment notice the simulated WeChat loses: orders recovers it by query
+LOST_NOTICE_ORDER = 1
+
+
+def buyer_headers(secret: str, user: str) -> dict[str, str]:
+    """The gateway's identity for a buyer after WeChat login: it carries the user's openid,
+    which the prepay sends as payer.openid."""
+    import hashlib
+
+    openid = "o" + hashlib.sha256(user.encode()).hexdigest()[:27]
+    try:
+        token = sign_identity(secret, user, (), openid=openid)  # type: ignore[call-arg]
+    except TypeError:  # shared.identity without an openid parameter: add the claim to the signed body
+        import hmac
+        import json
+
+        body, _ = sign_identity(secret, user, ()).split(".", 1)
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        body = base64.urlsafe_b64encode(json.dumps({**claims, "openid": openid}, separators=(",", ":")).encode()
+                                        ).rstrip(b"=").decode()
+        mac = base64.urlsafe_b64encode(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()).rstrip(b"=")
+        token = f"{body}.{mac.decode()}"
+    return {HEADER: token}
+
+
+async def request_payment(gw: Gateway, wx: WeChatStandins, params: dict[str, Any], *, deliver: bool = True) -> dict:
+    """The buyer taps pay: `wx.requestPayment(params)` against the stand-in (paySign checked there)."""
+    r = await gw.http.post(wx.base_url + "/_standin/pay/request-payment", json={**params, "deliver": deliver})
+    if r.status_code != 200:
+        raise RuntimeError(f"wx.requestPayment failed: {r.status_code} {r.text[:300]}")
+    return r.json()
+
+
+async def _order_status_is(gw: Gateway, o: dict[str, Any], status: str) -> bool:
+    r = await gw.call("orders", "GET", f"/v1/orders/{o['order_id']}", o["user"])
+    return r.json()["status"] == status
+
+
+async def _refund_status_is(gw: Gateway, o: dict[str, Any], out_refund_no: str, status: str) -> bool:
+    r = await gw.call("orders", "GET", f"/v1/orders/{o['order_id']}/refunds", o["user"])
+    return any(x["out_refund_no"] == out_refund_no and x["status"] == status for x in r.json())
 
 
 async def until(check, what: str, timeout: float = 90, interval: float = 0.3):
@@ -179,12 +224,19 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
         out_trade_no = f"T{run_id}{k:05d}"
         body = {"out_trade_no": out_trade_no, "lines": lines, "postage_fen": postage, "total_fen": paid_total + postage,
                 "promoter_code": promoter_code}
-        order = (await gw.call("orders", "POST", "/v1/orders", user, json=body, idempotent=True)).json()  # out_trade_no
-        r = await wx.pay.deliver_payment(notify, out_trade_no, paid_total + postage)
-        if r.status_code not in (200, 204):
-            raise RuntimeError(f"payment notice refused: {r.status_code} {r.text}")
-        if rnd.random() < 0.2:  # WeChat retries: a duplicate notice changes nothing
-            await wx.pay.deliver_payment(notify, out_trade_no, paid_total + postage)
+        buyer = buyer_headers(gw.secret, user)
+        order = (await gw.call("orders", "POST", "/v1/orders", user, json=body, idempotent=True,  # out_trade_no
+                               headers=buyer)).json()
+        # The mini-program pays: orders made the JSAPI prepay and signed wx.requestPayment's parameters;
+        # WeChat checks paySign, takes the money and notifies orders (one notice is lost: orders queries).
+        params = order.get("payment") or (await gw.call("orders", "POST", f"/v1/orders/{order['order_id']}/payment",
+                                                        user, idempotent=True, headers=buyer)).json()["params"]
+        lost = k == LOST_NOTICE_ORDER
+        r = await request_payment(gw, wx, params, deliver=not lost)
+        if not lost and r.get("notify_status") not in (200, 204):
+            raise RuntimeError(f"payment notice refused: {r}")
+        if rnd.random() < 0.2 and not lost:  # WeChat retries: a duplicate notice changes nothing
+            await wx.pay.deliver(notify, wx.pay.notice("TRANSACTION.SUCCESS", wx.pay.transactions[out_trade_no]))
         return {"user": user, "order_id": order["order_id"], "out_trade_no": out_trade_no, "lines": lines,
                 "total": paid_total + postage}
 
@@ -202,7 +254,26 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
             rep.expected_accrued[who] = rep.expected_accrued.get(who, 0) + fen
     rep.orders_paid = len(orders)
     rep.paid_fen = sum(o["total"] for o in orders)
-    log(f"{rep.orders_paid} orders paid through signed WeChat Pay notices, ¥{rep.paid_fen / 100:,.2f}")
+    if len(orders) > LOST_NOTICE_ORDER:
+        lost = orders[LOST_NOTICE_ORDER]
+        await until(lambda: _order_status_is(gw, lost, "paid"), "the order whose notice was lost to be queried")
+        log(f"one payment notice lost: orders queried WeChat ({lost['out_trade_no']}) and settled it the same way")
+    log(f"{rep.orders_paid} orders paid through JSAPI prepay + wx.requestPayment and signed WeChat Pay notices, "
+        f"¥{rep.paid_fen / 100:,.2f}")
+
+    # An unpaid order the buyer cancels: orders closes it at WeChat and queries before cancelling.
+    quitter = rep.customers[0]
+    body = {"out_trade_no": f"T{run_id}X0001", "postage_fen": 0, "total_fen": PRODUCTS[0][3],
+            "lines": [{"product_id": PRODUCTS[0][0], "quantity": 1, "unit_price_fen": PRODUCTS[0][3],
+                       "paid_fen": PRODUCTS[0][3]}]}
+    unpaid = (await gw.call("orders", "POST", "/v1/orders", quitter, json=body, idempotent=True,
+                            headers=buyer_headers(gw.secret, quitter))).json()
+    cancelled = (await gw.call("orders", "POST", f"/v1/orders/{unpaid['order_id']}/cancel", quitter,
+                               idempotent=True)).json()
+    trade = wx.pay.trades.get(body["out_trade_no"])
+    if cancelled["status"] != "cancelled" or (trade is not None and trade.state != "CLOSED"):
+        raise RuntimeError(f"cancellation did not close the WeChat order: {cancelled['status']}, {trade}")
+    log("one unpaid order cancelled by its buyer: closed at WeChat, queried, then cancelled")
 
     # Some refund part of a line before receipt (refund request + WeChat's refund notice).
     async def refund(o, tag):
@@ -213,15 +284,14 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
         await gw.call("orders", "POST", f"/v1/orders/{o['order_id']}/refunds", o["user"], idempotent=True,  # out_refund_no
                       json={"out_refund_no": out_refund_no, "lines": [{"line_id": line["line_id"], "quantity": qty,
                                                                        "amount_fen": amount}], "reason": "不想要了"})
-        r = await wx.pay.deliver_refund(notify, o["out_trade_no"], out_refund_no, refund_fen=amount, total_fen=o["total"])
-        if r.status_code not in (200, 204):
-            raise RuntimeError(f"refund notice refused: {r.status_code} {r.text}")
+        # orders' submitter sends it to WeChat (PROCESSING); WeChat completes it and notifies
+        await until(lambda: _refund_status_is(gw, o, out_refund_no, "succeeded"), f"refund {out_refund_no}")
         rep.refunds += 1
         rep.refunded_fen += amount
 
     refunding = rnd.sample(orders, max(1, len(orders) // 10))
     await asyncio.gather(*(refund(o, "a") for o in refunding))
-    log(f"{rep.refunds} partial refunds confirmed by refund notices")
+    log(f"{rep.refunds} partial refunds submitted to WeChat by orders and confirmed by refund notices")
 
     # Receipt confirmed: the after-sale window closes (0 freeze days here) and commission settles.
     await asyncio.gather(*(gw.call("orders", "POST", f"/v1/orders/{o['order_id']}/confirm-receipt", o["user"],

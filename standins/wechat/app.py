@@ -30,7 +30,8 @@ class WeChatStandins:
     def service_env(self) -> dict[str, dict[str, str]]:
         """Environment for each service so that it talks to these stand-ins."""
         return {
-            "orders": pay_env(self.pay),
+            "orders": {**pay_env(self.pay),
+                       **self.pay.client_env(self.base_url, "http://127.0.0.1:8102/v1/wechatpay/notify")},
             "payout": {**self.transfer_keys.payout_env(), "PAYOUT_WECHAT_BASE_URL": self.base_url},
             "referral": {"REFERRAL_WECHAT_APPID": self.miniprogram.appid, "REFERRAL_WECHAT_SECRET": self.miniprogram.secret,
                          "REFERRAL_WECHAT_API_BASE": self.base_url, "REFERRAL_WECHAT_CHECK_PATH": "false"},
@@ -58,6 +59,8 @@ def create(key_dir: Path, port: int = 8199) -> WeChatStandins:
         p = pay.WeChatPayStandin.load(str(pay_file))
     else:
         p = pay.WeChatPayStandin()
+    if not p.merchant_private_pem:  # the merchant API key orders signs prepay/close/refund calls with
+        p.ensure_merchant_key()
         p.save(str(pay_file))
     keys = transfer.dev_keys(key_dir)
     return WeChatStandins(p, transfer.from_dev_keys(keys), keys, miniprogram.MiniProgramState(), port)

@@ -61,7 +61,7 @@ async def create_order(body: OrderCreate, who: CurrentIdentity, conn: ConnDep, c
     pay, openid = rt.extras.get("pay"), payer_openid(request, who)
     if pay is not None and openid and view.status == "placed":
         try:
-            params = await pay.prepay(placed.order_id, buyer_id=who.user_id, openid=openid)
+            params = await pay.prepay(placed.order_id, buyer_id=who.user_id, openid=openid, conn=conn)
             view.payment = PaymentParamsPublic(**params.__dict__)
         except OrdersError as exc:  # the order stands; the mini-program asks for the payment again
             log.warning("prepay_on_placement_failed", order_id=placed.order_id, code=exc.code, reason=str(exc))
@@ -84,7 +84,7 @@ async def create_payment(order_id: str, who: CurrentIdentity, conn: ConnDep, rt:
     pay = rt.extras.get("pay")
     if pay is None:
         raise WeChatPayUnavailableError("WeChat Pay calls are not configured on this service")
-    params = await pay.prepay(order_id, buyer_id=who.user_id, openid=payer_openid(request, who))
+    params = await pay.prepay(order_id, buyer_id=who.user_id, openid=payer_openid(request, who), conn=conn)
     return PaymentPublic(order_id=order_id, out_trade_no=row["out_trade_no"], total_fen=row["total_fen"],
                          pay_before=row["due_at"], params=PaymentParamsPublic(**params.__dict__))
 
@@ -117,7 +117,7 @@ async def cancel_order(order_id: str, who: CurrentIdentity, conn: ConnDep, clock
     pay = rt.extras.get("pay")
     if pay is not None and row["status"] == "placed" and row["prepay_requested_at"] is not None:
         # WeChat may know the order: close it there and query before deciding
-        outcome = await pay.cancel(order_id, reason=reason)
+        outcome = await pay.cancel(order_id, reason=reason, conn=conn)
         if outcome == "retry":
             raise WeChatPayUnavailableError("WeChat did not confirm the close; try again")
         row = await store.get_order(conn, order_id)

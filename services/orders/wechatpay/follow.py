@@ -15,6 +15,7 @@ same order or refund at once."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, Callable, Literal
 
@@ -48,11 +49,29 @@ class PayFollower:
         self.batch = 50
         self._parallel = asyncio.Semaphore(8)
 
+    @asynccontextmanager
+    async def _conn(self, conn: asyncpg.Connection | None):
+        """The caller's connection (an API request already holds one: taking a second from the
+        pool under load would starve it), or one from the pool. Never inside a transaction
+        across a network call."""
+        if conn is not None:
+            yield conn
+        else:
+            async with self.pool.acquire() as own:
+                yield own
+
     # -- prepay ----------------------------------------------------------------------------------
-    async def prepay(self, order_id: str, *, buyer_id: str, openid: str | None) -> wx.PaymentParams:
+    async def prepay(self, order_id: str, *, buyer_id: str, openid: str | None,
+                     conn: asyncpg.Connection | None = None) -> wx.PaymentParams:
         """The wx.requestPayment parameters for an unpaid order of `buyer_id`."""
         s, now = self.settings, self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._conn(conn) as c:
+            return await self._prepay(c, order_id, buyer_id=buyer_id, openid=openid, now=now)
+
+    async def _prepay(self, conn: asyncpg.Connection, order_id: str, *, buyer_id: str, openid: str | None,
+                      now: datetime) -> wx.PaymentParams:
+        s = self.settings
+        async with conn.transaction():
             row = await store.get_order(conn, order_id, lock=True)
             if row is None or row["buyer_id"] != buyer_id:
                 raise OrderNotFoundError(f"no order {order_id}")
@@ -74,14 +93,13 @@ class PayFollower:
         res = await self.calls.jsapi(body)
         if isinstance(res, Found) and isinstance(res.data.get("prepay_id"), str):
             prepay_id = res.data["prepay_id"]
-            async with self.pool.acquire() as conn:
-                await store.update_order_follow(conn, order_id, prepay_id=prepay_id,
-                                                prepay_expires_at=wx.prepay_expiry(now, pay_before))
+            await store.update_order_follow(conn, order_id, prepay_id=prepay_id,
+                                            prepay_expires_at=wx.prepay_expiry(now, pay_before))
             log.info("prepay_created", order_id=order_id, out_trade_no=body["out_trade_no"])
             return wx.payment_params(s.wechatpay_appid, prepay_id, self.calls.sign, now=now)
         log.warning("prepay_failed", order_id=order_id, result=describe(res))
         if isinstance(res, Refused) and res.code == "ORDERPAID":
-            await self._query_soon(order_id)
+            await store.update_order_follow(conn, order_id, next_query_at=now)
             raise OrderStateError("WeChat says this order is already paid", code="order_already_paid")
         if isinstance(res, Refused) and res.code == "ORDER_CLOSED":
             raise OrderStateError("WeChat has closed this order", code="order_closed")
@@ -89,12 +107,9 @@ class PayFollower:
             raise WeChatPayRefusedError(f"{res.code}: {res.message}")
         raise WeChatPayUnavailableError(f"prepay: {describe(res)}; the same request may be repeated")
 
-    async def _query_soon(self, order_id: str) -> None:
-        async with self.pool.acquire() as conn:
-            await store.update_order_follow(conn, order_id, next_query_at=self.clock())
-
     # -- close -----------------------------------------------------------------------------------
-    async def close_then_settle(self, order_id: str, out_trade_no: str, *, reason: str) -> CloseOutcome:
+    async def close_then_settle(self, order_id: str, out_trade_no: str, *, reason: str,
+                                conn: asyncpg.Connection | None = None) -> CloseOutcome:
         """Close at WeChat, query, then decide under the order lock: SUCCESS -> paid
         (OrderPaid); CLOSED / never known to WeChat -> cancelled(reason); otherwise retry."""
         closed = await self.calls.close(out_trade_no)
@@ -102,7 +117,15 @@ class PayFollower:
             log.info("close_answer", out_trade_no=out_trade_no, result=describe(closed))  # decides nothing
         res = await self.calls.query_trade(out_trade_no)
         now = self.clock()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._conn(conn) as c:
+            outcome = await self._settle_after_close(c, order_id, out_trade_no, res, reason=reason, now=now)
+        if outcome in ("paid", "cancelled"):
+            self.kick()  # after the commit: the relay publishes what the transaction wrote
+        return outcome
+
+    async def _settle_after_close(self, conn: asyncpg.Connection, order_id: str, out_trade_no: str, res,
+                                  *, reason: str, now: datetime) -> CloseOutcome:
+        async with conn.transaction():
             row = await store.get_order(conn, order_id, lock=True)
             if row is None or row["status"] != "placed":
                 return "not_placed"
@@ -112,13 +135,11 @@ class PayFollower:
                     return await self._settle_paid(conn, order_id, out_trade_no, res.data, now, source="close_query")
                 if state in wx.TRADE_STATES_GONE:
                     await commands.cancel_after_close(conn, order_id, reason=reason, now=now)
-                    self.kick()
                     return "cancelled"
                 why = f"trade_state {state} after close"
             elif isinstance(res, NotFound):
                 # WeChat never got the order (the prepay call never arrived): nothing can be paid
                 await commands.cancel_after_close(conn, order_id, reason=reason, now=now)
-                self.kick()
                 return "cancelled"
             else:
                 why = describe(res)
@@ -138,16 +159,15 @@ class PayFollower:
                                             next_query_at=now + timedelta(seconds=self.settings.query_max_interval_s))
             return "retry"
         log.info("payment_settled_by_query", out_trade_no=out_trade_no, outcome=result.outcome, source=source)
-        self.kick()
         return "paid" if result.outcome in ("paid", "duplicate") else "not_placed"
 
-    async def cancel(self, order_id: str, *, reason: str) -> CloseOutcome:
+    async def cancel(self, order_id: str, *, reason: str, conn: asyncpg.Connection | None = None) -> CloseOutcome:
         """A buyer's or operator's cancellation of an order WeChat may know."""
-        async with self.pool.acquire() as conn:
-            row = await store.get_order(conn, order_id)
-        if row is None:
-            raise OrderNotFoundError(f"no order {order_id}")
-        return await self.close_then_settle(order_id, row["out_trade_no"], reason=reason)
+        async with self._conn(conn) as c:
+            row = await store.get_order(c, order_id)
+            if row is None:
+                raise OrderNotFoundError(f"no order {order_id}")
+            return await self.close_then_settle(order_id, row["out_trade_no"], reason=reason, conn=c)
 
     async def close_due(self, rows) -> None:
         """Orders the sweeper leased at their unpaid timeout."""
@@ -163,22 +183,30 @@ class PayFollower:
         return len(due)
 
     async def _recover(self, r: asyncpg.Record) -> None:
+        if await self._recover_in_tx(r):
+            self.kick()
+
+    async def _recover_in_tx(self, r: asyncpg.Record) -> bool:
         res = await self.calls.query_trade(r["out_trade_no"])
         now = self.clock()
+        settled = False
         async with self.pool.acquire() as conn, conn.transaction():
             row = await store.get_order(conn, r["order_id"], lock=True)
             if row is None or row["status"] != "placed":
-                return
+                return False
             if isinstance(res, Found) and res.data.get("trade_state") == "SUCCESS":
                 if await self._settle_paid(conn, r["order_id"], r["out_trade_no"], res.data, now,
                                            source="recovery") == "paid":
-                    return
+                    settled = True
+            if settled:
+                return True
             checks = row["query_checks"] + 1
             wait = wx.next_delay(checks, self.settings.payment_query_after_s, self.settings.query_max_interval_s)
             fields: dict[str, Any] = {"query_checks": checks, "next_query_at": now + wait}
             if not isinstance(res, Found):
                 fields["wechat_last_error"] = describe(res)[:500]
             await store.update_order_follow(conn, r["order_id"], **fields)
+        return False
 
     # -- refunds ---------------------------------------------------------------------------------
     async def submit_refunds_once(self) -> int:
