@@ -161,9 +161,10 @@ async def _main(args) -> int:
 
     from services.orders.main import build_calls
     from services.orders.settings import OrdersSettings
-    from shared import db
+    from shared import db, telemetry
 
     settings = OrdersSettings()
+    telemetry.configure("orders", settings.log_level, settings.log_json, "")
     if not settings.calls_configured:
         print("WeChat Pay calls are not configured (ORDERS_WECHATPAY_BASE_URL, _MERCHANT_SERIAL, _MERCHANT_KEY, "
               "_PLATFORM_KEYS)", file=sys.stderr)
