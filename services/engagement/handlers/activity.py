@@ -33,6 +33,23 @@ EVENT_TYPES = notice_rules.NOTICE_TYPES | frozenset({
     "PromoterShareMade", "OrderPaid", "WithdrawalRequested"})
 
 
+def record_deltas(earnings: list[Earning], new_customers: list[str]) -> dict[str, dict[str, int]]:
+    """How a batch's money facts and new customers change each promoter's running record."""
+    out: dict[str, dict[str, int]] = {}
+    for e in earnings:
+        d = out.setdefault(e.promoter_id, {})
+        if e.kind == "accrued":
+            d["accrued_fen"] = d.get("accrued_fen", 0) + e.amount_fen
+            if e.level in ("level1", "self_purchase"):
+                d["sales"] = d.get("sales", 0) + 1
+        elif e.kind in ("settled", "reversed_settled"):
+            d["settled_fen"] = d.get("settled_fen", 0) + (e.amount_fen if e.kind == "settled" else -e.amount_fen)
+    for p in new_customers:
+        d = out.setdefault(p, {})
+        d["new_customers"] = d.get("new_customers", 0) + 1
+    return out
+
+
 class ActivityProjection:
     name = "activity"
     topics = (COMMISSION_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS, ORDER_EVENTS)
@@ -86,10 +103,11 @@ class ActivityProjection:
                 await self._tier_changed(conn, batch, env, p, told)
         await facts.add_earnings(conn, earnings)
         await facts.add_order_lines(conn, lines)
-        await facts.add_first_purchases(conn, firsts)
+        new_customers = await facts.add_first_purchases(conn, firsts)
         await facts.add_channel_steps(conn, steps)
         if affected:
-            await self._milestones(conn, batch, affected, told)
+            records = await facts.add_to_records(conn, record_deltas(earnings, new_customers))
+            await self._milestones(conn, batch, affected, records, told)
         if latest_settled is not None:
             await self._close_months(conn, batch, latest_settled, told)
         if told:
@@ -121,9 +139,9 @@ class ActivityProjection:
                                  "已获得", key)))
         log.info("honour_awarded", promoter_id=promoter_id, honour_key=key)
 
-    async def _milestones(self, conn, batch: Batch, affected: dict[str, Envelope], told: list) -> None:
+    async def _milestones(self, conn, batch: Batch, affected: dict[str, Envelope], recs: dict[str, dict[str, int]],
+                          told: list) -> None:
         ids = sorted(affected)
-        recs = await facts.records(conn, ids)
         held = await honours.held(conn, ids)
         milestones = list(honour_rules.BUILT_IN) + await honours.operator_milestones(conn)
         for pid in ids:

@@ -36,13 +36,19 @@ async def add_order_lines(conn: asyncpg.Connection, rows: list[tuple[str, str, s
         await conn.executemany("INSERT INTO order_lines VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", rows)
 
 
-async def add_first_purchases(conn: asyncpg.Connection, rows: list[tuple[str, str, str, datetime]]) -> None:
-    """(promoter, buyer, order, at): the earliest paid order wins, in whatever order they arrive."""
-    if rows:
-        await conn.executemany(
+async def add_first_purchases(conn: asyncpg.Connection, rows: list[tuple[str, str, str, datetime]]) -> list[str]:
+    """(promoter, buyer, order, at): the earliest paid order wins, in whatever order they arrive.
+    Returns the promoter of each customer seen for the first time (one entry per new customer)."""
+    new: list[str] = []
+    for r in rows:
+        inserted = await conn.fetchval(
             """INSERT INTO first_purchases (promoter_id, buyer_id, order_id, at) VALUES ($1, $2, $3, $4)
                ON CONFLICT (promoter_id, buyer_id) DO UPDATE SET order_id = EXCLUDED.order_id, at = EXCLUDED.at
-               WHERE EXCLUDED.at < first_purchases.at""", rows)
+               WHERE EXCLUDED.at < first_purchases.at
+               RETURNING (xmax = 0)""", *r)
+        if inserted:
+            new.append(r[0])
+    return new
 
 
 async def add_channel_steps(conn: asyncpg.Connection, rows: list[tuple]) -> None:
@@ -64,16 +70,18 @@ async def set_tier(conn: asyncpg.Connection, promoter_id: str, tier: str) -> Non
            ON CONFLICT (promoter_id) DO UPDATE SET tier = EXCLUDED.tier""", promoter_id, tier)
 
 
-async def records(conn: asyncpg.Connection, promoter_ids: list[str]) -> dict[str, dict[str, int]]:
-    """All-time record per promoter: sales, accrued, settled (net), new customers."""
+async def add_to_records(conn: asyncpg.Connection, deltas: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Add each promoter's change to their running record; the records after it."""
+    if not deltas:
+        return {}
+    ids = sorted(deltas)
     rows = await conn.fetch(
-        """SELECT p AS promoter_id,
-                  (SELECT count(*) FROM earnings e WHERE e.promoter_id = p AND e.kind = 'accrued'
-                       AND e.level IN ('level1', 'self_purchase')) AS sales,
-                  (SELECT coalesce(sum(amount_fen), 0) FROM earnings e WHERE e.promoter_id = p AND e.kind = 'accrued') AS accrued_fen,
-                  (SELECT coalesce(sum(CASE kind WHEN 'settled' THEN amount_fen ELSE -amount_fen END), 0) FROM earnings e
-                       WHERE e.promoter_id = p AND e.kind IN ('settled', 'reversed_settled')) AS settled_fen,
-                  (SELECT count(*) FROM first_purchases f WHERE f.promoter_id = p) AS new_customers
-           FROM unnest($1::text[]) AS p""", promoter_ids)
+        """INSERT INTO records AS r (promoter_id, sales, accrued_fen, settled_fen, new_customers)
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+           ON CONFLICT (promoter_id) DO UPDATE SET sales = r.sales + EXCLUDED.sales,
+               accrued_fen = r.accrued_fen + EXCLUDED.accrued_fen, settled_fen = r.settled_fen + EXCLUDED.settled_fen,
+               new_customers = r.new_customers + EXCLUDED.new_customers
+           RETURNING promoter_id, sales, accrued_fen, settled_fen, new_customers""",
+        ids, *[[deltas[i].get(k, 0) for i in ids] for k in ("sales", "accrued_fen", "settled_fen", "new_customers")])
     return {r["promoter_id"]: {k: int(r[k]) for k in ("sales", "accrued_fen", "settled_fen", "new_customers")}
             for r in rows}

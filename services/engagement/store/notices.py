@@ -13,23 +13,23 @@ NOTIFY_CHANNEL_SUFFIX = ".notices"
 
 
 async def add_notice(conn: asyncpg.Connection, source_event_id: uuid.UUID, n: Notice) -> int | None:
-    """Store the notice (its id: the promoter's next number, taken under the promoter row's
-    lock so ids commit in order) and wake every replica's streams at commit. None when the
-    event was noticed before."""
-    if await conn.fetchval("SELECT 1 FROM notices WHERE source_event_id = $1", source_event_id):
-        return None
-    seq = await conn.fetchval(
-        """INSERT INTO promoters (promoter_id, notice_seq) VALUES ($1, 1)
-           ON CONFLICT (promoter_id) DO UPDATE SET notice_seq = promoters.notice_seq + 1
-           RETURNING notice_seq""", n.promoter_id)
-    await conn.execute(
-        """INSERT INTO notices (promoter_id, notice_id, source_event_id, kind, title, body, amount_fen, status, ref,
-                                occurred_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-        n.promoter_id, seq, source_event_id, n.kind, n.title, n.body, n.amount_fen, n.status, n.ref, n.at)
-    # delivered at commit, to every session LISTENing on this schema's channel
-    await conn.execute(f"SELECT pg_notify(current_schema() || '{NOTIFY_CHANNEL_SUFFIX}', $1)", n.promoter_id)
-    return seq
+    """Store the notice and wake every replica's streams at commit, in one statement. Its id is
+    the promoter's next number, taken under the promoter row's lock, so one promoter's ids
+    commit in increasing order. None when the event was noticed before (the number it drew is
+    skipped: a gap, never a reorder)."""
+    return await conn.fetchval(
+        f"""WITH seq AS (
+                INSERT INTO promoters (promoter_id, notice_seq) VALUES ($1, 1)
+                ON CONFLICT (promoter_id) DO UPDATE SET notice_seq = promoters.notice_seq + 1
+                RETURNING notice_seq),
+            ins AS (
+                INSERT INTO notices (promoter_id, notice_id, source_event_id, kind, title, body, amount_fen, status, ref,
+                                     occurred_at)
+                SELECT $1, seq.notice_seq, $2, $3, $4, $5, $6, $7, $8, $9 FROM seq
+                ON CONFLICT (source_event_id) DO NOTHING RETURNING notice_id)
+            -- delivered at commit to every session LISTENing on this schema's channel (one per payload)
+            SELECT notice_id FROM ins, pg_notify(current_schema() || '{NOTIFY_CHANNEL_SUFFIX}', $1)""",
+        n.promoter_id, source_event_id, n.kind, n.title, n.body, n.amount_fen, n.status, n.ref, n.at)
 
 
 async def notices_after(conn: asyncpg.Connection, promoter_id: str, after: int, limit: int = 100) -> list[asyncpg.Record]:

@@ -96,3 +96,18 @@ def test_a_perk_claim_repeats_only_with_the_same_key():
 
 def test_names_on_boards_are_masked_like_the_team_view():
     assert [mask_nickname(n) for n in ("张三丰", "李四", "王", None, "")] == ["张**", "李*", "*", "*", "*"]
+
+
+def test_a_batch_changes_each_record_by_its_own_money():
+    import uuid
+
+    from services.engagement.handlers.activity import record_deltas
+    from services.engagement.store.facts import Earning
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    e = lambda p, kind, fen, level=None: Earning(uuid.uuid4(), p, kind, fen, at, level=level)  # noqa: E731
+    got = record_deltas([e("a", "accrued", 100, "level1"), e("a", "accrued", 50, "level2"), e("a", "settled", 80),
+                         e("a", "reversed_settled", 30), e("b", "reversed_frozen", 10), e("b", "accrued", 5, "self_purchase")],
+                        ["a", "a"])
+    assert got == {"a": {"accrued_fen": 150, "sales": 1, "settled_fen": 50, "new_customers": 2},
+                   "b": {"accrued_fen": 5, "sales": 1}}
