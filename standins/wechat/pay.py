@@ -121,6 +121,8 @@ class RefundBehaviour:
     fault_times: int = 1
     slow_s: float = 5.0
     finish_after_s: float = 0.05
+    #: refuse the create outright with this code (e.g. "INVALID_REQUEST"): no refund exists
+    refuse: str | None = None
 
 
 @dataclass
@@ -612,6 +614,8 @@ class WeChatPayStandin:
         if taken + amount["refund"] > amount["total"]:
             raise PayError(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
         behaviour = self.refund_behaviours.get(no, self.refund_behaviour)
+        if behaviour.refuse:
+            raise PayError(400, behaviour.refuse, "退款申请被拒绝")
         order = RefundOrder(no, {**body, "out_trade_no": trade_no}, fp, behaviour)
         self.refund_orders[no] = order
         res = self.refund_resource(trade_no, no, amount["refund"], amount["total"], status="SUCCESS")

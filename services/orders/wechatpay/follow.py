@@ -272,6 +272,12 @@ class PayFollower:
             await self._reschedule(r, error="answer for another out_refund_no")
             return
         async with self.pool.acquire() as conn, conn.transaction():
+            order = await store.get_order(conn, r["order_id"], lock=True)  # order first, then refund: one lock order
+            cur = await store.get_refund(conn, no, lock=True)
+            if order is None or cur is None or cur["status"] in ("succeeded", "closed"):
+                # a notice settled it while the answer was on its way: keep WeChat's final word
+                await store.update_refund_follow(conn, no, submit_state="submitted")
+                return
             await store.update_refund_follow(conn, no, submit_state="submitted", wechat_status=status)
             if status in ("SUCCESS", "CLOSED", "ABNORMAL"):
                 try:

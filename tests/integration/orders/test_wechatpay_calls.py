@@ -243,3 +243,25 @@ async def test_sweepers_never_hand_one_order_or_refund_to_two_replicas(paying, i
             await c.close()
     ids_a, ids_b = {r["order_id"] for r in a}, {r["order_id"] for r in b}
     assert len(ids_a) == 4 and ids_a.isdisjoint(ids_b) and ids_a | ids_b == {o["order_id"] for o in order_nos}
+
+
+async def test_a_refund_wechat_refuses_outright_is_closed_and_releases_its_share(paying, ids):
+    order = await _paid(paying, ids)
+    op, url = paying.who("op", "admin"), f"/v1/orders/{order['order_id']}/refunds"
+    rno = ids("RR")
+    paying.pay.behave_refund(rno, refuse="INVALID_REQUEST")
+    line = {"line_id": "2", "quantity": 1, "amount_fen": 3000}
+    assert (await paying.http.post(url, headers=op, json={"out_refund_no": rno, "lines": [line]})).status_code == 201
+
+    async def closed():
+        row = await _refund_row(paying, rno)
+        return row if row["status"] == "closed" else None
+
+    row = await eventually(closed)
+    assert row["submit_state"] == "refused" and "INVALID_REQUEST" in row["last_error"] and row["submissions"] == 1
+    assert rno not in paying.pay.refund_orders
+    # its share is free again: the whole line can be refunded (and this time WeChat does it)
+    again = {"out_refund_no": ids("RS"), "lines": [line]}
+    assert (await paying.http.post(url, headers=op, json=again)).status_code == 201
+    evs = await paying.events.until_type(order["order_id"], "OrderRefunded")
+    assert [e.payload["out_refund_no"] for e in evs if e.event_type == "OrderRefunded"] == [again["out_refund_no"]]
