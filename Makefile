@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: setup infra-up infra-down demo test test-unit bench schemas
+.PHONY: setup infra-up infra-down demo test test-unit bench schemas k8s-tools k8s-validate
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
@@ -31,3 +31,12 @@ bench: infra-up
 
 schemas: setup
 	@uv run --frozen python -m shared.events.schemas
+
+## Kubernetes validation tools (kustomize, kubeconform, Kubernetes + CRD schemas), built from
+## package registries into ~/.cache/fenxiao-k8s once per machine (deploy/validate/setup.sh).
+k8s-tools: setup
+	@bash deploy/validate/setup.sh >/dev/null
+
+## Render every overlay and validate it offline (also part of `make test`).
+k8s-validate: k8s-tools
+	@uv run --frozen pytest tests/deploy $(PYTEST_ARGS)

@@ -1,0 +1,248 @@
+"""deploy/k8s, checked offline: every overlay renders, every object validates strictly against
+the Kubernetes 1.34 schemas and the real CRDs (Strimzi, CloudNativePG, prometheus-operator),
+selectors select, pods meet the restricted Pod Security profile, Kafka objects follow
+shared/topics.py. The tools and schemas come from `make k8s-tools` (network, once per machine);
+without them these tests skip, except under CI where they fail."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import pytest
+
+from shared import topics
+from tests.deploy import k8s
+
+PRODUCTION_TOPICS = {  # names without a test namespace: what the KafkaTopics must create
+    t.removeprefix(topics.NAMESPACE + ".") if topics.NAMESPACE else t for t in topics.ALL_TOPICS}
+ALL_KAFKA_TOPICS = PRODUCTION_TOPICS | {topics.dead_letter(t) for t in PRODUCTION_TOPICS}
+OWN = {svc: (t.removeprefix(topics.NAMESPACE + ".") if topics.NAMESPACE else t) for svc, t in topics.OWNER_TOPIC.items()}
+
+
+@pytest.fixture(scope="module")
+def tools():
+    found = k8s.tools_dir()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Kubernetes validation tools missing: .ci/run must run `make k8s-tools` first")
+        pytest.skip("Kubernetes validation tools not set up: make k8s-tools")
+    return found
+
+
+@pytest.fixture(scope="module")
+def rendered(tools) -> dict[str, str]:
+    return {o: k8s.render(tools, k8s.K8S / "overlays" / o) for o in k8s.OVERLAYS}
+
+
+@pytest.fixture(scope="module")
+def objects(rendered) -> dict[str, list[dict]]:
+    return {o: k8s.docs(text) for o, text in rendered.items()}
+
+
+def of_kind(objs: list[dict], kind: str) -> list[dict]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[dict], kind: str, name: str) -> dict:
+    (found,) = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def test_generated_manifests_are_up_to_date():
+    r = subprocess.run([sys.executable, str(k8s.K8S / "generate.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+# ---- schemas ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", k8s.OVERLAYS)
+def test_every_rendered_object_is_valid_and_none_is_skipped(tools, rendered, overlay):
+    result = k8s.kubeconform(tools, rendered[overlay])
+    assert result["problems"] == [] and result["exit"] == 0
+    s = result["summary"]
+    assert s["valid"] == len(k8s.docs(rendered[overlay])) > 40 and s["skipped"] == 0 and s["errors"] == 0
+
+
+def _break(objs: list[dict], kind: str, name: str, change) -> str:
+    objs = copy.deepcopy(objs)
+    change(one(objs, kind, name))
+    return k8s.dump(objs)
+
+
+def _invalid(tools, text: str) -> list[str]:
+    result = k8s.kubeconform(tools, text)
+    assert result["exit"] != 0
+    return result["problems"]
+
+
+def test_a_misspelled_field_is_caught(tools, objects):
+    def typo(d):
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        c["imagePullPolcy"] = "Always"
+    problems = _invalid(tools, _break(objects["prod"], "Deployment", "orders", typo))
+    assert len(problems) == 1 and "Deployment/orders" in problems[0] and "imagePullPolcy" in problems[0]
+
+
+def test_a_misspelled_field_in_a_custom_resource_is_caught(tools, objects):
+    def typo(t):
+        t["spec"]["partitons"] = t["spec"].pop("partitions")
+    topic = sorted(ALL_KAFKA_TOPICS)[0]
+    problems = _invalid(tools, _break(objects["prod"], "KafkaTopic", topic, typo))
+    assert len(problems) == 1 and "partitons" in problems[0]
+
+    def pg_typo(c):
+        c["spec"]["instance"] = c["spec"].pop("instances")
+    problems = _invalid(tools, _break(objects["prod"], "Cluster", "fenxiao-pg", pg_typo))
+    assert len(problems) == 1 and "Cluster/fenxiao-pg" in problems[0] and "instance" in problems[0]
+
+
+def test_a_wrong_type_is_caught(tools, objects):
+    def text_replicas(d):
+        d["spec"]["replicas"] = "two"
+    problems = _invalid(tools, _break(objects["prod"], "Deployment", "referral", text_replicas))
+    assert len(problems) == 1 and "Deployment/referral" in problems[0]
+
+    def text_partitions(t):
+        t["spec"]["partitions"] = "four"
+    problems = _invalid(tools, _break(objects["prod"], "KafkaTopic", sorted(ALL_KAFKA_TOPICS)[0], text_partitions))
+    assert len(problems) == 1 and "KafkaTopic" in problems[0]
+
+    def rule_without_expr(r):
+        r["spec"]["groups"][0]["rules"][0]["expr"] = {"sum": "fenxiao_consumer_lag"}
+    problems = _invalid(tools, _break(objects["prod"], "PrometheusRule", "fenxiao", rule_without_expr))
+    assert len(problems) == 1 and "PrometheusRule/fenxiao" in problems[0]
+
+
+# ---- what schemas cannot see --------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", k8s.OVERLAYS)
+def test_lint_finds_nothing(objects, overlay):
+    assert k8s.lint(objects[overlay]) == []
+
+
+def test_a_selector_mismatch_is_caught(objects):
+    objs = copy.deepcopy(objects["prod"])
+    one(objs, "Service", "payout")["spec"]["selector"]["app.kubernetes.io/name"] = "payouts"
+    one(objs, "Deployment", "orders")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "api"
+    one(objs, "PodDisruptionBudget", "referral")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] = "referal"
+    problems = k8s.lint(objs)
+    assert any(p.startswith("Service/payout: selector") for p in problems)
+    assert any(p.startswith("Deployment/orders: selector does not match") for p in problems)
+    assert any(p.startswith("PodDisruptionBudget/referral: selector") for p in problems)
+    # the orders Service and PDB now select nothing either: the Deployment's labels are unchanged,
+    # but nothing else was reported
+    assert len(problems) == 3, problems
+
+
+def test_a_pod_security_slip_is_caught(objects):
+    objs = copy.deepcopy(objects["prod"])
+    c = one(objs, "Deployment", "commission")["spec"]["template"]["spec"]["containers"][0]
+    c["securityContext"]["readOnlyRootFilesystem"] = False
+    del c["livenessProbe"]
+    problems = k8s.lint(objs)
+    assert sorted(problems) == ["Deployment/commission container commission: no livenessProbe",
+                                "Deployment/commission container commission: root filesystem is writable"]
+
+
+# ---- the platform: Kafka, PostgreSQL, scaling ---------------------------------------------
+
+@pytest.mark.parametrize("overlay, nodes, rf, isr", [("prod", 3, 3, 2), ("dev", 1, 1, 1)])
+def test_kafka_cluster_and_topics(objects, overlay, nodes, rf, isr):
+    objs = objects[overlay]
+    pool = one(objs, "KafkaNodePool", "dual")
+    assert pool["spec"]["replicas"] == nodes and set(pool["spec"]["roles"]) == {"controller", "broker"}
+    kafka = one(objs, "Kafka", "fenxiao-kafka")
+    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    cfg = kafka["spec"]["kafka"]["config"]
+    assert cfg["default.replication.factor"] == rf and cfg["min.insync.replicas"] == isr
+    assert cfg["auto.create.topics.enable"] is False
+    kt = {t["spec"]["topicName"]: t["spec"] for t in of_kind(objs, "KafkaTopic")}
+    assert set(kt) == ALL_KAFKA_TOPICS
+    for spec in kt.values():
+        assert spec["partitions"] == topics.PARTITIONS and spec["replicas"] == rf
+        assert spec["config"]["retention.ms"] == -1 and spec["config"]["retention.bytes"] == -1
+        assert spec["config"]["min.insync.replicas"] == isr
+
+
+def test_each_service_writes_only_its_own_topic_and_dead_letters(objects):
+    users = {u["metadata"]["name"]: u["spec"] for u in of_kind(objects["prod"], "KafkaUser")}
+    assert set(users) == set(OWN)
+    for svc, spec in users.items():
+        assert spec["authentication"]["type"] == "scram-sha-512"
+        written = {a["resource"]["name"] for a in spec["authorization"]["acls"]
+                   if a["resource"]["type"] == "topic" and {"Write", "All"} & set(a["operations"])}
+        assert OWN[svc] in written
+        others = written - {OWN[svc]}
+        assert all(t.endswith(topics.DEAD_LETTER_SUFFIX) for t in others), (svc, others)
+        assert not {t for t in written if t in PRODUCTION_TOPICS and t != OWN[svc]}
+        groups = [a for a in spec["authorization"]["acls"] if a["resource"]["type"] == "group"]
+        assert groups == [{"resource": {"type": "group", "name": f"{svc}.", "patternType": "prefix"}, "operations": ["Read"]}]
+
+
+def test_services_never_create_topics_and_connect_with_their_own_credentials(objects):
+    objs = objects["prod"]
+    assert one(objs, "ConfigMap", "fenxiao-common")["data"]["FENXIAO_CREATE_TOPICS"] == "false"
+    for svc in OWN:
+        c = one(objs, "Deployment", svc)["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["PGUSER"]["valueFrom"]["secretKeyRef"]["name"] == f"{svc}-pg"
+        assert "@fenxiao-pg-rw:5432/" in env["DATABASE_URL"]["value"]
+        assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == svc  # Strimzi's KafkaUser Secret
+        assert {"secretRef": {"name": f"{svc}-app"}} in c["envFrom"]
+
+
+@pytest.mark.parametrize("overlay, instances", [("prod", 2), ("dev", 1)])
+def test_postgres_roles_own_their_schemas(objects, overlay, instances):
+    cluster = one(objects[overlay], "Cluster", "fenxiao-pg")
+    assert cluster["spec"]["instances"] == instances
+    roles = {r["name"]: r for r in cluster["spec"]["managed"]["roles"]}
+    assert set(roles) == set(OWN)
+    sql = cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    for svc, role in roles.items():
+        assert role["login"] and role["passwordSecret"]["name"] == f"{svc}-pg"
+        assert f"CREATE SCHEMA {svc} AUTHORIZATION {svc}" in sql
+    if overlay == "prod":
+        assert one(objects[overlay], "ScheduledBackup", "fenxiao-pg-nightly")["spec"]["cluster"]["name"] == "fenxiao-pg"
+        assert "barmanObjectStore" in cluster["spec"]["backup"]
+
+
+def test_scaling_follows_partitions_and_commission_runs_alone(objects):
+    objs = objects["prod"]
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
+    assert set(hpas) == {"referral", "orders", "payout"}
+    for spec in hpas.values():
+        assert spec["maxReplicas"] <= topics.PARTITIONS
+        (metric,) = spec["metrics"]
+        assert metric["external"]["metric"]["name"] == "fenxiao_consumer_lag"
+    commission = one(objs, "Deployment", "commission")["spec"]
+    assert commission["replicas"] == 1 and commission["strategy"] == {"type": "Recreate"}
+
+
+def test_audit_replay_never_overlaps_and_its_failure_is_alerted(objects):
+    objs = objects["prod"]
+    cron = one(objs, "CronJob", "audit-replay")["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "services.commission.replay"
+    rules = {r["alert"]: r for g in one(objs, "PrometheusRule", "fenxiao")["spec"]["groups"] for r in g["rules"]}
+    assert "audit-replay" in rules["FenxiaoAuditReplayDifferences"]["expr"]
+    for metric in ("fenxiao_consumer_lag", "fenxiao_events_dead_lettered_total", "fenxiao_partition_halted"):
+        assert any(metric in r["expr"] for r in rules.values()), metric
+
+
+def test_the_staged_apply_in_docs_deploy_md_brings_what_each_step_needs(objects):
+    """Step 1 applies `component notin (server,migration,audit-replay)`, step 3 the migration
+    Jobs: their ServiceAccounts and NetworkPolicies must already be there after step 1."""
+    objs = objects["prod"]
+    component = lambda o: o["metadata"].get("labels", {}).get("app.kubernetes.io/component")  # noqa: E731
+    step1 = [o for o in objs if component(o) not in ("server", "migration", "audit-replay")]
+    kinds1 = {(o["kind"], o["metadata"]["name"]) for o in step1}
+    assert not {k for k, _ in kinds1} & {"Job", "CronJob", "HorizontalPodAutoscaler"}
+    assert {n for k, n in kinds1 if k == "Deployment"} == {"otel-collector"}   # not the services
+    for svc in OWN:
+        assert ("ServiceAccount", svc) in kinds1 and ("NetworkPolicy", svc) in kinds1
+    assert {"Namespace", "Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Cluster", "ConfigMap"} <= {k for k, _ in kinds1}
+    jobs = [o for o in objs if component(o) == "migration"]
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(f"{s}-migrate" for s in OWN)
+    assert all(j["kind"] == "Job" for j in jobs)
