@@ -37,7 +37,7 @@ class Svc:
     cpu: str = "250m"
     memory: str = "256Mi"
     memory_limit: str = "512Mi"
-    #: False: one replica, Recreate (its ordering guard assumes one consumer); no HPA
+    #: False: one replica, Recreate (a service whose consumers must not overlap); no HPA
     scales_out: bool = True
     key_files: tuple[tuple[str, str], ...] = ()  # (setting, file) mounted from <name>-wechatpay-keys
     settings: tuple[tuple[str, str], ...] = ()   # non-secret settings of its own
@@ -46,11 +46,16 @@ class Svc:
 SERVICES = (
     Svc("referral", 8101, (topics.REFERRAL_EVENTS, topics.ORDER_EVENTS), wechat=True),
     Svc("orders", 8102, (topics.REFERRAL_EVENTS,), wechat=True),
+    # scales out by partitions (order workers share the order partitions; reference data has its
+    # own consumer group): the same HPA as the others
     Svc("commission", 8103, (topics.REFERRAL_EVENTS, topics.ORDER_EVENTS, topics.PAYOUT_EVENTS, topics.COMMISSION_EVENTS),
-        wechat=False, cpu="500m", memory="512Mi", memory_limit="1Gi", scales_out=False),
+        wechat=False, cpu="500m", memory="512Mi", memory_limit="1Gi"),
     Svc("payout", 8104, (topics.COMMISSION_EVENTS, topics.PAYOUT_EVENTS), wechat=True,
         key_files=(("PAYOUT_WECHAT_MERCHANT_KEY", "apiclient_key.pem"), ("PAYOUT_WECHAT_PLATFORM_KEY", "pub_key.pem")),
         settings=(("PAYOUT_WECHAT_BASE_URL", "https://api.mch.weixin.qq.com"),)),
+    # notices, live SSE streams, subscribe messages (WeChat), boards
+    Svc("engagement", 8105, (topics.COMMISSION_EVENTS, topics.PAYOUT_EVENTS, topics.REFERRAL_EVENTS, topics.ORDER_EVENTS),
+        wechat=True),
 )
 
 
@@ -163,8 +168,7 @@ def service_objects(s: Svc) -> list[dict]:
     }
     if not s.scales_out:
         deploy["metadata"]["annotations"] = {
-            "fenxiao.io/scaling": "one replica: the accrual ordering guard assumes a single consumer; Recreate so that "
-                                  "two never overlap during a rollout"}
+            "fenxiao.io/scaling": "one replica; Recreate so that two never overlap during a rollout"}
     objs.append(deploy)
     objs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "labels": labels(s.name, "server")},
                  "spec": {"selector": selector(s.name), "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
@@ -298,9 +302,24 @@ def dump(objs: list[dict]) -> str:
     return HEADER + "---\n".join(yaml.safe_dump(o, sort_keys=False, width=120) for o in objs)
 
 
+def default_deny() -> dict:
+    """Nothing reaches fenxiao's pods, and they reach nothing, unless a policy allows it: each
+    service's own policy opens Kafka, PostgreSQL, DNS, the OTel collector and, for the services
+    that call WeChat, the egress proxy. (By name: the operators' pods may carry our labels.)"""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "default-deny", "labels": {"app.kubernetes.io/part-of": PART_OF}},
+            "spec": {"podSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                                                           "values": [s.name for s in SERVICES] + ["otel-collector"]}]},
+                     "policyTypes": ["Ingress", "Egress"]}}
+
+
 def files() -> dict[Path, str]:
     out = {BASE / "kafka" / "topics.yaml": dump(topic_objects()),
-           BASE / "kafka" / "users.yaml": dump(user_objects())}
+           BASE / "kafka" / "users.yaml": dump(user_objects()),
+           BASE / "apps" / "default-deny.yaml": dump([default_deny()]),
+           BASE / "apps" / "kustomization.yaml": HEADER + yaml.safe_dump(
+               {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                "resources": ["default-deny.yaml"] + [f"{s.name}.yaml" for s in SERVICES]}, sort_keys=False)}
     for s in SERVICES:
         out[BASE / "apps" / f"{s.name}.yaml"] = dump(service_objects(s))
     return out

@@ -18,7 +18,12 @@ from tests.deploy import k8s
 PRODUCTION_TOPICS = {  # names without a test namespace: what the KafkaTopics must create
     t.removeprefix(topics.NAMESPACE + ".") if topics.NAMESPACE else t for t in topics.ALL_TOPICS}
 ALL_KAFKA_TOPICS = PRODUCTION_TOPICS | {topics.dead_letter(t) for t in PRODUCTION_TOPICS}
-OWN = {svc: (t.removeprefix(topics.NAMESPACE + ".") if topics.NAMESPACE else t) for svc, t in topics.OWNER_TOPIC.items()}
+sys.path.insert(0, str(k8s.K8S))
+import generate  # noqa: E402  deploy/k8s/generate.py: the deployed services
+
+DEPLOYED = [s.name for s in generate.SERVICES]
+OWN = {svc: (t.removeprefix(topics.NAMESPACE + ".") if topics.NAMESPACE else t)
+       for svc, t in topics.OWNER_TOPIC.items() if svc in DEPLOYED}
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +173,7 @@ def test_kafka_cluster_and_topics(objects, overlay, nodes, rf, isr):
 
 def test_each_service_writes_only_its_own_topic_and_dead_letters(objects):
     users = {u["metadata"]["name"]: u["spec"] for u in of_kind(objects["prod"], "KafkaUser")}
-    assert set(users) == set(OWN)
+    assert set(users) == set(DEPLOYED) == set(OWN)
     for svc, spec in users.items():
         assert spec["authentication"]["type"] == "scram-sha-512"
         written = {a["resource"]["name"] for a in spec["authorization"]["acls"]
@@ -208,16 +213,31 @@ def test_postgres_roles_own_their_schemas(objects, overlay, instances):
         assert "barmanObjectStore" in cluster["spec"]["backup"]
 
 
-def test_scaling_follows_partitions_and_commission_runs_alone(objects):
+def test_scaling_follows_partitions(objects):
+    """Every service scales out by partitions (commission too, since its order workers share the
+    order partitions): an HPA on its consumer lag, never more replicas than partitions."""
     objs = objects["prod"]
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
-    assert set(hpas) == {"referral", "orders", "payout"}
+    assert set(hpas) == set(DEPLOYED)
     for spec in hpas.values():
-        assert spec["maxReplicas"] <= topics.PARTITIONS
+        assert 1 <= spec["minReplicas"] <= spec["maxReplicas"] <= topics.PARTITIONS
         (metric,) = spec["metrics"]
-        assert metric["external"]["metric"]["name"] == "fenxiao_consumer_lag"
-    commission = one(objs, "Deployment", "commission")["spec"]
-    assert commission["replicas"] == 1 and commission["strategy"] == {"type": "Recreate"}
+        assert metric["external"]["metric"] == {"name": "fenxiao_consumer_lag",
+                                                "selector": {"matchLabels": {"service": metric["external"]["metric"]["selector"]["matchLabels"]["service"]}}}
+    for name, spec in hpas.items():
+        assert spec["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]["service"] == name
+        assert one(objs, "Deployment", name)["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_every_service_with_a_composition_root_is_deployed():
+    """A new service (services/<name>/main.py) needs a row in deploy/k8s/generate.py. Reported as
+    a warning, not a failure, so that a service landing late does not break the build."""
+    roots = sorted(p.parent.name for p in (k8s.ROOT / "services").glob("*/main.py"))
+    missing = [r for r in roots if r not in DEPLOYED]
+    if missing:
+        import warnings
+        warnings.warn(f"services without Kubernetes manifests: {missing} (add them to deploy/k8s/generate.py)")
+    assert set(DEPLOYED) <= set(roots)
 
 
 def test_audit_replay_never_overlaps_and_its_failure_is_alerted(objects):
