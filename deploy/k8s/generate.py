@@ -41,6 +41,7 @@ class Svc:
     scales_out: bool = True
     key_files: tuple[tuple[str, str], ...] = ()  # (setting, file) mounted from <name>-wechatpay-keys
     settings: tuple[tuple[str, str], ...] = ()   # non-secret settings of its own
+    calls: tuple[str, ...] = ()                  # services whose HTTP APIs it calls (the console)
 
 
 SERVICES = (
@@ -56,7 +57,13 @@ SERVICES = (
     # notices, live SSE streams, subscribe messages (WeChat), boards
     Svc("engagement", 8105, (topics.COMMISSION_EVENTS, topics.PAYOUT_EVENTS, topics.REFERRAL_EVENTS, topics.ORDER_EVENTS),
         wechat=True),
+    # the operators' console: its own projection, and the other services' admin APIs over HTTP
+    Svc("console", 8106, (topics.ORDER_EVENTS, topics.COMMISSION_EVENTS, topics.REFERRAL_EVENTS), wechat=False,
+        calls=("referral", "commission", "payout"),
+        settings=(("CONSOLE_REFERRAL_URL", "http://referral"), ("CONSOLE_COMMISSION_URL", "http://commission"),
+                  ("CONSOLE_PAYOUT_URL", "http://payout"), ("CONSOLE_COOKIE_SECURE", "true"))),
 )
+BY_NAME = {s.name: s for s in SERVICES}
 
 
 def labels(svc: str, component: str) -> dict:
@@ -234,8 +241,12 @@ def network_policy(s: Svc) -> dict:
         egress.append({"to": [{"namespaceSelector": {"matchLabels": {"fenxiao.io/egress-proxy": "true"}},
                                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "egress-proxy"}}}],
                        "ports": [{"protocol": "TCP", "port": 3128}]})
+    for callee in s.calls:
+        egress.append(pods(selector(callee), BY_NAME[callee].port))
+    callers = [c.name for c in SERVICES if s.name in c.calls]
     ingress = [{"from": [{"namespaceSelector": {"matchLabels": {"fenxiao.io/gateway": "true"}}},
-                         {"namespaceSelector": {"matchLabels": {"fenxiao.io/monitoring": "true"}}}],
+                         {"namespaceSelector": {"matchLabels": {"fenxiao.io/monitoring": "true"}}}]
+                        + [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": c}}} for c in callers],
                 "ports": [{"protocol": "TCP", "port": "http"}]}]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": s.name, "labels": common(s.name)},

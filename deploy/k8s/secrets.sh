@@ -3,7 +3,7 @@
 # exists is left as it is (to rotate one, delete it and run this again, then restart the pods).
 #
 #   export FENXIAO_IDENTITY_SECRET=...            # shared with the gateway (shared/identity.py)
-#   export ORDERS_WECHATPAY_MCHID=... ...         # every ORDERS_*, PAYOUT_*, REFERRAL_*, ENGAGEMENT_*, COMMISSION_*
+#   export ORDERS_WECHATPAY_MCHID=... ...         # every ORDERS_*, PAYOUT_*, REFERRAL_*, ENGAGEMENT_*, CONSOLE_*, COMMISSION_*
 #   export PAYOUT_MERCHANT_KEY_FILE=apiclient_key.pem PAYOUT_PLATFORM_KEY_FILE=pub_key.pem
 #   deploy/k8s/secrets.sh [namespace]             # default: fenxiao
 #
@@ -23,7 +23,7 @@ ns="${1:-fenxiao}"
 exists() { kubectl -n "$ns" get secret "$1" >/dev/null 2>&1; }
 apply() { kubectl -n "$ns" apply -f - >/dev/null; echo "created secret/$1"; }
 
-for svc in referral orders commission payout engagement; do
+for svc in referral orders commission payout engagement console; do
   if ! exists "$svc-pg"; then
     # hex: safe inside the DATABASE_URL the Deployment composes from it
     kubectl -n "$ns" create secret generic "$svc-pg" --type=kubernetes.io/basic-auth \
