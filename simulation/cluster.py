@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-PORTS = {"referral": 8101, "orders": 8102, "commission": 8103, "payout": 8104, "engagement": 8105}
+PORTS = {"referral": 8101, "orders": 8102, "commission": 8103, "payout": 8104, "engagement": 8105,
+         "console": 8106}
 #: the demo's ports are these plus an offset: FENXIAO_DEMO_BASE_PORT=9100 puts referral on 9101
 BASE_PORT = 8100
 

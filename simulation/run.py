@@ -1,4 +1,4 @@
-"""The main job (`make demo`): the four services as separate processes on the local Kafka and
+"""The main job (`make demo`): the services (and the operators' console) as separate processes on the local Kafka and
 PostgreSQL, WeChat's servers stood in for locally, simulated mini-program traffic through
 them, then a summary of balances and the audit replay of the event log."""
 from __future__ import annotations
@@ -13,12 +13,12 @@ import uuid
 from pathlib import Path
 
 from shared.settings import CommonSettings
-from simulation import engagement
+from simulation import console, engagement
 from simulation.cluster import BASE_PORT, ROOT, cluster, ports_from_base
 from simulation.traffic import Gateway, run_traffic
 from standins.wechat.app import create as create_standins, serve
 
-SERVICES = ("referral", "orders", "commission", "payout", "engagement")
+SERVICES = ("referral", "orders", "commission", "payout", "engagement", "console")
 
 
 def _yuan(fen: int) -> str:
@@ -98,6 +98,9 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
     c = cluster(env_by, log_dir=state, ports=ports)
     env_by["payout"]["PAYOUT_WECHAT_NOTIFY_URL"] = c["payout"].url + "/v1/wechatpay/transfer-notify"
     env_by["orders"]["ORDERS_WECHATPAY_NOTIFY_URL"] = c["orders"].url + "/v1/wechatpay/notify"
+    env_by["console"].update({f"CONSOLE_{s.upper()}_URL": c[s].url for s in ("referral", "commission", "payout")})
+    env_by["console"].update(CONSOLE_BOOTSTRAP_OPERATORS=console.bootstrap_env(), CONSOLE_COMMISSION_SCHEMA=schemas["commission"],
+                             CONSOLE_PAYOUT_SCHEMA=schemas["payout"])
     log(f"[demo] run {run_id}: kafka {settings.kafka_bootstrap_servers}, topics '{base_env['FENXIAO_TOPIC_NAMESPACE']}.*', "
         f"schemas {', '.join(schemas.values())}; logs in {state}")
     t0 = time.perf_counter()
@@ -117,6 +120,9 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
                 rep.notes.append("engagement_ok")
             if await reconcile_today(env_by["orders"], log):
                 rep.notes.append("reconciled_ok")
+            if await console.check(c["console"].url, orders=rep.orders_paid, accrued_fen=sum(rep.expected_accrued.values()),
+                                   log=lambda m: log(f"[demo] {m}")):
+                rep.notes.append("console_ok")
         finally:
             await gw.close()
         rss = {n: s.rss_bytes() // (1 << 20) for n, s in c.services.items()}
@@ -128,7 +134,7 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
     env = {**os.environ, **base_env, "COMMISSION_SCHEMA": schemas["commission"], "PAYOUT_SCHEMA": schemas["payout"]}
     audited = audit(env, log) and "oracle_ok" in rep.notes
     log(f"\n[demo] audit replay: {'MATCHES the live balances' if audited else 'DIFFERS from the live balances'}")
-    return audited and "engagement_ok" in rep.notes and "reconciled_ok" in rep.notes, rep
+    return audited and "engagement_ok" in rep.notes and "reconciled_ok" in rep.notes and "console_ok" in rep.notes, rep
 
 
 async def main(args) -> int:

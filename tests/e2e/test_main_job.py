@@ -22,12 +22,13 @@ def _free_ports(n):
 
 
 async def test_main_job_balances_equal_recomputation_and_audit_replay(infra):
-    wechat, *svc = _free_ports(6)
+    wechat, *svc = _free_ports(7)
     lines = []
     ok, rep = await run_demo(promoters=6, customers=14, seed=3, run_id="e2e" + uuid.uuid4().hex[:6], wechat_port=wechat,
-                             ports=dict(zip(("referral", "orders", "commission", "payout", "engagement"), svc)), log=lines.append)
+                             ports=dict(zip(("referral", "orders", "commission", "payout", "engagement", "console"), svc)), log=lines.append)
     out = "\n".join(lines)
     assert ok, out
+    assert "console_ok" in rep.notes  # the operators' console counted every order and fen of the traffic
     assert "replay equals live (0 differences)" in out and "0 promoter(s) differ" in out
     assert rep.refused_bindings == {"self_binding": 1, "cycle": 1}
     assert sorted(set(rep.withdrawals.values())) == ["paid", "released"]
