@@ -13,6 +13,15 @@ event twice or skips one:
 * Event ids are recorded in `projector_applied`, so an event published twice (an outbox
   resend) is applied once.
 * Events the handlers cause, and dead letters, go to the outbox in the same transaction.
+* Tolerant reading: unknown fields and event types a projection does not need are passed over;
+  only records that cannot be parsed at all (not an envelope, or a payload that breaks its own
+  version's schema) are dead-lettered. An event the projection needs in a version newer than
+  this code halts that partition (paused, readiness false, `fenxiao_partition_halted` names the
+  event) until code that reads it is deployed: it is never skipped.
+* A stored position below the log start (events deleted) halts the partition too, instead of
+  seeking back and forth; the service start refuses it (`check_positions`).
+* Positions are loaded in the rebalance listener with retries and backoff; readiness is false
+  while an assigned partition has no position yet.
 """
 from __future__ import annotations
 
@@ -26,11 +35,13 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from opentelemetry import trace
-from pydantic import ValidationError
+from prometheus_client import Counter, Gauge
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import topics as topic_names
 from shared.events import Envelope, EventPayload, catalog
-from shared.events.catalog import UnknownEventError
+from shared.events.catalog import NewerVersionError
 from shared.outbox import OutboxRecord, OutboxRelay, record as record_outbox
 from shared.telemetry import (
     BATCH_SECONDS, CONSUMER_LAG, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, EVENTS_HANDLED, HANDLER_ERRORS,
@@ -38,6 +49,12 @@ from shared.telemetry import (
 )
 
 log = structlog.get_logger(__name__)
+
+PARTITION_HALTED = Gauge(
+    "fenxiao_partition_halted", "1 while a partition waits: an event this code cannot read yet, or a position below "
+    "the log start", ["service", "projection", "topic", "partition", "event_type", "event_version"])
+POSITION_LOAD_FAILURES = Counter("fenxiao_position_load_failures_total",
+                                 "Failed attempts to load stored positions on assignment (retried)", ["service", "projection"])
 _DLQ_NS = uuid.UUID("0b5e7a8e-2d0c-4a43-9f6b-1e5b0c1d7a20")
 
 
@@ -76,6 +93,20 @@ class PositionLostError(RuntimeError):
     """Another consumer moved a partition's stored position: this batch must not commit."""
 
 
+class LogHoleError(RuntimeError):
+    """A stored position is below the first offset the log still has: events were deleted."""
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Why a partition stopped: the record at `offset` cannot be applied by this code."""
+
+    offset: int
+    reason: str
+    event_type: str = ""
+    event_version: int | None = None
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     topic: str
@@ -103,6 +134,11 @@ class Projector:
         self.retry_backoff_s = retry_backoff_s
         self.on_committed = on_committed
         self.positions: dict[TopicPartition, int] = {}
+        #: partitions this consumer owns now (with or without a loaded position)
+        self.assigned: set[TopicPartition] = set()
+        self.halted: dict[TopicPartition, Halt] = {}
+        self.position_retry_max_s = 5.0
+        self._position_retry: asyncio.Task | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self._consumer_of: Callable[[], AIOKafkaConsumer | None] = lambda: self.consumer
         self.listener = _PositionListener(self)
@@ -140,21 +176,109 @@ class Projector:
         return {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
     async def assign(self, tps: Sequence[TopicPartition]) -> None:
+        """Take over partitions: pause them (synchronously, before any await: nothing is fetched
+        from a wrong position), load the stored positions and seek, then resume. Loading is
+        retried with backoff; while it fails the partitions stay paused and readiness is false."""
         consumer = self._consumer()
-        if tps:
-            consumer.pause(*tps)  # synchronously, before any await: nothing is fetched from a wrong position
+        tps = list(tps)
+        if not tps:
+            return
+        consumer.pause(*tps)
+        self.assigned.update(tps)
+        for tp in tps:
+            self._unhalt(tp)
+        delay = 0.1
+        for attempt in range(4):  # a short blip is absorbed here, inside the rebalance
+            try:
+                await self._load_and_seek(tps)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                POSITION_LOAD_FAILURES.labels(*self._labels).inc()
+                log.warning("position_load_failed", projection=self.projection.name, attempt=attempt + 1, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay *= 2
+        # a longer outage: keep trying in the background (the listener must not hold the rebalance)
+        if self._position_retry is not None and not self._position_retry.done():
+            self._position_retry.cancel()
+        self._position_retry = asyncio.create_task(self._retry_positions(delay), name=f"positions-{self.projection.name}")
+
+    async def _retry_positions(self, delay: float) -> None:
+        while True:
+            todo = [tp for tp in self.assigned if tp not in self.positions]
+            if not todo:
+                return
+            try:
+                await self._load_and_seek(todo)
+                log.info("positions_loaded_after_retry", projection=self.projection.name)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                POSITION_LOAD_FAILURES.labels(*self._labels).inc()
+                log.warning("position_load_failed", projection=self.projection.name, retry_in_s=delay, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.position_retry_max_s)
+
+    async def _load_and_seek(self, tps: Sequence[TopicPartition]) -> None:
+        consumer = self._consumer()
         stored = await self.load_positions(tps)
+        starts = await consumer.beginning_offsets(list(stored))
+        owned = consumer.assignment()
         for tp, off in stored.items():
-            consumer.seek(tp, off)
+            if tp not in self.assigned or tp not in owned:
+                continue  # revoked while we were loading
             self.positions[tp] = off
-        if tps:
-            consumer.resume(*tps)
+            start = starts.get(tp, 0)
+            if off < start:
+                self._halt(tp, Halt(off, f"stored position {off} is below the log start {start}: events were deleted "
+                                         f"(the topic must have unlimited retention)"))
+                continue
+            consumer.seek(tp, off)
+            consumer.resume(tp)
         log.info("partitions_assigned", projection=self.projection.name,
                  positions={f"{tp.topic}[{tp.partition}]": o for tp, o in stored.items()})
 
     def revoke(self, tps: Sequence[TopicPartition]) -> None:
         for tp in tps:
             self.positions.pop(tp, None)
+            self.assigned.discard(tp)
+            self._unhalt(tp)
+            try:
+                CONSUMER_LAG.remove(self.service, self.projection.name, tp.topic, str(tp.partition))
+            except KeyError:
+                pass
+
+    # -- halting -----------------------------------------------------------------------------
+    def _halt(self, tp: TopicPartition, why: Halt) -> None:
+        try:
+            self._consumer().pause(tp)
+        except Exception:  # not assigned any more: nothing to pause
+            pass
+        self.halted[tp] = why
+        PARTITION_HALTED.labels(self.service, self.projection.name, tp.topic, str(tp.partition), why.event_type,
+                                str(why.event_version or "")).set(1)
+        log.error("partition_halted", projection=self.projection.name, topic=tp.topic, partition=tp.partition,
+                  offset=why.offset, event_type=why.event_type or None, event_version=why.event_version, reason=why.reason)
+
+    def _unhalt(self, tp: TopicPartition) -> None:
+        why = self.halted.pop(tp, None)
+        if why is not None:
+            try:
+                PARTITION_HALTED.remove(self.service, self.projection.name, tp.topic, str(tp.partition), why.event_type,
+                                        str(why.event_version or ""))
+            except KeyError:
+                pass
+
+    def readiness(self) -> dict[str, Any]:
+        """`ready` is false while a partition this consumer owns has no position yet or is halted."""
+        waiting = sorted(f"{tp.topic}[{tp.partition}]" for tp in self.assigned if tp not in self.positions)
+        halted = {f"{tp.topic}[{tp.partition}]": {"offset": h.offset, "reason": h.reason, "event_type": h.event_type,
+                                                   "event_version": h.event_version} for tp, h in self.halted.items()}
+        return {"ready": not waiting and not halted,
+                "positions": {f"{tp.topic}[{tp.partition}]": o for tp, o in self.positions.items()},
+                **({"waiting_for_position": waiting} if waiting else {}), **({"halted": halted} if halted else {})}
 
     async def _reseek_from_store(self, tps: Iterable[TopicPartition]) -> None:
         tps = [tp for tp in tps if tp in self.positions]
@@ -174,8 +298,8 @@ class Projector:
         accepted: dict[TopicPartition, list[Any]] = {}
         for tp, recs in by_tp.items():
             nxt = self.positions.get(tp)
-            if nxt is None:
-                continue  # revoked meanwhile
+            if nxt is None or tp in self.halted:
+                continue  # revoked meanwhile, or waiting for code that can read its next event
             recs = [r for r in recs if r.offset >= nxt]  # below: a redelivery, already applied
             if not recs:
                 continue
@@ -187,30 +311,39 @@ class Projector:
             accepted[tp] = recs
         return accepted
 
-    def _parse(self, accepted: dict[TopicPartition, list[Any]]) -> tuple[list[Applied], list[DeadLetter]]:
+    def _parse(self, accepted: dict[TopicPartition, list[Any]]) -> tuple[list[Applied], list[DeadLetter], dict[TopicPartition, Halt]]:
+        """Parse the accepted records. A partition whose next needed event this code cannot read
+        yet is cut just before it (what came before is applied) and returned in the halts."""
         wanted = self.projection.event_types
         events: list[Applied] = []
         dead: list[DeadLetter] = []
+        halts: dict[TopicPartition, Halt] = {}
         seen: set[uuid.UUID] = set()
-        for recs in accepted.values():
-            for r in recs:
+        for tp in list(accepted):
+            recs = accepted[tp]
+            for i, r in enumerate(recs):
                 try:
                     if r.value is None:
                         raise ValueError("empty record value")
                     env = Envelope.from_bytes(r.value)
                     if env.event_type not in wanted:
-                        if not catalog.knows(env.event_type):
-                            raise UnknownEventError(f"unknown event type {env.event_type!r}")
-                        continue
+                        continue  # not this projection's (an unknown type included): tolerant reader
                     payload = catalog.payload(env)
-                except (ValidationError, UnknownEventError, ValueError) as exc:
+                except NewerVersionError as exc:
+                    halts[tp] = Halt(r.offset, str(exc), env.event_type, env.version)
+                    if i:
+                        accepted[tp] = recs[:i]
+                    else:
+                        del accepted[tp]
+                    break
+                except (ValidationError, ValueError) as exc:
                     dead.append(DeadLetter(r.topic, r.partition, r.offset, r.key, r.value, f"{type(exc).__name__}: {exc}"[:2000]))
                     continue
                 if env.event_id in seen:
                     continue
                 seen.add(env.event_id)
                 events.append(Applied(env, payload, r.topic, r.partition, r.offset, kafka_headers_to_dict(r.headers)))
-        return events, dead
+        return events, dead, halts
 
     def _dead_letter_record(self, d: DeadLetter) -> OutboxRecord:
         eid = uuid.uuid5(_DLQ_NS, f"{self.projection.name}:{d.topic}:{d.partition}:{d.offset}")
@@ -274,7 +407,11 @@ class Projector:
         if not accepted:
             return None
         started = time.perf_counter()
-        events, dead = self._parse(accepted)
+        events, dead, halts = self._parse(accepted)
+        for tp, why in halts.items():
+            self._halt(tp, why)
+        if not accepted:
+            return None
         links = []
         parent = None
         for a in events[:16]:
@@ -327,6 +464,33 @@ class Projector:
                     CONSUMER_LAG.labels(self.service, self.projection.name, tp.topic, str(tp.partition)).set(max(hw - pos, 0))
         except Exception:  # lag is a dashboard figure; never fail a batch for it
             pass
+
+    async def refresh_lag(self) -> None:
+        """Set the lag of every assigned partition from the broker's end offsets, also of those
+        paused, halted or still without a position (counted from the log start then)."""
+        tps = list(self.assigned)
+        if not tps:
+            return
+        consumer = self._consumer()
+        ends = await consumer.end_offsets(tps)
+        missing = [tp for tp in tps if tp not in self.positions]
+        starts = await consumer.beginning_offsets(missing) if missing else {}
+        for tp in tps:
+            if tp not in self.assigned:
+                continue
+            pos = self.positions.get(tp, starts.get(tp, 0))
+            CONSUMER_LAG.labels(self.service, self.projection.name, tp.topic, str(tp.partition)).set(max(ends.get(tp, 0) - pos, 0))
+
+    async def watch(self, interval_s: float = 5.0) -> None:
+        """Background: refresh the lag of every assigned partition (a batch only updates those it saw)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.refresh_lag()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a dashboard figure: log and go on
+                log.debug("lag_refresh_failed", projection=self.projection.name, error=repr(exc))
 
 
 class _PositionListener(ConsumerRebalanceListener):
@@ -394,6 +558,9 @@ async def run_until(
         total_target = sum(max(stop_at[tp] - projector.positions.get(tp, 0), 0) for tp in tps)
         done = 0
         while any(projector.positions.get(tp, 0) < stop_at[tp] for tp in tps):
+            if projector.halted:
+                raise LogHoleError("replay cannot go on: " + "; ".join(
+                    f"{tp.topic}[{tp.partition}] at {h.offset}: {h.reason}" for tp, h in projector.halted.items()))
             got = await consumer.getmany(timeout_ms=500, max_records=max_records)
             records = [r for recs in got.values() for r in recs if r.offset < stop_at[TopicPartition(r.topic, r.partition)]]
             for tp in tps:
@@ -408,3 +575,93 @@ async def run_until(
         return done
     finally:
         await consumer.stop()
+
+
+async def check_positions(pool: asyncpg.Pool, projections: Sequence[Projection], bootstrap: str, **consumer_kw: Any) -> None:
+    """Start-up check: every partition of every topic a projection reads still holds the event
+    at the projection's stored position (0 for a partition it has not read yet). Raises
+    LogHoleError naming the partition when the log starts later: events were deleted, and
+    rebuilding or continuing would silently miss them."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **consumer_kw)
+    await consumer.start()
+    try:
+        holes = []
+        for projection in projections:
+            tps = []
+            for topic in projection.topics:
+                parts = consumer.partitions_for_topic(topic) or (
+                    (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)) or set()  # noqa: SLF001
+                tps += [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                continue
+            starts = await consumer.beginning_offsets(tps)
+            rows = await pool.fetch("SELECT topic, partition, next_offset FROM projector_offsets WHERE projection = $1",
+                                    projection.name)
+            stored = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+            for tp in tps:
+                if stored.get(tp, 0) < starts.get(tp, 0):
+                    holes.append(f"{projection.name}: {tp.topic}[{tp.partition}] position {stored.get(tp, 0)} "
+                                 f"< log start {starts[tp]}")
+        if holes:
+            raise LogHoleError("events this service has not applied were deleted from the log (the topics must have "
+                               "unlimited retention); refusing to start: " + "; ".join(holes))
+    finally:
+        await consumer.stop()
+
+
+# -- pruning ----------------------------------------------------------------------------------
+class PruneSettings(BaseSettings):
+    """How long plumbing rows are kept (docs/reliability.md). Applied event ids dedupe what
+    arrives twice: an outbox resend after a crash (seconds to minutes after the first) and a
+    re-driven dead letter (hours to days); 30 days covers both with a wide margin. Published
+    outbox rows are only needed until they are on Kafka; one hour keeps them for inspection."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    applied_keep_s: float = Field(30 * 86400, ge=0, validation_alias="FENXIAO_APPLIED_KEEP_S")
+    outbox_keep_s: float = Field(3600, ge=0, validation_alias="FENXIAO_OUTBOX_KEEP_S")
+    interval_s: float = Field(60, gt=0, validation_alias="FENXIAO_PRUNE_INTERVAL_S")
+    batch: int = Field(20_000, ge=1, validation_alias="FENXIAO_PRUNE_BATCH")
+
+
+PRUNED = Counter("fenxiao_pruned_rows_total", "Plumbing rows deleted by age", ["service", "table"])
+
+
+async def prune_applied(conn: asyncpg.Connection, keep_s: float, limit: int = 20_000) -> int:
+    """Delete up to `limit` applied-event ids older than `keep_s` seconds."""
+    return int((await conn.execute(
+        """DELETE FROM projector_applied WHERE (projection, event_id) IN (
+               SELECT projection, event_id FROM projector_applied
+               WHERE applied_at < now() - make_interval(secs => $1) LIMIT $2)""", float(keep_s), limit)).split()[-1])
+
+
+async def prune_once(pool: asyncpg.Pool, settings: PruneSettings, service: str = "") -> tuple[int, int]:
+    """One pruning pass (each table until nothing old is left). Returns (outbox rows, applied ids) deleted."""
+    from shared.outbox import prune_published
+
+    totals = [0, 0]
+    for i, fn, keep in ((0, prune_published, settings.outbox_keep_s), (1, prune_applied, settings.applied_keep_s)):
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                n = await fn(conn, keep, settings.batch)
+            totals[i] += n
+            if n < settings.batch:
+                break
+    if any(totals):
+        PRUNED.labels(service, "outbox").inc(totals[0])
+        PRUNED.labels(service, "projector_applied").inc(totals[1])
+        log.info("pruned", outbox=totals[0], projector_applied=totals[1])
+    return totals[0], totals[1]
+
+
+async def prune_forever(pool: asyncpg.Pool, service: str, settings: PruneSettings | None = None) -> None:
+    """Background task: prune published outbox rows and old applied ids every interval."""
+    settings = settings or PruneSettings()
+    while True:
+        await asyncio.sleep(settings.interval_s)
+        try:
+            await prune_once(pool, settings, service)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("prune_failed")

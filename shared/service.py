@@ -22,9 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db, telemetry
 from shared.outbox import OutboxRelay, make_producer
-from shared.projector import Projection, Projector, subscribe
+from shared.projector import Projection, Projector, check_positions, prune_forever, subscribe
 from shared.settings import CommonSettings
-from shared.topics import group
+from shared.topics import ensure_topics, group
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +105,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
 
         heartbeat.start()
         telemetry.configure(spec.service, settings.log_level, settings.log_json, settings.otel_exporter_otlp_endpoint)
-        await ensure_topics(settings.kafka_bootstrap_servers)
+        await ensure_topics(settings.kafka_bootstrap_servers)  # before anything reads or writes them
         applied = await db.migrate(settings.database_url, schema, spec.migrations)
         log.info("migrated", schema=schema, applied=applied)
         pool = await db.create_pool(settings.database_url, schema, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
@@ -126,10 +126,17 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             gid = group(spec.service, projection.name) + ("" if schema == spec.service else f".{schema}")
             subscribe(broker, projector, group_id=gid, max_records=settings.projector_batch_max)
             rt.projectors.append(projector)
+        # The log must be complete: topics with unlimited retention, no stored position below a log
+        # start. Either refuses the start with an error naming the topic (shared.topics, shared.projector).
+        await ensure_topics(settings.kafka_bootstrap_servers, [t for p in rt.projectors for t in p.projection.topics])
+        await check_positions(pool, [p.projection for p in rt.projectors], settings.kafka_bootstrap_servers)
         relay.start()
         await relay.drain()  # republish what a crash left unpublished before anything new
         if rt.projectors:
             await broker.start()
+        for p in rt.projectors:
+            rt.tasks.append(asyncio.create_task(p.watch(), name=f"{spec.service}-lag-{p.projection.name}"))
+        rt.tasks.append(asyncio.create_task(prune_forever(pool, spec.service), name=f"{spec.service}-prune"))
         for job in spec.background:
             rt.tasks.append(asyncio.create_task(job(rt), name=f"{spec.service}-{getattr(job, '__name__', 'task')}"))
         log.info("service_started", service=spec.service, projections=[p.projection.name for p in rt.projectors])
@@ -180,8 +187,13 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
                 await conn.fetchval("SELECT 1")
         except Exception as exc:  # pragma: no cover
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
-        return JSONResponse({"ok": True, "positions": {
-            p.projection.name: {f"{tp.topic}[{tp.partition}]": o for tp, o in p.positions.items()} for p in rt.projectors}})
+        # not ready while a partition has no position yet or is halted (an event this code cannot read)
+        states = {p.projection.name: p.readiness() for p in rt.projectors}
+        ok = all(s["ready"] for s in states.values())
+        return JSONResponse({"ok": ok, "positions": {n: s["positions"] for n, s in states.items()},
+                             **({} if ok else {"not_ready": {n: {k: v for k, v in s.items() if k in ("waiting_for_position", "halted")}
+                                                             for n, s in states.items() if not s["ready"]}})},
+                            status_code=200 if ok else 503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -202,32 +214,6 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     for router in spec.routers:
         app.include_router(router)
     return app
-
-
-async def ensure_topics(bootstrap: str, *, partitions: int | None = None, replication: int | None = None) -> None:
-    """Create every fenxiao topic and its dead-letter topic if missing, with the intended
-    partition count (a broker's or FastStream's auto-creation would use its own default).
-    `FENXIAO_CREATE_TOPICS=false` leaves topics to the platform team."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    from shared.topics import ALL_TOPICS, PARTITIONS, dead_letter
-
-    if os.environ.get("FENXIAO_CREATE_TOPICS", "true").lower() == "false":
-        return
-    partitions = partitions or int(os.environ.get("FENXIAO_TOPIC_PARTITIONS", PARTITIONS))
-    replication = replication or int(os.environ.get("FENXIAO_TOPIC_REPLICATION", "1"))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [t for base in ALL_TOPICS for t in (base, dead_letter(base)) if t not in existing]
-        if wanted:
-            resp = await admin.create_topics([NewTopic(t, partitions, replication) for t in wanted])
-            for name, code, *_ in getattr(resp, "topic_errors", []) or []:
-                if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (another service won the race)
-                    log.warning("topic_create_failed", topic=name, error_code=code)
-    finally:
-        await admin.close()
 
 
 def error_body(exc: Exception) -> dict:

@@ -91,13 +91,17 @@ async def db_conn(infra) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int = 4) -> None:
+    """Create topics as the services do: unlimited retention (a service refuses to read a topic
+    that would lose events)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
+
+    from shared.topics import UNLIMITED_RETENTION
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        await admin.create_topics([NewTopic(n, partitions, 1, topic_configs=dict(UNLIMITED_RETENTION)) for n in names])
     except TopicAlreadyExistsError:
         pass
     finally:

@@ -48,6 +48,8 @@ class Snapshot:
     origin: dict[TopicPartition, int]
     balances: dict[str, tuple[int, ...]]
     last_seq: int
+    #: below these offsets the live service's published outbox rows may have been pruned (shared.outbox)
+    pruned: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,6 +82,8 @@ async def snapshot(dsn: str, schema: str) -> Snapshot:
             origin = await conn.fetch("SELECT topic, partition, from_offset FROM replay_origin")
             bal = await conn.fetch(f"SELECT promoter_id, {', '.join(COLUMNS)} FROM balances")
             last = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
+            pruned = await conn.fetch("SELECT topic, partition, pruned_through FROM outbox_published_marks WHERE topic = $1",
+                                      COMMISSION_EVENTS)
     finally:
         await conn.close()
     return Snapshot(
@@ -87,6 +91,7 @@ async def snapshot(dsn: str, schema: str) -> Snapshot:
         origin={TopicPartition(r["topic"], r["partition"]): r["from_offset"] for r in origin},
         balances={r["promoter_id"]: tuple(r[c] for c in COLUMNS) for r in bal},
         last_seq=last,
+        pruned={TopicPartition(r["topic"], r["partition"]): r["pruned_through"] for r in pruned},
     )
 
 
@@ -136,7 +141,7 @@ async def _read(bootstrap: str, ranges: dict[TopicPartition, tuple[int, int]], o
                     if etype is not None and etype not in MONEY_EVENTS and tp.topic != COMMISSION_EVENTS:
                         continue  # moves no money and is not ours to account for: skip the JSON
                     env = Envelope.from_bytes(r.value)
-                    on_event(tp.topic, env, catalog.payload(env) if env.event_type in MONEY_EVENTS else None)
+                    on_event(tp.topic, env, catalog.payload(env) if env.event_type in MONEY_EVENTS else None, tp.partition, r.offset)
                 if recs and (recs[-1].offset + 1 >= end):
                     open_tps.discard(tp)
                     consumer.pause(tp)
@@ -191,11 +196,13 @@ async def replay(settings: CommissionSettings, live_schema: str, *, progress_out
     seen: set[uuid.UUID] = set()
     counts = {"folded": 0, "not_folded": 0}
 
-    def on_event(topic: str, env: Envelope, payload) -> None:
+    def on_event(topic: str, env: Envelope, payload, partition: int = 0, offset: int = 0) -> None:
         if env.event_id in seen:
             return  # a resend: folded once, as the live projector applies it once
         seen.add(env.event_id)
-        if topic == COMMISSION_EVENTS and env.event_id not in recorded:
+        # below `pruned_through` the outbox row may be pruned: published before the snapshot, so ours
+        if (topic == COMMISSION_EVENTS and env.event_id not in recorded
+                and offset >= snap.pruned.get(TopicPartition(topic, partition), 0)):
             counts["not_folded"] += 1  # recorded after the snapshot (or not by this service)
             return
         if payload is not None:

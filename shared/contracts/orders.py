@@ -10,7 +10,7 @@ from shared.events import EventPayload, register
 
 
 class OrderLine(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")  # tolerant reader
     line_id: str
     product_id: str
     category_id: str | None = None
@@ -22,7 +22,7 @@ class OrderLine(BaseModel):
 
 
 class RefundedLine(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")  # tolerant reader
     line_id: str
     quantity: int = Field(ge=0)
     amount_fen: int = Field(ge=0)

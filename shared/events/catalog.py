@@ -8,7 +8,12 @@ from shared.events.envelope import Envelope, EventPayload
 
 
 class UnknownEventError(ValueError):
-    pass
+    """The event cannot be read by this code: an unknown type, or a version it has no way to read."""
+
+
+class NewerVersionError(UnknownEventError):
+    """A version newer than this code knows (a producer was upgraded first), or an older one
+    without an upcaster. Not a poison message: the partition waits for code that can read it."""
 
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -48,11 +53,11 @@ class Catalog:
             raise UnknownEventError(f"unknown event type {env.event_type!r}")
         data, version = env.payload, env.version
         if version > cls.version:
-            raise UnknownEventError(f"{env.event_type} v{version} is newer than this code (v{cls.version})")
+            raise NewerVersionError(f"{env.event_type} v{version} is newer than this code (v{cls.version})")
         while version < cls.version:
             up = self._upcasters.get((env.event_type, version))
             if up is None:
-                raise UnknownEventError(f"no upcaster for {env.event_type} v{version}")
+                raise NewerVersionError(f"no upcaster for {env.event_type} v{version}")
             data, version = up(dict(data)), version + 1
         return cls.model_validate(data)
 

@@ -14,9 +14,10 @@ _DERIVED_NS = uuid.UUID("6f1c1c52-8f0e-4c39-9a54-2f3a4f0e7d11")
 
 class EventPayload(BaseModel):
     """Base of every event body. Subclasses set `event_type` and `version`; they are frozen
-    because an event, once written, is never changed."""
+    because an event, once written, is never changed. Readers are tolerant: a field this code
+    does not know (a producer upgraded first, adding an optional field) is ignored, never refused."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
     event_type: ClassVar[str]
     version: ClassVar[int] = 1
     #: which payload field is the aggregate key (keeps one aggregate on one partition)
@@ -27,7 +28,8 @@ class EventPayload(BaseModel):
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    #: tolerant reader: envelope fields added by a newer producer are ignored
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_id: uuid.UUID
     event_type: str
