@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: setup infra-up infra-down demo test test-unit bench schemas k8s-tools k8s-validate
+.PHONY: setup infra-up infra-down demo test test-unit bench schemas k8s-tools k8s-validate faults faults-ci
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
@@ -40,3 +40,11 @@ k8s-tools: setup
 ## Render every overlay and validate it offline (also part of `make test`).
 k8s-validate: k8s-tools
 	@uv run --frozen pytest tests/deploy $(PYTEST_ARGS)
+
+## The fault suite on a private Kafka/PostgreSQL (infra/cluster.sh): kills, restarts, scaling, a 3-broker cluster.
+faults: setup
+	@flock /tmp/fenxiao-faults.lock uv run --frozen python -m simulation.faults --out .local/faults-summary.json
+
+## The reduced fault suite CI runs after `make test`.
+faults-ci: setup
+	@flock /tmp/fenxiao-faults.lock uv run --frozen python -m simulation.faults --quick --out .local/faults-ci-summary.json
