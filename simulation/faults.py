@@ -464,7 +464,7 @@ async def main(args) -> int:
     state = ROOT / ".local" / "faults-logs"
     state.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    scalable = ("referral", "orders", "payout") + (("commission",) if args.scale_commission else ())
+    scalable = SERVICES  # commission scales out by partitions too (d54d0af)
     if args.quick:
         single = [("kill -9 commission", lambda f: kill9(f, "commission")),
                   ("kill -9 payout", lambda f: kill9(f, "payout")),
@@ -493,7 +493,6 @@ def cli() -> None:
     ap.add_argument("--quick", action="store_true", help="the reduced CI run: two kills and a broker restart")
     ap.add_argument("--rate", type=float, default=4.0, help="orders started per second")
     ap.add_argument("--steady", type=float, default=None, help="seconds of traffic before and after each fault (6; 4 with --quick)")
-    ap.add_argument("--scale-commission", action="store_true", help="also run two commission instances")
     ap.add_argument("--out", default=None, help="write the JSON summary here")
     sys.exit(asyncio.run(main(ap.parse_args())))
 
