@@ -105,7 +105,7 @@ async def _cancel(conn: asyncpg.Connection, row: Mapping[str, Any], reason: str,
 @dataclass(frozen=True)
 class Swept:
     moved: int
-    #: unpaid orders WeChat may know (a prepay was requested): close at WeChat, query, then settle
+    #: unpaid orders to close at WeChat, query, then settle (WeChat calls configured)
     to_close: tuple[asyncpg.Record, ...] = ()
 
     @property
@@ -116,14 +116,14 @@ class Swept:
 async def sweep_due(conn: asyncpg.Connection, *, now: datetime, limit: int,
                     close_lease_until: datetime | None = None) -> Swept:
     """Complete the paid orders whose after-sale window closed and cancel the unpaid ones whose
-    time ran out. With `close_lease_until` (WeChat calls configured), an unpaid order that had
-    a prepay is not cancelled here: it is leased (due_at moved to the lease end) and returned,
-    for the caller to close it at WeChat and query before deciding."""
+    time ran out. With `close_lease_until` (WeChat calls configured), an unpaid order is not
+    cancelled here: it is leased (due_at moved to the lease end) and returned, for the caller to
+    close it at WeChat and query before deciding (its prepay may have been made anywhere)."""
     rows = await store.lock_due(conn, now, limit)
     moved, to_close = 0, []
     for row in rows:
         if row["status"] == "placed":
-            if close_lease_until is not None and row["prepay_requested_at"] is not None:
+            if close_lease_until is not None:
                 await store.bump_due(conn, row["order_id"], close_lease_until)
                 to_close.append(row)
                 continue

@@ -57,8 +57,10 @@ async def create_order(body: OrderCreate, who: CurrentIdentity, conn: ConnDep, c
         rt.relay.kick()
     else:
         response.status_code = status.HTTP_200_OK
-    view = await _view(conn, placed.order_id)
     pay, openid = rt.extras.get("pay"), payer_openid(request, who)
+    if pay is not None and placed.created:
+        await pay.watch(conn, placed.order_id)
+    view = await _view(conn, placed.order_id)
     if pay is not None and openid and view.status == "placed":
         try:
             params = await pay.prepay(placed.order_id, buyer_id=who.user_id, openid=openid, conn=conn)
@@ -115,8 +117,8 @@ async def cancel_order(order_id: str, who: CurrentIdentity, conn: ConnDep, clock
     row = _visible(await store.get_order(conn, order_id), who, order_id)
     reason = "operator_cancelled" if who.is_admin else "buyer_cancelled"
     pay = rt.extras.get("pay")
-    if pay is not None and row["status"] == "placed" and row["prepay_requested_at"] is not None:
-        # WeChat may know the order: close it there and query before deciding
+    if pay is not None and row["status"] == "placed":
+        # WeChat may know the order (a prepay, made here or elsewhere): close it there and query first
         outcome = await pay.cancel(order_id, reason=reason, conn=conn)
         if outcome == "retry":
             raise WeChatPayUnavailableError("WeChat did not confirm the close; try again")

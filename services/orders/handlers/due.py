@@ -16,7 +16,7 @@ log = structlog.get_logger(__name__)
 
 async def sweep_once(rt: Runtime) -> int:
     """Move every order due now; returns how many moved. With WeChat calls configured, an
-    unpaid order that had a prepay is closed at WeChat and queried before it is cancelled
+    unpaid order is closed at WeChat and queried before it is cancelled
     (`PayFollower.close_then_settle`): a payment that raced the close makes it paid."""
     clock, settings = rt.extras["clock"], rt.settings
     follower = rt.extras.get("pay")

@@ -60,6 +60,13 @@ class PayFollower:
             async with self.pool.acquire() as own:
                 yield own
 
+    async def watch(self, conn: asyncpg.Connection, order_id: str) -> None:
+        """A newly placed order: if no notice has come after ORDERS_PAYMENT_QUERY_AFTER_S, query it
+        (recovery), whether or not the prepay went through this service."""
+        await conn.execute(
+            "UPDATE orders SET next_query_at = $2 WHERE order_id = $1 AND next_query_at IS NULL AND status = 'placed'",
+            order_id, self.clock() + timedelta(seconds=self.settings.payment_query_after_s))
+
     # -- prepay ----------------------------------------------------------------------------------
     async def prepay(self, order_id: str, *, buyer_id: str, openid: str | None,
                      conn: asyncpg.Connection | None = None) -> wx.PaymentParams:

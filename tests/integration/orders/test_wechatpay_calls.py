@@ -80,6 +80,7 @@ async def test_a_close_that_races_a_payment_yields_order_paid_not_cancelled(payi
     buyer, openid = ids("buyer"), ids("oB")
     raced = await paying.place(buyer, no(ids, "R"), openid=openid)
     lapsed = await paying.place(buyer, no(ids, "L"), openid=openid)
+    never = await paying.place(buyer, no(ids, "Z"))     # no openid: no prepay, WeChat never saw it
     paying.pay.close_races.add(raced["out_trade_no"])   # the buyer pays just before our close lands (204 anyway)
     paying.clock.advance(minutes=31)
 
@@ -91,7 +92,10 @@ async def test_a_close_that_races_a_payment_yields_order_paid_not_cancelled(payi
     assert paying.pay.trades[lapsed["out_trade_no"]].state == "CLOSED"
     closes = [c for c in paying.pay.calls if c[1].endswith("/close")]
     assert {c[1].split("/")[-2] for c in closes} >= {raced["out_trade_no"], lapsed["out_trade_no"]}
-    assert all(c[2] == 204 for c in closes)
+    assert all(c[2] == 204 for c in closes if never["out_trade_no"] not in c[1])
+    evs = await paying.events.until_type(never["order_id"], "OrderCancelled")
+    assert [e.event_type for e in evs] == ["OrderPlaced", "OrderCancelled"]
+    assert [c[2:] for c in paying.pay.calls if never["out_trade_no"] in c[1]][:2] == [(404, "ORDER_NOT_EXIST")] * 2
 
     # the raced payment's notice arrives later: acknowledged, nothing new (proven by the next event)
     r = await paying.pay.deliver_payment(paying.notify_url, raced["out_trade_no"], raced["total_fen"])
