@@ -411,6 +411,7 @@ async def run_phase(nodes: int, faults: list[tuple[str, Callable[[Fleet], Callab
     schemas = {s: f"{s}_faults{run_id}" for s in SERVICES}
     env_by = {s: {**base_env, f"{s.upper()}_SCHEMA": schemas[s], **wx.service_env().get(s, {})} for s in SERVICES}
     env_by["payout"]["PAYOUT_WECHAT_NOTIFY_URL"] = f"http://127.0.0.1:{BASE_PORT + 4}/v1/wechatpay/transfer-notify"
+    env_by["orders"]["ORDERS_WECHATPAY_NOTIFY_URL"] = f"http://127.0.0.1:{BASE_PORT + 2}/v1/wechatpay/notify"
     audit_env = {**os.environ, **base_env, "COMMISSION_SCHEMA": schemas["commission"], "PAYOUT_SCHEMA": schemas["payout"]}
     fleet = Fleet(env_by, state / f"{nodes}node-{run_id}")
     results: list[FaultResult] = []
