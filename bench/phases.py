@@ -122,7 +122,8 @@ class Ctx:
 
     @property
     def admin_header(self) -> str:
-        return sign_identity(self.secret, f"bench-admin-{self.run}", ("admin",), ttl_s=7200)
+        """The commission operator the bench plays (publishes the plan, reads balances)."""
+        return sign_identity(self.secret, f"bench-admin-{self.run}", ("plan_admin",), audience="commission", ttl_s=7200)
 
     async def db(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
@@ -530,7 +531,7 @@ async def api_balance(ctx: Ctx, rate: float, seconds: float) -> None:
     pop = ctx.pop
     host, port = "127.0.0.1", ctx.commission.port
     reqs = [request_bytes("GET", "/v1/promoters/me/balance", f"{host}:{port}",
-                          {HEADER: sign_identity(ctx.secret, p, ttl_s=7200)}) for p in pop.promoters]
+                          {HEADER: sign_identity(ctx.secret, p, audience="commission", ttl_s=7200)}) for p in pop.promoters]
     client = RawHttp(host, port, max_conns=64)
     try:
         res = await open_loop(client, lambda i: reqs[i % len(reqs)], rate=rate, seconds=seconds,
@@ -560,14 +561,14 @@ async def api_bind(ctx: Ctx, rate: float, seconds: float, promoters: int = 50) -
             for i in range(promoters):
                 user = f"bbp{ctx.run}-{i}"
                 r = await http.post(svc.url + "/v1/promoters", json={"nickname": f"推广员{i}"},
-                                    headers={HEADER: sign_identity(ctx.secret, user)})
+                                    headers={HEADER: sign_identity(ctx.secret, user, audience="referral")})
                 if r.status_code not in (200, 201):
                     raise RuntimeError(f"POST /v1/promoters: {r.status_code} {r.text[:300]}")
                 codes.append(r.json()["code"])
         svc.end_segment("startup")
         n = int(rate * seconds)
         reqs = [request_bytes("POST", "/v1/bindings", f"{host}:{port}",
-                              {HEADER: sign_identity(ctx.secret, f"bbc{ctx.run}-{i}", ttl_s=7200)},
+                              {HEADER: sign_identity(ctx.secret, f"bbc{ctx.run}-{i}", audience="referral", ttl_s=7200)},
                               {"promoter_code": codes[i % len(codes)], "source": "poster"}) for i in range(n)]
         client = RawHttp(host, port, max_conns=64)
         try:

@@ -177,6 +177,9 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
     # the replay runs in this process: keep its progress logs out of the bench's output
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
+    from simulation.run import ensure_keys
+
+    ensure_keys()  # fresh random keys unless set: the services refuse to start without strong ones
     settings = CommonSettings()
     log_dir = ROOT / ".local" / "bench" / run
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,6 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         broker = KafkaBroker(settings.kafka_bootstrap_servers, log_level=logging.DEBUG)  # per-batch logs are noise
         rt = Runtime(spec.service, settings, pool, relay, producer, broker)
         app.state.runtime = rt
-        app.state.identity_secret = settings.identity_secret
         for hook in spec.on_start:
             await hook(rt)
         for make in spec.projections:
@@ -165,6 +164,9 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     async def metrics() -> Response:
         # a route, not a mounted app: a mount answers `/metrics` with a 307 to `/metrics/`
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    # identities are verified with these keys, and must name this service as their audience
+    app.state.identity_keys = settings.identity_keys()
+    app.state.identity_audience = spec.service
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

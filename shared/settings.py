@@ -15,8 +15,15 @@ class CommonSettings(BaseSettings):
     database_url: str = Field(
         "postgresql://fenxiao:fenxiao@127.0.0.1:55432/fenxiao", validation_alias="DATABASE_URL"
     )
-    #: HMAC key the gateway signs identities with (see shared.identity)
-    identity_secret: str = Field("dev-only-identity-secret-change-me", validation_alias="FENXIAO_IDENTITY_SECRET")
+    #: HMAC key the gateway signs identities with (see shared.identity): required to serve, at
+    #: least 32 random bytes; a placeholder or a short key refuses to start
+    identity_secret: str = Field("", validation_alias="FENXIAO_IDENTITY_SECRET", repr=False)
+    #: the key id (`kid` claim) of that key
+    identity_kid: str = Field("k1", validation_alias="FENXIAO_IDENTITY_KID", min_length=1, max_length=32)
+    #: during a rotation: the previous key and its id, still accepted until every token signed
+    #: with it has expired (the gateway signs with the new one)
+    identity_previous_secret: str = Field("", validation_alias="FENXIAO_IDENTITY_PREVIOUS_SECRET", repr=False)
+    identity_previous_kid: str = Field("", validation_alias="FENXIAO_IDENTITY_PREVIOUS_KID", max_length=32)
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     log_json: bool = Field(True, validation_alias="LOG_JSON")
     #: OTLP endpoint; empty keeps spans in-process (still correlated in logs)
@@ -29,3 +36,11 @@ class CommonSettings(BaseSettings):
     #: seconds an idle HTTP keep-alive connection stays open; above the gateway's idle timeout
     #: (often 60 s) so the gateway, not the service, closes first and never sends on a dying socket
     http_keepalive_s: int = Field(75, ge=1, le=3600, validation_alias="FENXIAO_HTTP_KEEPALIVE_S")
+
+    def identity_keys(self):
+        """The key ring identities are verified with. A missing, placeholder or short key (current
+        or previous) raises ValueError: `shared.service.create_app` calls this, so a service
+        refuses to start (tools that verify no identity, like the replays, do not need the key)."""
+        from shared.identity import KeyRing
+
+        return KeyRing.from_settings(self)

@@ -52,6 +52,15 @@ def print_summary(rep, log=print) -> None:
         log(f"posters: {', '.join(rep.posters)}")
 
 
+def ensure_keys() -> None:
+    """The services refuse to start without strong keys: a run without them (a laptop's
+    `make demo`) gets fresh random ones, inherited by the service processes it starts."""
+    import secrets
+
+    os.environ.setdefault("FENXIAO_IDENTITY_SECRET", secrets.token_urlsafe(48))
+    os.environ.setdefault("REFERRAL_CODE_SECRET", secrets.token_urlsafe(48))
+
+
 def audit(env: dict[str, str], log=print) -> bool:
     """The auditor's replay: rebuild commission balances (and the payout ledger) from offset 0."""
     ok = True
@@ -85,6 +94,7 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
     run_id = run_id or time.strftime("%m%d%H%M%S")
     state = ROOT / ".local" / "demo" / run_id
     state.mkdir(parents=True, exist_ok=True)
+    ensure_keys()
     settings = CommonSettings()
     wx = create_standins(ROOT / ".local" / "wechat", port=wechat_port)
     server, task = await serve(wx)
@@ -109,7 +119,8 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
         await c.start()
         log(f"[demo] services up in {time.perf_counter() - t0:.1f}s: " +
             ", ".join(f"{n} {s.url}" for n, s in c.services.items()))
-        gw = Gateway(settings.identity_secret, {n: s.url for n, s in c.services.items()})
+        gw = Gateway(settings.identity_secret, {n: s.url for n, s in c.services.items()},
+                     appid=env_by["payout"].get("PAYOUT_WECHAT_APPID", ""), kid=settings.identity_kid)
         try:
             live = await engagement.start(gw, wx, run_id, f"op-{run_id}", log=lambda m: log(f"[demo] {m}"))
             rep = await run_traffic(gw, wx, promoters=promoters, customers=customers, seed=seed,

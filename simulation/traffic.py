@@ -56,16 +56,18 @@ class Report:
 
 
 class Gateway:
-    """Plays the mini-program gateway: signs each caller's identity."""
+    """Plays the mini-program gateway: signs each caller's identity for the service it calls
+    (audience), with the user's openid for the mini-program (`o-<user>`) and operator roles."""
 
-    def __init__(self, secret: str, urls: dict[str, str]):
-        self.secret, self.urls = secret, urls
+    def __init__(self, secret: str, urls: dict[str, str], *, appid: str = "", kid: str = "k1"):
+        self.secret, self.urls, self.appid, self.kid = secret, urls, appid, kid
         self.http = httpx.AsyncClient(timeout=30)
         self.sem = asyncio.Semaphore(16)
 
-    async def call(self, service: str, method: str, path: str, user: str, *, admin: bool = False, expect=(200, 201),
-                   idempotent: bool | None = None, **kw) -> httpx.Response:
-        headers = {HEADER: sign_identity(self.secret, user, ("admin",) if admin else ()), **kw.pop("headers", {})}
+    async def call(self, service: str, method: str, path: str, user: str, *, roles: tuple[str, ...] = (),
+                   expect=(200, 201), idempotent: bool | None = None, **kw) -> httpx.Response:
+        headers = {HEADER: sign_identity(self.secret, user, roles, audience=service, kid=self.kid,
+                                         openid=f"o-{user}", appid=self.appid or None), **kw.pop("headers", {})}
         async with self.sem:
             r = await request_once_more(self.http, method, self.urls[service] + path, idempotent=idempotent,
                                         headers=headers, **kw)
@@ -151,7 +153,7 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
     notify = gw.urls["orders"] + "/v1/wechatpay/notify"
 
     log("publishing the commission plan")
-    await gw.call("commission", "PUT", "/v1/admin/plan", admin, admin=True, json=PLAN)
+    await gw.call("commission", "PUT", "/v1/admin/plan", admin, roles=("plan_admin",), json=PLAN)
 
     # Promoters: a few founders enrol directly; the rest first arrive through a founder's share
     # (so the founder becomes their level-1, and the level-2 of their own customers), then enrol.
@@ -301,7 +303,7 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
     async def balances():
         out = {}
         for p in rep.promoters:
-            out[p] = (await gw.call("commission", "GET", f"/v1/admin/promoters/{p}/balance", admin, admin=True)).json()
+            out[p] = (await gw.call("commission", "GET", f"/v1/admin/promoters/{p}/balance", admin, roles=("auditor",))).json()
         return out
 
     async def all_settled():
@@ -331,7 +333,7 @@ async def run_traffic(gw: Gateway, wx: WeChatStandins, *, promoters: int = 12, c
                           json={"amount_fen": amount, "idempotency_key": f"w-{run_id}-{n}", "openid": f"o-{p}"})
         w = r.json()
         if w["status"] == "pending_review":
-            await gw.call("payout", "POST", f"/v1/admin/withdrawals/{w['withdrawal_id']}/decision", admin, admin=True,
+            await gw.call("payout", "POST", f"/v1/admin/withdrawals/{w['withdrawal_id']}/decision", admin, roles=("finance",),
                           json={"decision": "approve"})
         wids.append((p, w["withdrawal_id"]))
     log(f"{len(wids)} withdrawals requested (one above the auto-approval threshold, approved by an operator)")

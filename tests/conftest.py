@@ -22,6 +22,12 @@ import pytest_asyncio
 # Each test session gets its own topics (inherited by service subprocesses), so a run never
 # replays what an earlier run or the demo left on the same broker. Set before shared.topics loads.
 os.environ.setdefault("FENXIAO_TOPIC_NAMESPACE", "test" + uuid.uuid4().hex[:8])
+# Services refuse to start without strong keys: the session's (see tests/identity.py, the one
+# way tests mint identities). Set before any settings object is built; subprocesses inherit them.
+from tests.identity import TEST_CODE_SECRET, TEST_IDENTITY_SECRET  # noqa: E402
+
+os.environ.setdefault("FENXIAO_IDENTITY_SECRET", TEST_IDENTITY_SECRET)
+os.environ.setdefault("REFERRAL_CODE_SECRET", TEST_CODE_SECRET)
 
 DEFAULT_KAFKA = "127.0.0.1:19092"
 DEFAULT_DB = "postgresql://fenxiao:fenxiao@127.0.0.1:55432/fenxiao"

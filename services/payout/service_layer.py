@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 
 from services.payout.domain import withdrawal as rules
+from services.payout.domain.approval import approval_step, check_not_own
 from services.payout.domain.errors import (
     AlreadyDecidedError, IdempotencyKeyReusedError, InsufficientBalanceError, ReasonRequiredError,
     TransferNotConfiguredError, WithdrawalNotFoundError,
@@ -97,15 +98,18 @@ async def request_withdrawal(conn: asyncpg.Connection, cmd: RequestWithdrawal, *
 
 async def decide_withdrawal(conn: asyncpg.Connection, withdrawal_id: uuid.UUID, *,
                             decision: Literal["approve", "reject"], reason: str | None, by: str,
-                            now: datetime) -> tuple[asyncpg.Record, bool]:
+                            now: datetime, dual_approval_above_fen: int | None = None) -> tuple[asyncpg.Record, bool]:
     """An operator's decision on a withdrawal under review. Returns (withdrawal, changed); the
-    same decision repeated changes nothing, the opposite one is refused."""
+    same decision repeated changes nothing, the opposite one is refused. Nobody decides their
+    own withdrawal; above `dual_approval_above_fen` two different approvers are needed
+    (domain.approval)."""
     if decision == "reject" and not (reason and reason.strip()):
         raise ReasonRequiredError("a rejection needs a reason")
     async with conn.transaction():
         w = await wd.lock(conn, withdrawal_id)
         if w is None:
             raise WithdrawalNotFoundError(f"no withdrawal {withdrawal_id}")
+        check_not_own(w["promoter_id"], by)
         if w["status"] != "pending_review":
             already = (w["status"] == "rejected") if decision == "reject" else (w["status"] != "rejected")
             if already:
@@ -119,6 +123,14 @@ async def decide_withdrawal(conn: asyncpg.Connection, withdrawal_id: uuid.UUID, 
                                               amount_fen=w["amount_fen"], reason=reason.strip(), rejected_by=by,
                                               rejected_at=now), withdrawal_id, "rejected", at=now)
         else:
+            step = approval_step(amount_fen=w["amount_fen"], dual_above_fen=dual_approval_above_fen,
+                                 first_approved_by=w["first_approved_by"], by=by)
+            if step == "repeat_first_approval":
+                return w, False
+            if step == "first_approval":
+                w = await wd.update(conn, withdrawal_id, first_approved_by=by, first_approved_at=now)
+                log.info("withdrawal_first_approval", withdrawal_id=str(withdrawal_id), by=by)
+                return w, True
             w = await wd.update(conn, withdrawal_id, status="approved", decided_by=by, decided_at=now, attempt=1,
                                 out_bill_no=rules.out_bill_no(withdrawal_id, 1), next_check_at=now)
             event = _event(WithdrawalApproved(withdrawal_id=str(withdrawal_id), promoter_id=w["promoter_id"],

@@ -31,13 +31,16 @@ class PayoutSettings(CommonSettings):
     daily_count_max: int = 3
     daily_amount_max_fen: int = 2_000_000
     auto_approve_max_fen: int = Field(10_000, description="amounts up to this are approved without an operator")
+    dual_approval_above_fen: int = Field(200_000, ge=0,
+                                         description="amounts above this need two different approvers (role finance)")
     real_name_min_fen: int = 200_000
     business_timezone: str = "Asia/Shanghai"
 
     # -- WeChat Pay merchant transfer ------------------------------------------------------------
     wechat_base_url: str = "http://127.0.0.1:8199"
-    wechat_mchid: str = "1900000001"
-    wechat_appid: str = "wx8888888888888888"
+    #: the merchant number and the mini-program appid (no defaults: transfers need the real ones)
+    wechat_mchid: str = ""
+    wechat_appid: str = ""
     wechat_merchant_serial: str = ""
     #: merchant API private key: PEM text or a file path
     wechat_merchant_key: str = ""
@@ -70,6 +73,8 @@ class PayoutSettings(CommonSettings):
         self.terms()
         if self.wechat_apiv3_key and len(self.wechat_apiv3_key.encode()) != 32:
             raise ValueError("PAYOUT_WECHAT_APIV3_KEY must be 32 bytes")
+        if self.transfer_configured and not (self.wechat_mchid and self.wechat_appid):
+            raise ValueError("PAYOUT_WECHAT_MCHID and PAYOUT_WECHAT_APPID are required when the transfer keys are set")
         return self
 
     def policy(self) -> WithdrawalPolicy:

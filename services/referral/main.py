@@ -35,7 +35,7 @@ def create_app(settings: ReferralSettings | None = None, *, schema: str | None =
     WeChat / image HTTP clients through an in-process transport."""
     settings = settings or ReferralSettings()
     clock = clock or utc_now
-    code_key = (settings.code_secret or settings.identity_secret).encode()
+    code_key = settings.code_key()
 
     async def start(rt: Runtime) -> None:
         rt.extras["clock"] = clock

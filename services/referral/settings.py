@@ -22,8 +22,9 @@ class ReferralSettings(CommonSettings):
     binding_mode: Literal["first_touch", "first_touch_window", "new_users_only", "last_touch"] = "first_touch"
     protection_window_days: int = Field(30, ge=1, le=3650)
 
-    #: key for promoter codes a projection derives (same on every replay); empty: the identity secret
-    code_secret: str = ""
+    #: key for promoter codes a projection derives (same on every replay): its own key, at least
+    #: 32 random bytes, never the identity key (a leaked code key must not mint identities)
+    code_secret: str = Field("", repr=False)
 
     # posters
     #: without WeChat credentials the poster carries a QR of `<share_url_base>?scene=<code>`
@@ -39,6 +40,16 @@ class ReferralSettings(CommonSettings):
     #: hosts (`host` or `host:port`, comma-separated) product images and avatars may be fetched from
     image_hosts: str = ""
     image_max_bytes: int = Field(5_000_000, ge=1024)
+
+    def code_key(self) -> bytes:
+        """The promoter-code key; a missing, placeholder or short one, or the identity key
+        itself, raises ValueError (the service refuses to start)."""
+        from shared.identity import check_secret
+
+        check_secret(self.code_secret, "REFERRAL_CODE_SECRET")
+        if self.code_secret in (self.identity_secret, self.identity_previous_secret):
+            raise ValueError("REFERRAL_CODE_SECRET must differ from the identity keys")
+        return self.code_secret.encode()
 
     @property
     def wechat_enabled(self) -> bool:

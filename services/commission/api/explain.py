@@ -22,7 +22,7 @@ from services.commission.domain.errors import CommissionError
 from services.commission.domain.explain import arithmetic
 from services.commission.domain.plan import HARD_CAP_BP, Plan, parse_plan
 from services.commission.store import explain as store
-from shared.identity import AdminIdentity
+from shared.identity import StaffIdentity
 from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, REFERRAL_EVENTS
 
 router = APIRouter(prefix="/v1/admin", tags=["explain"])
@@ -269,14 +269,14 @@ async def explain_order(conn, order_id: str, focus: str | None = None) -> Explan
 
 
 @router.get("/explain/orders/{order_id}", response_model=Explanation)
-async def explain_an_order(_: AdminIdentity, pool: PoolDep, order_id: str = Path(min_length=1, max_length=128)) -> Explanation:
+async def explain_an_order(_: StaffIdentity, pool: PoolDep, order_id: str = Path(min_length=1, max_length=128)) -> Explanation:
     """Every fen of one paid order: chain, plan, tier, rate, arithmetic, events, reversals, settlement."""
     async with pool.acquire() as conn:
         return await explain_order(conn, order_id)
 
 
 @router.get("/explain/commissions/{accrual_id}", response_model=Explanation)
-async def explain_a_commission(_: AdminIdentity, pool: PoolDep,
+async def explain_a_commission(_: StaffIdentity, pool: PoolDep,
                                accrual_id: str = Path(min_length=1, max_length=300)) -> Explanation:
     """One commission record (`order_id:line_id:level`), explained with its whole order; `focus_accrual_id` names it."""
     async with pool.acquire() as conn:
@@ -287,7 +287,7 @@ async def explain_a_commission(_: AdminIdentity, pool: PoolDep,
 
 
 @router.post("/plan/check", response_model=PlanCheck)
-async def check_plan(_: AdminIdentity, body: dict[str, Any] = Body(...)) -> PlanCheck:
+async def check_plan(_: StaffIdentity, body: dict[str, Any] = Body(...)) -> PlanCheck:
     """Validate a plan exactly as publishing would, without publishing it: 200 with the normalised
     plan, or the same 422 `{code, message}` the publication would answer."""
     plan = parse_plan(body)
@@ -296,7 +296,7 @@ async def check_plan(_: AdminIdentity, body: dict[str, Any] = Body(...)) -> Plan
 
 
 @router.get("/plans", response_model=list[PlanVersion])
-async def plan_history(_: AdminIdentity, pool: PoolDep, limit: int = Query(50, ge=1, le=500)) -> list[PlanVersion]:
+async def plan_history(_: StaffIdentity, pool: PoolDep, limit: int = Query(50, ge=1, le=500)) -> list[PlanVersion]:
     """Published plan versions, newest first."""
     async with pool.acquire() as conn:
         rows = await store.plans(conn, limit)

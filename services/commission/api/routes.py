@@ -1,4 +1,5 @@
-"""Routers: promoters (own balance and records), operators (plan, any balance), estimates."""
+"""Routers: promoters (own balance and records), operators (plan: plan_admin publishes, any operator
+role reads it and any balance), estimates."""
 from __future__ import annotations
 
 import base64
@@ -19,7 +20,7 @@ from services.commission.store import queries
 from services.commission.store import state as store
 from shared.contracts.commission import CommissionPlanPublished
 from shared.events import new_event
-from shared.identity import AdminIdentity, CurrentIdentity
+from shared.identity import CurrentIdentity, PlanAdminIdentity, StaffIdentity
 from shared.outbox import record_events
 from shared.topics import COMMISSION_EVENTS
 
@@ -73,12 +74,12 @@ async def my_commissions(
 
 
 @admin.get("/promoters/{promoter_id}/balance", response_model=BalancePublic)
-async def promoter_balance(promoter_id: str, _: AdminIdentity, pool: PoolDep) -> BalancePublic:
+async def promoter_balance(promoter_id: str, _: StaffIdentity, pool: PoolDep) -> BalancePublic:
     return await _balance(pool, promoter_id)
 
 
 @admin.put("/plan", response_model=PlanPublic, status_code=status.HTTP_201_CREATED)
-async def publish_plan(request: Request, identity: AdminIdentity, pool: PoolDep, clock: ClockDep,
+async def publish_plan(request: Request, identity: PlanAdminIdentity, pool: PoolDep, clock: ClockDep,
                        body: dict[str, Any] = Body(...)) -> PlanPublic:
     """Validate and publish a new plan version (CommissionPlanPublished through the outbox, in the
     transaction that stores it). It is in force for orders paid from `published_at` on."""
@@ -101,7 +102,7 @@ async def publish_plan(request: Request, identity: AdminIdentity, pool: PoolDep,
 
 
 @admin.get("/plan", response_model=PlanPublic)
-async def current_plan(_: AdminIdentity, pool: PoolDep) -> PlanPublic:
+async def current_plan(_: StaffIdentity, pool: PoolDep) -> PlanPublic:
     async with pool.acquire() as conn:
         r = await store.latest_plan(conn)
     if r is None:

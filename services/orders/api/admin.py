@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from services.orders.api.deps import ConnDep
 from services.orders.store import orders as store
-from shared.identity import AdminIdentity
+from shared.identity import StaffIdentity
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -31,7 +31,7 @@ class NoticeRecord(BaseModel):
 
 
 @router.get("/notices", response_model=list[NoticeRecord])
-async def notices(_: AdminIdentity, conn: ConnDep, out_trade_no: str | None = None,
+async def notices(_: StaffIdentity, conn: ConnDep, out_trade_no: str | None = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[NoticeRecord]:
     """Every WeChat Pay delivery received (newest first), with what was done with it."""
     import json

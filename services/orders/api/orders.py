@@ -1,12 +1,13 @@
 """Orders for the gateway: create (idempotent on out_trade_no), read, cancel unpaid, confirm
-receipt, request refunds. The buyer acts on their own orders; an admin on any."""
+receipt, request refunds. The buyer acts on their own orders; the operator role on any;
+the other operator roles read any order and change none (docs/security.md)."""
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Mapping
 
 import structlog
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from services.orders import commands
 from services.orders.api.deps import ClockDep, ConnDep, RuntimeDep, SettingsDep, payer_openid
@@ -19,15 +20,21 @@ from services.orders.domain.errors import (
 )
 from services.orders.store import orders as store
 from shared.contracts.orders import RefundedLine
-from shared.identity import CurrentIdentity, Identity
+from shared.identity import CurrentIdentity, Identity, Role
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 
-def _visible(row: Mapping[str, Any] | None, who: Identity, order_id: str) -> Mapping[str, Any]:
+def _visible(row: Mapping[str, Any] | None, who: Identity, order_id: str, *, change: bool = False) -> Mapping[str, Any]:
     # Someone else's order is reported as absent, so ids cannot be probed.
-    if row is None or not (who.is_admin or row["buyer_id"] == who.user_id):
+    if row is not None and row["buyer_id"] == who.user_id:
+        return row
+    if not who.is_staff:
+        raise OrderNotFoundError(f"no order {order_id}")
+    if change and not who.has_any(Role.OPERATOR):
+        raise HTTPException(403, detail={"code": "role_required", "message": "the operator role changes others' orders"})
+    if row is None:
         raise OrderNotFoundError(f"no order {order_id}")
     return row
 
@@ -93,9 +100,9 @@ async def create_payment(order_id: str, who: CurrentIdentity, conn: ConnDep, rt:
 
 @router.get("", response_model=OrderList)
 async def list_orders(who: CurrentIdentity, conn: ConnDep,
-                      buyer_id: Annotated[str | None, Query(description="admin only; default: yourself")] = None,
+                      buyer_id: Annotated[str | None, Query(max_length=128, description="operator roles only; default: yourself")] = None,
                       limit: Annotated[int, Query(ge=1, le=100)] = 20, before: datetime | None = None) -> OrderList:
-    buyer = buyer_id if (buyer_id and who.is_admin) else who.user_id
+    buyer = buyer_id if (buyer_id and who.is_staff) else who.user_id
     rows = await store.list_by_buyer(conn, buyer, limit=limit, before=before)
     ids = [r["order_id"] for r in rows]
     lines, refunds = await store.get_lines_of(conn, ids), await store.refund_line_rows(conn, ids)
@@ -114,8 +121,8 @@ async def get_order(order_id: str, who: CurrentIdentity, conn: ConnDep) -> Order
 async def cancel_order(order_id: str, who: CurrentIdentity, conn: ConnDep, clock: ClockDep,
                        rt: RuntimeDep) -> OrderPublic:
     """Cancel an unpaid order (the buyer changed their mind, or an operator)."""
-    row = _visible(await store.get_order(conn, order_id), who, order_id)
-    reason = "operator_cancelled" if who.is_admin else "buyer_cancelled"
+    row = _visible(await store.get_order(conn, order_id), who, order_id, change=True)
+    reason = "buyer_cancelled" if row["buyer_id"] == who.user_id else "operator_cancelled"
     pay = rt.extras.get("pay")
     if pay is not None and row["status"] == "placed":
         # WeChat may know the order (a prepay, made here or elsewhere): close it there and query first
@@ -138,7 +145,7 @@ async def cancel_order(order_id: str, who: CurrentIdentity, conn: ConnDep, clock
 async def confirm_receipt(order_id: str, who: CurrentIdentity, conn: ConnDep, clock: ClockDep,
                           rt: RuntimeDep) -> OrderPublic:
     """The buyer (or an operator) confirms receipt: OrderCompleted(reason="receipt_confirmed")."""
-    _visible(await store.get_order(conn, order_id), who, order_id)
+    _visible(await store.get_order(conn, order_id), who, order_id, change=True)
     async with conn.transaction():
         changed = await commands.confirm_receipt(conn, order_id, now=clock())
     if changed:
@@ -171,7 +178,7 @@ async def request_refund(order_id: str, body: RefundCreate, who: CurrentIdentity
                          response: Response) -> RefundPublic:
     """Request a (partial) refund per line. Stored as pending; WeChat's REFUND.SUCCESS notice
     confirms it and only then is OrderRefunded published."""
-    _visible(await store.get_order(conn, order_id), who, order_id)
+    _visible(await store.get_order(conn, order_id), who, order_id, change=True)
     lines = [RefundedLine.model_construct(line_id=ln.line_id, quantity=ln.quantity, amount_fen=ln.amount_fen)
              for ln in body.lines]
     async with conn.transaction():

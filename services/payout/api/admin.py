@@ -1,4 +1,4 @@
-"""Operator routes: the review queue and decisions (role "admin")."""
+"""Operator routes: the review queue (any operator role reads) and decisions (role finance)."""
 from __future__ import annotations
 
 import uuid
@@ -14,13 +14,13 @@ from services.payout.api.withdrawals import available_of
 from services.payout.domain.errors import WithdrawalNotFoundError
 from services.payout.domain.withdrawal import Status
 from services.payout.store import withdrawals as wd
-from shared.identity import AdminIdentity
+from shared.identity import FinanceIdentity, StaffIdentity
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 @router.get("/withdrawals", response_model=WithdrawalAdminPage)
-async def list_withdrawals(admin: AdminIdentity, conn: ConnDep, settings: SettingsDep,
+async def list_withdrawals(_: StaffIdentity, conn: ConnDep, settings: SettingsDep,
                            status: Status | None = None,
                            promoter_id: str | None = None,
                            limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -32,7 +32,7 @@ async def list_withdrawals(admin: AdminIdentity, conn: ConnDep, settings: Settin
 
 
 @router.get("/withdrawals/{withdrawal_id}", response_model=WithdrawalAdmin)
-async def read_withdrawal(withdrawal_id: uuid.UUID, admin: AdminIdentity, conn: ConnDep,
+async def read_withdrawal(withdrawal_id: uuid.UUID, _: StaffIdentity, conn: ConnDep,
                           settings: SettingsDep) -> WithdrawalAdmin:
     row = await wd.get(conn, withdrawal_id)
     if row is None:
@@ -41,18 +41,22 @@ async def read_withdrawal(withdrawal_id: uuid.UUID, admin: AdminIdentity, conn: 
 
 
 @router.post("/withdrawals/{withdrawal_id}/decision", response_model=WithdrawalAdmin,
-             responses={409: {"description": "already decided the other way"}, 404: {"description": "no such withdrawal"}})
-async def decide(withdrawal_id: uuid.UUID, body: Decision, admin: AdminIdentity, conn: ConnDep, rt: RuntimeDep,
+             responses={409: {"description": "already decided the other way"}, 404: {"description": "no such withdrawal"},
+                        403: {"description": "the finance role is required, or it is the reviewer's own withdrawal"}})
+async def decide(withdrawal_id: uuid.UUID, body: Decision, admin: FinanceIdentity, conn: ConnDep, rt: RuntimeDep,
                  settings: SettingsDep) -> WithdrawalAdmin:
     """Approve (the transfer starts) or reject with a reason (the reservation returns, once).
-    Repeating the same decision is harmless."""
+    Repeating the same decision is harmless. Nobody decides their own withdrawal (403); above
+    PAYOUT_DUAL_APPROVAL_ABOVE_FEN the first approval is recorded (`first_approved_by`) and a
+    second, different approver approves it."""
     row, changed = await sl.decide_withdrawal(conn, withdrawal_id, decision=body.decision, reason=body.reason,
-                                              by=admin.user_id, now=utcnow())
+                                              by=admin.user_id, now=utcnow(),
+                                              dual_approval_above_fen=settings.dual_approval_above_fen)
     if changed:
         kick(rt)
     return WithdrawalAdmin.of(row, mchid=settings.wechat_mchid, appid=settings.wechat_appid)
 
 
 @router.get("/promoters/{promoter_id}/available", response_model=Available)
-async def promoter_available(promoter_id: str, admin: AdminIdentity, conn: ConnDep, settings: SettingsDep) -> Available:
+async def promoter_available(promoter_id: str, _: StaffIdentity, conn: ConnDep, settings: SettingsDep) -> Available:
     return await available_of(conn, promoter_id, settings)

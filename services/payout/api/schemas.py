@@ -6,19 +6,23 @@ from datetime import datetime
 from typing import Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from services.payout.domain.withdrawal import CONFIRMABLE_BILL_STATES
+
+#: no single amount of money is larger (10 million yuan); bigger integers are refused with 422
+MAX_FEN = 1_000_000_000
 
 
 class WithdrawalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    #: what leaves the available balance; the fee is taken out of it
-    amount_fen: int
+    #: what leaves the available balance; the fee is taken out of it (a JSON integer: "150" and 150.0 are refused)
+    amount_fen: StrictInt = Field(ge=-MAX_FEN, le=MAX_FEN)
     #: chosen by the client, one per intended withdrawal; a retry with the same key returns the same withdrawal
     idempotency_key: str | None = Field(None, min_length=1, max_length=64)
-    #: the promoter's openid in the mini-program (the gateway knows it from the WeChat login)
-    openid: str = Field(min_length=1, max_length=64)
+    #: optional and only checked: the payee is always the identity's openid (the gateway signs it
+    #: from the WeChat login); a different one is refused with 403 payee_not_identity
+    openid: str | None = Field(None, min_length=1, max_length=64)
     #: required from 2,000 yuan; sent to WeChat encrypted, never stored in clear
     real_name: str | None = Field(None, max_length=64)
 
@@ -80,12 +84,14 @@ class WithdrawalAdmin(WithdrawalPublic):
     idempotency_key: str
     last_error: str | None
     checks: int
+    #: above the dual-approval threshold: who approved first (a second, different approver approves)
+    first_approved_by: str | None = None
 
     @classmethod
     def of(cls, w: asyncpg.Record, *, mchid: str, appid: str) -> "WithdrawalAdmin":  # type: ignore[override]
         base = WithdrawalPublic.of(w, mchid=mchid, appid=appid).model_dump()
         return cls(**base, openid=w["openid"], idempotency_key=w["idempotency_key"], last_error=w["last_error"],
-                   checks=w["checks"])
+                   checks=w["checks"], first_approved_by=w["first_approved_by"])
 
 
 class WithdrawalPage(BaseModel):

@@ -12,30 +12,46 @@ from services.payout import service_layer as sl
 from services.payout.api.deps import ConnDep, RuntimeDep, SettingsDep, kick, utcnow
 from services.payout.api.schemas import Available, QuotePublic, Rules, WithdrawalCreate, WithdrawalPage, WithdrawalPublic
 from services.payout.domain import policy as rules
-from services.payout.domain.errors import IdempotencyKeyRequiredError, WithdrawalNotFoundError
+from services.payout.domain.errors import (
+    IdempotencyKeyRequiredError, IdentityWithoutOpenidError, PayeeNotIdentityError, WithdrawalNotFoundError,
+)
 from services.payout.domain.withdrawal import Status, business_day
 from services.payout.store import ledger as ledger_store
 from services.payout.store import withdrawals as wd
-from shared.identity import CurrentIdentity
+from shared.identity import CurrentIdentity, Identity
 
 router = APIRouter(tags=["withdrawals"])
 
 
+def payee_of(identity: Identity, appid: str, claimed: str | None) -> str:
+    """The openid a withdrawal pays: the identity's, for this mini-program's appid. A body that
+    names another openid is refused, so a stolen session cannot redirect the money."""
+    if not identity.openid or not appid or identity.appid != appid:
+        raise IdentityWithoutOpenidError("the identity carries no openid for this mini-program")
+    if claimed is not None and claimed != identity.openid:
+        raise PayeeNotIdentityError("withdrawals pay only the signed-in user's own openid")
+    return identity.openid
+
+
 @router.post("/v1/withdrawals", response_model=WithdrawalPublic, status_code=201,
              responses={200: {"model": WithdrawalPublic, "description": "a repeat of an earlier request (same key)"},
+                        403: {"description": "the body's openid is not the identity's (payee_not_identity), "
+                                              "or the identity carries no openid for this appid"},
                         409: {"description": "idempotency key reused for a different request"},
                         422: {"description": "refused: `code` names the rule"}})
 async def request_withdrawal(body: WithdrawalCreate, identity: CurrentIdentity, conn: ConnDep, rt: RuntimeDep,
                              settings: SettingsDep, response: Response,
                              idempotency_key: Annotated[str | None, Header(max_length=64)] = None) -> WithdrawalPublic:
     """Reserve `amount_fen` of the promoter's available balance for a withdrawal to their WeChat
-    balance. Small amounts are approved at once; larger ones wait for an operator."""
+    balance. Small amounts are approved at once; larger ones wait for an operator. The payee is
+    the identity's openid (signed by the gateway for this mini-program's appid), never the body's."""
+    payee = payee_of(identity, settings.wechat_appid, body.openid)
     key = body.idempotency_key or idempotency_key
     if not key:
         raise IdempotencyKeyRequiredError("idempotency_key (body) or Idempotency-Key (header) is required")
     client = rt.extras.get("transfer_client")
     cmd = sl.RequestWithdrawal(promoter_id=identity.user_id, amount_fen=body.amount_fen, idempotency_key=key,
-                               openid=body.openid, real_name=body.real_name)
+                               openid=payee, real_name=body.real_name)
     try:
         row, created = await sl.request_withdrawal(
             conn, cmd, policy=settings.policy(), tz=settings.business_timezone,
@@ -75,7 +91,7 @@ async def read_withdrawal(withdrawal_id: uuid.UUID, identity: CurrentIdentity, c
     """One withdrawal; while the user must confirm the transfer, `confirm` carries the
     arguments of `wx.requestMerchantTransfer` ({mchId, appId, package, openId})."""
     row = await wd.get(conn, withdrawal_id)
-    if row is None or (row["promoter_id"] != identity.user_id and not identity.is_admin):
+    if row is None or (row["promoter_id"] != identity.user_id and not identity.is_staff):
         raise WithdrawalNotFoundError(f"no withdrawal {withdrawal_id}")
     return WithdrawalPublic.of(row, mchid=settings.wechat_mchid, appid=settings.wechat_appid)
 

@@ -63,6 +63,25 @@ class ReasonRequiredError(PayoutError):
     pass
 
 
+class OwnWithdrawalError(PayoutError):
+    """A reviewer's decision on their own withdrawal."""
+
+    status = 403
+
+
+# -- the payee ------------------------------------------------------------------------------
+class PayeeNotIdentityError(PayoutError):
+    """The body names an openid other than the identity's: only the earner is paid."""
+
+    status = 403
+
+
+class IdentityWithoutOpenidError(PayoutError):
+    """The gateway's identity carries no openid for this mini-program's appid."""
+
+    status = 403
+
+
 # -- configuration --------------------------------------------------------------------------
 class TransferNotConfiguredError(PayoutError):
     """WeChat merchant transfer keys are not configured on this instance."""

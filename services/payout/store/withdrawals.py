@@ -14,7 +14,7 @@ from services.payout.domain.withdrawal import RETURNED_STATUSES
 _UPDATABLE = frozenset({
     "status", "automatic", "decided_by", "decided_at", "reject_reason", "attempt", "out_bill_no", "transfer_bill_no",
     "bill_state", "package_info", "fail_reason", "release_reason", "finished_at", "checks", "next_check_at",
-    "lease_until", "last_error",
+    "lease_until", "last_error", "first_approved_by", "first_approved_at",
 })
 
 

@@ -1,4 +1,5 @@
-"""Operator endpoints (role admin): merchant settings, applications, designation, status, products."""
+"""Operator endpoints: merchant settings and products (plan_admin), applications, designation and
+status (operator); any operator role reads (docs/security.md)."""
 from __future__ import annotations
 
 import base64
@@ -18,19 +19,19 @@ from services.referral.store import merchant as merchant_store
 from services.referral.store import posters as posters_store
 from services.referral.store import promoters as promoters_store
 from services.referral.store import users as users_store
-from shared.identity import AdminIdentity
+from shared.identity import OperatorIdentity, PlanAdminIdentity, StaffIdentity
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 UserId = Path(min_length=1, max_length=128)
 
 
 @router.get("/settings", response_model=schemas.MerchantSettingsPublic)
-async def get_settings(_: AdminIdentity, rt: RuntimeDep):
+async def get_settings(_: StaffIdentity, rt: RuntimeDep):
     return (await read(rt, merchant_store.load)).__dict__
 
 
 @router.put("/settings", response_model=schemas.MerchantSettingsPublic)
-async def put_settings(body: schemas.MerchantSettingsUpdate, admin: AdminIdentity, rt: RuntimeDep, now: NowDep):
+async def put_settings(body: schemas.MerchantSettingsUpdate, admin: PlanAdminIdentity, rt: RuntimeDep, now: NowDep):
     async def work(conn):
         cur = await merchant_store.load(conn)
         changes = body.model_dump(exclude_none=True)
@@ -43,7 +44,7 @@ async def put_settings(body: schemas.MerchantSettingsUpdate, admin: AdminIdentit
 
 
 @router.get("/applications", response_model=list[schemas.ApplicationPublic])
-async def list_applications(_: AdminIdentity, rt: RuntimeDep,
+async def list_applications(_: StaffIdentity, rt: RuntimeDep,
                             state: str | None = Query(None, pattern="^(pending|approved|rejected)$"),
                             page: int = Query(1, ge=1, le=10_000), page_size: int = Query(50, ge=1, le=200)):
     apps = await read(rt, lambda conn: promoters_store.applications(conn, state, page_size, (page - 1) * page_size))
@@ -51,7 +52,7 @@ async def list_applications(_: AdminIdentity, rt: RuntimeDep,
 
 
 @router.post("/applications/{user_id}/decision", response_model=schemas.ApplicationPublic)
-async def decide(body: schemas.DecisionCreate, admin: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
+async def decide(body: schemas.DecisionCreate, admin: OperatorIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
     """Approve (the applicant becomes a promoter) or reject with a reason."""
     async def work(conn):
         app, _, events = await flows.decide_application(conn, user_id, body.approved, body.reason, admin.user_id, now)
@@ -60,7 +61,7 @@ async def decide(body: schemas.DecisionCreate, admin: AdminIdentity, rt: Runtime
 
 
 @router.post("/promoters/{user_id}/designate", response_model=schemas.PromoterPublic, status_code=201)
-async def designate(body: schemas.Profile, _: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
+async def designate(body: schemas.Profile, _: OperatorIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
     async def work(conn):
         if body.nickname or body.avatar_url:
             await users_store.touch(conn, user_id, now, nickname=body.nickname, avatar_url=body.avatar_url)
@@ -69,7 +70,7 @@ async def designate(body: schemas.Profile, _: AdminIdentity, rt: RuntimeDep, now
 
 
 @router.post("/promoters/{user_id}/status", response_model=schemas.PromoterPublic)
-async def change_status(body: schemas.StatusChange, admin: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
+async def change_status(body: schemas.StatusChange, admin: OperatorIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
     """Suspend (with `until` for a temporary suspension), reinstate, or revoke (final); a reason
     is required to suspend or revoke."""
     async def work(conn):
@@ -78,7 +79,7 @@ async def change_status(body: schemas.StatusChange, admin: AdminIdentity, rt: Ru
 
 
 @router.get("/promoters/{user_id}", response_model=schemas.PromoterPublic)
-async def get_promoter(_: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
+async def get_promoter(_: StaffIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
     async def work(conn):
         p = await promoters_store.get(conn, user_id)
         if p is None:
@@ -89,7 +90,7 @@ async def get_promoter(_: AdminIdentity, rt: RuntimeDep, now: NowDep, user_id: s
 
 
 @router.put("/products/{product_id}", response_model=schemas.ProductPublic)
-async def put_product(body: schemas.ProductUpsert, _: AdminIdentity, rt: RuntimeDep, now: NowDep,
+async def put_product(body: schemas.ProductUpsert, _: PlanAdminIdentity, rt: RuntimeDep, now: NowDep,
                       product_id: str = Path(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-.:]+$")):
     """Register a product for posters: its title, price and image (bytes, or a URL on an allowed host)."""
     fetcher: ImageFetcher = rt.extras["images"]
@@ -116,7 +117,7 @@ def decode_image(text: str) -> bytes:
 
 # -- the operators' console: search, a promoter's team, a customer's referrer --------------------
 @router.get("/promoters", response_model=list[schemas.PromoterListed])
-async def search_promoters(_: AdminIdentity, rt: RuntimeDep, now: NowDep,
+async def search_promoters(_: StaffIdentity, rt: RuntimeDep, now: NowDep,
                            q: str | None = Query(None, min_length=1, max_length=128),
                            status: str | None = Query(None, pattern="^(active|suspended|revoked)$"),
                            page: int = Query(1, ge=1, le=10_000), page_size: int = Query(50, ge=1, le=200)):
@@ -131,7 +132,7 @@ async def search_promoters(_: AdminIdentity, rt: RuntimeDep, now: NowDep,
 
 
 @router.get("/promoters/{user_id}/team", response_model=schemas.AdminTeamPage)
-async def promoter_team(_: AdminIdentity, rt: RuntimeDep, user_id: str = UserId,
+async def promoter_team(_: StaffIdentity, rt: RuntimeDep, user_id: str = UserId,
                         level: int = Query(1, ge=1, le=2), page: int = Query(1, ge=1, le=100_000),
                         page_size: int = Query(20, ge=1, le=100)):
     """A promoter's current level-1 or level-2 customers (ids shown: operators only)."""
@@ -143,7 +144,7 @@ async def promoter_team(_: AdminIdentity, rt: RuntimeDep, user_id: str = UserId,
 
 
 @router.get("/customers/{customer_id}/bindings", response_model=list[schemas.BindingPublic])
-async def customer_bindings(_: AdminIdentity, rt: RuntimeDep, customer_id: str = Path(min_length=1, max_length=128)):
+async def customer_bindings(_: StaffIdentity, rt: RuntimeDep, customer_id: str = Path(min_length=1, max_length=128)):
     """Every binding the customer had, oldest first (the current one has no `superseded_at`)."""
     rows = await read(rt, lambda conn: bindings_store.history(conn, customer_id))
     return [schemas.BindingPublic(**b.__dict__) for b in rows]
@@ -151,7 +152,7 @@ async def customer_bindings(_: AdminIdentity, rt: RuntimeDep, customer_id: str =
 
 @router.post("/customers/{customer_id}/referrer", response_model=schemas.BindingPublic,
              responses={409: {"description": "cycle, unchanged, inactive promoter"}, 422: {"description": "reason required, self"}})
-async def change_referrer(body: schemas.ReferrerChange, admin: AdminIdentity, rt: RuntimeDep,
+async def change_referrer(body: schemas.ReferrerChange, admin: OperatorIdentity, rt: RuntimeDep,
                           customer_id: str = Path(min_length=1, max_length=128)):
     """An operator changes a customer's referrer from now on, with a reason. The event
     (`ReferralTakenOver`/`ReferralBound`, source `operator`) carries the reason and the operator."""

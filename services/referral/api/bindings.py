@@ -57,9 +57,9 @@ async def chain(identity: CurrentIdentity, rt: RuntimeDep, now: NowDep,
                 user_id: str = Path(min_length=1, max_length=128),
                 at: datetime | None = Query(None, description="ISO 8601 instant with offset; default now")):
     """Level-1 and level-2 referrers of `user_id` at instant `at`, from the chain projection
-    over the referral topic. A user may ask about themselves; an admin about anyone."""
-    if not identity.is_admin and identity.user_id != user_id:
-        raise errors.ForbiddenError("only an admin may read another user's chain")
+    over the referral topic. A user may ask about themselves; an operator role about anyone."""
+    if not identity.is_staff and identity.user_id != user_id:
+        raise errors.ForbiddenError("only an operator role may read another user's chain")
     if at is not None and at.tzinfo is None:
         raise errors.ReferralError("`at` must carry its UTC offset")
     when = at or now

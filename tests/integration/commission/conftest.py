@@ -17,7 +17,7 @@ from services.commission.settings import CommissionSettings
 from shared import db
 from shared.contracts import topic_of
 from shared.events import Envelope, EventPayload, new_event
-from shared.identity import HEADER, sign_identity
+from tests.identity import who as _who
 from shared.topics import ALL_TOPICS
 from tests.conftest import create_topics
 
@@ -111,8 +111,8 @@ def settings(**kw: Any) -> CommissionSettings:
     return CommissionSettings(settle_poll_s=0.2, **kw)
 
 
-def who(user: str, *roles: str) -> dict[str, str]:
-    return {HEADER: sign_identity(CommissionSettings().identity_secret, user, roles)}
+def who(user: str, *roles: str, **kw) -> dict[str, str]:
+    return _who(user, *roles, audience="commission", **kw)
 
 
 PLAN = {"levels": 2, "cap_bp": 3000, "freeze_days": 0,

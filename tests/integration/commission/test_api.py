@@ -17,24 +17,24 @@ pytestmark = pytest.mark.integration
 
 async def test_plan_is_admin_only_refused_with_a_reason_and_versioned(schema, dbc):
     async with running_app(create_app(settings(), schema=schema)) as client:
-        assert (await client.get("/v1/admin/plan", headers=who("op", "admin"))).status_code == 404
+        assert (await client.get("/v1/admin/plan", headers=who("op", "plan_admin"))).status_code == 404
         assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("someone"))).status_code == 403
         assert (await client.put("/v1/admin/plan", json=PLAN)).status_code == 401
         over = {**PLAN, "tiers": [{"name": "t", "level1_bp": 2600, "level2_bp": 500}]}
-        r = await client.put("/v1/admin/plan", json=over, headers=who("op", "admin"))
+        r = await client.put("/v1/admin/plan", json=over, headers=who("op", "plan_admin"))
         assert r.status_code == 422 and r.json()["code"] == "plan_over_cap", r.text
-        r = await client.put("/v1/admin/plan", json={**PLAN, "levels": 3}, headers=who("op", "admin"))
+        r = await client.put("/v1/admin/plan", json={**PLAN, "levels": 3}, headers=who("op", "plan_admin"))
         assert r.status_code == 422 and r.json()["code"] == "third_level_forbidden"
-        r = await client.put("/v1/admin/plan", json={**PLAN, "cap_bp": 5000}, headers=who("op", "admin"))
+        r = await client.put("/v1/admin/plan", json={**PLAN, "cap_bp": 5000}, headers=who("op", "plan_admin"))
         assert r.status_code == 422 and r.json()["code"] == "cap_above_ceiling"
         assert await dbc.fetchval("SELECT count(*) FROM plans") == 0
         assert await dbc.fetchval("SELECT count(*) FROM outbox") == 0
 
-        r1 = await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "admin"))
-        r2 = await client.put("/v1/admin/plan", json={**PLAN, "freeze_days": 15}, headers=who("op2", "admin"))
+        r1 = await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "plan_admin"))
+        r2 = await client.put("/v1/admin/plan", json={**PLAN, "freeze_days": 15}, headers=who("op2", "plan_admin"))
         assert (r1.status_code, r2.status_code) == (201, 201)
         assert (r1.json()["plan_version"], r2.json()["plan_version"]) == (1, 2)
-        got = (await client.get("/v1/admin/plan", headers=who("op", "admin"))).json()
+        got = (await client.get("/v1/admin/plan", headers=who("op", "plan_admin"))).json()
         assert got["plan_version"] == 2 and got["plan"]["freeze_days"] == 15 and got["published_by"] == "op2"
         assert got["hard_cap_bp"] == 3000
         # published through the outbox, in the same transaction
@@ -47,7 +47,7 @@ async def test_records_are_paginated_and_filtered(schema, feed, ids):
     p, buyer = ids("p"), ids("b")
     t = now() - timedelta(hours=1)
     async with running_app(create_app(settings(tier_epoch_s=1), schema=schema)) as client:
-        assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "admin"))).status_code == 201
+        assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "plan_admin"))).status_code == 201
         # tiers move at epoch boundaries (1 s here): orders 1-3 in one epoch, 4-5 in the next
         boundary = next_boundary(1)
         times = [boundary - timedelta(milliseconds=500 - 10 * i) for i in range(3)] + [boundary + timedelta(milliseconds=300)] * 2

@@ -14,7 +14,7 @@ from tests.integration.commission.conftest import PLAN, now, settings, who
 from tests.integration.commission.test_lifecycle import bind, enrol, paid
 
 pytestmark = pytest.mark.integration
-ADMIN = who("op", "admin")
+ADMIN = who("op", "plan_admin")  # publishes plans; every operator role reads the explanations
 
 
 async def test_explain_an_order_and_a_commission_record(infra, schema, feed, ids):

@@ -44,7 +44,7 @@ async def test_accrue_refund_settle_withdraw_refund_again_and_replay(infra, sche
     a, b, c = ids("pa"), ids("pb"), ids("buyer")
     t = now() - timedelta(hours=1)
     async with running_app(create_app(settings(), schema=schema)) as client:
-        r = await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "admin"))
+        r = await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "plan_admin"))
         assert r.status_code == 201, r.text
         await enrol(feed, a, t)
         await enrol(feed, b, t)
@@ -66,7 +66,7 @@ async def test_accrue_refund_settle_withdraw_refund_again_and_replay(infra, sche
         assert rb["l1"]["tier"] == "sharer" and rb["l1"]["plan_version"] == 1 and rb["l1"]["status"] == "frozen"
 
         async def balance(user):
-            return await get_json(client, f"/v1/admin/promoters/{user}/balance", "op", "admin")
+            return await get_json(client, f"/v1/admin/promoters/{user}/balance", "op", "plan_admin")
 
         async def balance_is(user, **want):
             got = await balance(user)
@@ -111,7 +111,7 @@ async def test_skips_self_purchase_and_tier_change_between_orders(infra, schema,
     a, b, s, c = ids("pa"), ids("pb"), ids("psusp"), ids("buyer")
     t = now() - timedelta(hours=1)
     async with running_app(create_app(settings(tier_epoch_s=1), schema=schema)) as client:
-        assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "admin"))).status_code == 201
+        assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "plan_admin"))).status_code == 201
         for p in (a, b, s):
             await enrol(feed, p, t)
         await bind(feed, b, a, t)
@@ -162,7 +162,7 @@ async def test_settlement_waits_for_freeze_days_on_the_injected_clock(infra, sch
     shift = {"by": timedelta(0)}
     async with running_app(create_app(settings(), schema=schema, clock=lambda: now() + shift["by"])) as client:
         plan = {**PLAN, "freeze_days": 7}
-        assert (await client.put("/v1/admin/plan", json=plan, headers=who("op", "admin"))).status_code == 201
+        assert (await client.put("/v1/admin/plan", json=plan, headers=who("op", "plan_admin"))).status_code == 201
         await enrol(feed, p, t)
         await bind(feed, c, p, t)
         order = ids("o")
@@ -174,7 +174,7 @@ async def test_settlement_waits_for_freeze_days_on_the_injected_clock(infra, sch
 
         due_at = await eventually(due)
         assert timedelta(days=6, hours=23) < due_at - now() <= timedelta(days=7)
-        balance = lambda: client.get(f"/v1/admin/promoters/{p}/balance", headers=who("op", "admin"))  # noqa: E731
+        balance = lambda: client.get(f"/v1/admin/promoters/{p}/balance", headers=who("op", "plan_admin"))  # noqa: E731
         assert (await balance()).json()["frozen_fen"] == 500
         shift["by"] = timedelta(days=7, minutes=1)  # the freeze days pass
 

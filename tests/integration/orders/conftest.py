@@ -20,27 +20,10 @@ from services.orders.clock import FakeClock
 from services.orders.main import create_app
 from services.orders.settings import OrdersSettings
 from shared.events import Envelope
-from shared.identity import HEADER, sign_identity
 from shared.topics import ORDER_EVENTS, PARTITIONS, REFERRAL_EVENTS
 from standins.wechat.pay import WeChatPayStandin, make_router
 from tests.conftest import create_topics
-
-
-def identity_with_openid(secret: str, user_id: str, openid: str, ttl_s: int = 3600) -> str:
-    """A gateway identity carrying the buyer's openid claim (what the gateway sends after a
-    WeChat login), in shared.identity's token format."""
-    import base64
-    import hashlib
-    import hmac
-    import json
-    import time
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    body = b64(json.dumps({"sub": user_id, "roles": [], "openid": openid, "exp": int(time.time() + ttl_s)},
-                          separators=(",", ":")).encode())
-    return f"{body}.{b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())}"
+from tests.identity import who
 
 
 class OrderEvents:
@@ -97,10 +80,9 @@ class Orders:
     def notify_url(self) -> str:
         return f"{self.base_url}/v1/wechatpay/notify"
 
-    def who(self, user_id: str, *roles: str, openid: str | None = None) -> dict[str, str]:
-        if openid is None:
-            return {HEADER: sign_identity(self.settings.identity_secret, user_id, roles, ttl_s=3600)}
-        return {HEADER: identity_with_openid(self.settings.identity_secret, user_id, openid)}
+    def who(self, user_id: str, *roles: str, openid: str | None = None, **kw) -> dict[str, str]:
+        """The gateway's identity for orders; the buyer's openid claim only when given."""
+        return who(user_id, *roles, audience="orders", openid=openid, **kw)
 
     async def place(self, buyer: str, out_trade_no: str, *, lines=None, postage_fen: int = 500,
                     promoter_code: str | None = None, openid: str | None = None) -> dict:

@@ -64,7 +64,7 @@ async def test_buyers_see_their_own_orders_only(orders, ids):
     o = await orders.place(alice, ids("T").replace("-", ""))
     assert (await orders.http.get(f"/v1/orders/{o['order_id']}", headers=orders.who(alice))).status_code == 200
     assert (await orders.http.get(f"/v1/orders/{o['order_id']}", headers=orders.who(bob))).status_code == 404
-    assert (await orders.http.get(f"/v1/orders/{o['order_id']}", headers=orders.who("op", "admin"))).status_code == 200
+    assert (await orders.http.get(f"/v1/orders/{o['order_id']}", headers=orders.who("op", "viewer"))).status_code == 200
     assert (await orders.http.get(f"/v1/orders/{o['order_id']}")).status_code == 401
     mine = (await orders.http.get("/v1/orders", headers=orders.who(alice))).json()["orders"]
     assert [x["order_id"] for x in mine] == [o["order_id"]]

@@ -20,7 +20,7 @@ async def paid_order(orders, ids, tag="T"):
 async def test_partial_refunds_per_line_are_confirmed_by_refund_notices(orders, ids):
     order = await paid_order(orders, ids)
     oid, no, total, buyer = order["order_id"], order["out_trade_no"], order["total_fen"], order["buyer_id"]
-    op = orders.who("operator-1", "admin")
+    op = orders.who("operator-1", "operator")
     url = f"/v1/orders/{oid}/refunds"
     r1 = {"out_refund_no": ids("R1"), "lines": [{"line_id": "1", "quantity": 1, "amount_fen": 4500}], "reason": "damaged"}
 
@@ -78,7 +78,7 @@ async def test_partial_refunds_per_line_are_confirmed_by_refund_notices(orders, 
 
 async def test_concurrent_refund_requests_never_exceed_the_line(orders, ids):
     order = await paid_order(orders, ids)
-    op = orders.who("operator-1", "admin")
+    op = orders.who("operator-1", "operator")
     reqs = [{"out_refund_no": ids(f"C{i}"), "lines": [{"line_id": "1", "amount_fen": 4000}]} for i in range(10)]
     rs = await asyncio.gather(*(orders.http.post(f"/v1/orders/{order['order_id']}/refunds", json=b, headers=op)
                                 for b in reqs))
@@ -87,7 +87,7 @@ async def test_concurrent_refund_requests_never_exceed_the_line(orders, ids):
 
 
 async def test_refund_refusals(orders, ids):
-    op = orders.who("operator-1", "admin")
+    op = orders.who("operator-1", "operator")
     unpaid = await orders.place(ids("buyer"), ids("U").replace("-", ""))
     r = await orders.http.post(f"/v1/orders/{unpaid['order_id']}/refunds", headers=op,
                                json={"out_refund_no": ids("R"), "lines": [{"line_id": "1", "amount_fen": 1}]})

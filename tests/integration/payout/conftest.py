@@ -20,11 +20,11 @@ from services.payout.main import create_app
 from services.payout.settings import PayoutSettings
 from shared.contracts.commission import CommissionReversed, CommissionSettled
 from shared.events import new_event
-from shared.identity import HEADER, sign_identity
 from shared.outbox import make_producer
 from shared.topics import ALL_TOPICS, COMMISSION_EVENTS
 from standins.wechat.transfer import TransferStandin, app_for
 from tests.conftest import create_topics, eventually, running_app
+from tests.identity import who
 
 MERCHANT_SERIAL = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
 NOTIFY_URL = "http://127.0.0.1:8104/v1/wechatpay/transfer-notify"
@@ -53,12 +53,12 @@ class Svc:
     app: FastAPI
     settings: PayoutSettings
 
-    def who(self, user_id: str, *roles: str) -> dict[str, str]:
-        return {HEADER: sign_identity(self.settings.identity_secret, user_id, tuple(roles),
-                                      now=datetime.now(timezone.utc).timestamp())}
+    def who(self, user_id: str, *roles: str, **kw) -> dict[str, str]:
+        """The gateway's identity for payout: openid `openid-<user>` for the stand-in's appid."""
+        return who(user_id, *roles, audience="payout", **{"appid": self.settings.wechat_appid, **kw})
 
-    def admin(self) -> dict[str, str]:
-        return self.who("operator-1", "admin")
+    def admin(self, user_id: str = "operator-1") -> dict[str, str]:
+        return self.who(user_id, "finance")
 
     async def available(self, promoter: str) -> dict:
         r = await self.client.get("/v1/promoters/me/available", headers=self.who(promoter))
@@ -84,10 +84,12 @@ class Svc:
 
     async def request(self, promoter: str, amount_fen: int, key: str, openid: str | None = None,
                       real_name: str | None = None) -> httpx.Response:
-        body = {"amount_fen": amount_fen, "idempotency_key": key, "openid": openid or f"openid-{promoter}"}
+        """A withdrawal by `promoter`, whose gateway identity carries `openid` (the payee)."""
+        openid = openid or f"openid-{promoter}"
+        body = {"amount_fen": amount_fen, "idempotency_key": key, "openid": openid}
         if real_name is not None:
             body["real_name"] = real_name
-        return await self.client.post("/v1/withdrawals", json=body, headers=self.who(promoter))
+        return await self.client.post("/v1/withdrawals", json=body, headers=self.who(promoter, openid=openid))
 
 
 def settings_for(standin: TransferStandin, merchant_key: rsa.RSAPrivateKey, **overrides) -> PayoutSettings:
@@ -101,6 +103,7 @@ def settings_for(standin: TransferStandin, merchant_key: rsa.RSAPrivateKey, **ov
         follow_interval_s=0.1, retry_base_s=0.1, retry_max_s=1.0, open_bill_query_s=0.5, lease_s=10.0,
         min_withdrawal_fen=100, max_withdrawal_fen=500_000, fee_bp=0, fee_max_fen=0,
         daily_count_max=50, daily_amount_max_fen=10_000_000, auto_approve_max_fen=10_000,
+        dual_approval_above_fen=10_000_000,
     )
     base.update(overrides)
     return PayoutSettings(**base)

@@ -21,10 +21,10 @@ from PIL import Image
 
 from services.referral.main import create_app
 from services.referral.settings import ReferralSettings
-from shared.identity import HEADER, sign_identity
 from shared.topics import ALL_TOPICS
 from standins.wechat.miniprogram import MiniProgramState, make_router
 from tests.conftest import create_topics, running_app
+from tests.identity import who
 
 
 class FakeClock:
@@ -57,11 +57,12 @@ class Svc:
     clock: FakeClock
     secret: str
 
-    def who(self, user_id: str, *roles: str) -> dict[str, str]:
-        return {HEADER: sign_identity(self.secret, user_id, tuple(roles), now=datetime.now(timezone.utc).timestamp())}
+    def who(self, user_id: str, *roles: str, **kw) -> dict[str, str]:
+        return who(user_id, *roles, audience="referral", **kw)
 
     def admin(self) -> dict[str, str]:
-        return self.who("operator-1", "admin")
+        """An operator who also holds plan_admin (settings, products)."""
+        return self.who("operator-1", "operator", "plan_admin")
 
 
 @pytest_asyncio.fixture(scope="session")
