@@ -16,7 +16,7 @@ from services.engagement.domain.errors import EngagementError, PerkNotFoundError
 from services.engagement.store import announcements, honours, notices, perks
 from shared.contracts.engagement import AnnouncementPublished, PerkGranted
 from shared.events import new_event
-from shared.identity import AdminIdentity
+from shared.identity import OperatorIdentity, StaffIdentity
 from shared.outbox import record_events
 from shared.topics import ENGAGEMENT_EVENTS
 
@@ -28,7 +28,7 @@ class AlreadyDefinedError(EngagementError):
 
 
 @router.put("/notice-templates/{kind}", response_model=TemplatePublic)
-async def put_template(kind: str, body: TemplatePut, identity: AdminIdentity, conn: ConnDep) -> TemplatePublic:
+async def put_template(kind: str, body: TemplatePut, identity: OperatorIdentity, conn: ConnDep) -> TemplatePublic:
     """The subscribe-message template for a notice kind (commission_accrued, commission_settled,
     commission_reversed, withdrawal_changed, honour_awarded, perk_granted) and what each of its
     fields shows. A mapping WeChat would refuse (a thing field showing an amount...) is refused here."""
@@ -41,12 +41,12 @@ async def put_template(kind: str, body: TemplatePut, identity: AdminIdentity, co
 
 
 @router.get("/notice-templates", response_model=list[TemplatePublic])
-async def list_templates(identity: AdminIdentity, conn: ConnDep) -> list[TemplatePublic]:
+async def list_templates(identity: StaffIdentity, conn: ConnDep) -> list[TemplatePublic]:
     return [TemplatePublic(**{**dict(r), "fields": notices.fields_of(r)}) for r in (await notices.templates(conn)).values()]
 
 
 @router.post("/honour-rules", status_code=201, response_model=HonourRuleCreate)
-async def add_honour_rule(body: HonourRuleCreate, identity: AdminIdentity, conn: ConnDep) -> HonourRuleCreate:
+async def add_honour_rule(body: HonourRuleCreate, identity: OperatorIdentity, conn: ConnDep) -> HonourRuleCreate:
     """A milestone over the promoter's own record (sales, accrued_fen, settled_fen,
     new_customers >= threshold), awarded once from the promoter's next event on."""
     if not await honours.add_rule(conn, body.rule_id, body.title, body.metric, body.threshold, identity.user_id):
@@ -55,13 +55,13 @@ async def add_honour_rule(body: HonourRuleCreate, identity: AdminIdentity, conn:
 
 
 @router.get("/honour-rules", response_model=list[HonourRuleCreate])
-async def list_honour_rules(identity: AdminIdentity, conn: ConnDep) -> list[HonourRuleCreate]:
+async def list_honour_rules(identity: StaffIdentity, conn: ConnDep) -> list[HonourRuleCreate]:
     return [HonourRuleCreate(rule_id=r["rule_id"], title=r["title"], metric=r["metric"], threshold=r["threshold"])
             for r in await honours.rules(conn)]
 
 
 @router.post("/announcements", status_code=201, response_model=AnnouncementPublic)
-async def publish(body: AnnouncementCreate, identity: AdminIdentity, rt: RuntimeDep) -> AnnouncementPublic:
+async def publish(body: AnnouncementCreate, identity: OperatorIdentity, rt: RuntimeDep) -> AnnouncementPublic:
     """Publish an announcement or training material to every promoter (AnnouncementPublished)."""
     aid, now = uuid.uuid4(), utcnow()
     async with rt.pool.acquire() as conn, conn.transaction():
@@ -75,7 +75,7 @@ async def publish(body: AnnouncementCreate, identity: AdminIdentity, rt: Runtime
 
 
 @router.get("/announcements", response_model=list[AnnouncementStats])
-async def announcement_reads(identity: AdminIdentity, conn: ConnDep,
+async def announcement_reads(identity: StaffIdentity, conn: ConnDep,
                              limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[AnnouncementStats]:
     """Announcements with how many promoters read each."""
     return [AnnouncementStats(**{**dict(r), "announcement_id": str(r["announcement_id"])})
@@ -83,7 +83,7 @@ async def announcement_reads(identity: AdminIdentity, conn: ConnDep,
 
 
 @router.post("/perks", status_code=201, response_model=PerkCreate)
-async def define_perk(body: PerkCreate, identity: AdminIdentity, rt: RuntimeDep) -> PerkCreate:
+async def define_perk(body: PerkCreate, identity: OperatorIdentity, rt: RuntimeDep) -> PerkCreate:
     """A perk of a tier (a new-product trial, a holiday gift pack, a coupon). Promoters already
     at the tier are granted it now; others when they reach it (PerkGranted each time)."""
     now = utcnow()
@@ -102,7 +102,7 @@ async def define_perk(body: PerkCreate, identity: AdminIdentity, rt: RuntimeDep)
 
 
 @router.post("/perks/{perk_id}/active", response_model=dict)
-async def set_perk_active(identity: AdminIdentity, conn: ConnDep, active: bool,
+async def set_perk_active(identity: OperatorIdentity, conn: ConnDep, active: bool,
                           perk_id: str = Path(min_length=1, max_length=64)) -> dict:
     """Stop (or resume) granting a perk; grants already made stay claimable."""
     if not await perks.set_active(conn, perk_id, active):
@@ -111,6 +111,6 @@ async def set_perk_active(identity: AdminIdentity, conn: ConnDep, active: bool,
 
 
 @router.get("/perks", response_model=list[PerkCreate])
-async def list_perks(identity: AdminIdentity, conn: ConnDep) -> list[PerkCreate]:
+async def list_perks(identity: StaffIdentity, conn: ConnDep) -> list[PerkCreate]:
     return [PerkCreate(perk_id=r["perk_id"], tier=r["tier"], kind=r["kind"], title=r["title"], description=r["description"])
             for r in await perks.all_perks(conn)]

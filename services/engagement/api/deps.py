@@ -42,5 +42,5 @@ def utcnow() -> datetime:
 
 def may_read(identity: Identity, promoter_id: str) -> None:
     """A promoter reads their own data; an operator anyone's."""
-    if identity.user_id != promoter_id and not identity.is_admin:
+    if identity.user_id != promoter_id and not identity.is_staff:
         raise ForbiddenError("a promoter reads only their own data")

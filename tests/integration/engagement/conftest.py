@@ -24,7 +24,7 @@ from services.engagement.settings import EngagementSettings
 from shared.contracts import topic_of
 from shared.contracts.commission import CommissionAccrued, CommissionSettled
 from shared.events import Envelope, new_event
-from shared.identity import HEADER, sign_identity
+from tests.identity import who
 from shared.outbox import make_producer
 from shared.topics import ALL_TOPICS
 from standins.wechat.miniprogram import MiniProgramState, make_router
@@ -76,12 +76,11 @@ class Svc:
     settings: EngagementSettings
     base_url: str
 
-    def who(self, user_id: str, *roles: str) -> dict[str, str]:
-        return {HEADER: sign_identity(self.settings.identity_secret, user_id, tuple(roles),
-                                      now=datetime.now(timezone.utc).timestamp())}
+    def who(self, user_id: str, *roles: str, **kw) -> dict[str, str]:
+        return who(user_id, *roles, audience="engagement", **kw)
 
     def admin(self) -> dict[str, str]:
-        return self.who("operator-1", "admin")
+        return self.who("operator-1", "operator")
 
     @property
     def pool(self):

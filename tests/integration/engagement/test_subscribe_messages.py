@@ -23,7 +23,7 @@ async def configure(svc, kind: str = "commission_accrued", template_id: str = TE
 
 
 async def report(svc, promoter: str, openid: str, key: str, *templates: str) -> list[dict]:
-    r = await svc.client.post("/v1/me/subscriptions", headers=svc.who(promoter),
+    r = await svc.client.post("/v1/me/subscriptions", headers=svc.who(promoter, openid=openid),
                               json={"accepted": list(templates or [TEMPLATE]), "openid": openid, "idempotency_key": key})
     assert r.status_code == 200, r.text
     return r.json()
