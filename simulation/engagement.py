@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from shared.identity import HEADER, sign_identity
 from standins.wechat.app import WeChatStandins
 
 TEMPLATE = "demoCommissionNotice01"
@@ -27,8 +26,8 @@ class Live:
     task: asyncio.Task | None = None
 
 
-def _who(gw, user: str, admin: bool = False) -> dict[str, str]:
-    return {HEADER: sign_identity(gw.secret, user, ("admin",) if admin else (), ttl_s=3600)}
+def _who(gw, user: str, roles: tuple[str, ...] = ()) -> dict[str, str]:
+    return gw.headers("engagement", user, roles)
 
 
 async def _listen(gw, live: Live) -> None:
@@ -61,9 +60,10 @@ async def _listen(gw, live: Live) -> None:
 async def start(gw, wx: WeChatStandins, run_id: str, admin: str, log=print) -> Live:
     """Before the traffic: the operator sets the accrual template; promoter p00 (a founder, who
     also buys for themselves, so money will move) accepts one subscription and opens the page."""
-    live = Live(promoter=f"u-{run_id}-p00", openid=f"o{run_id}p00")
+    promoter = f"u-{run_id}-p00"
+    live = Live(promoter=promoter, openid=gw.openid(promoter))  # the openid the gateway signs for them
     wx.miniprogram.add_template(TEMPLATE, "thing1", "amount2", "time3", "phrase4")
-    await gw.call("engagement", "PUT", "/v1/admin/notice-templates/commission_accrued", admin, admin=True,
+    await gw.call("engagement", "PUT", "/v1/admin/notice-templates/commission_accrued", admin, roles=("operator",),
                   json={"template_id": TEMPLATE, "page": "pages/earnings/index",
                         "fields": {"thing1": "title", "amount2": "amount", "time3": "time", "phrase4": "status"}})
     wx.miniprogram.subscribe(live.openid, TEMPLATE)  # the tap on "allow" (WeChat's side) ...

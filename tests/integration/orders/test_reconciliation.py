@@ -28,7 +28,7 @@ async def _paid(paying, ids, tag):
 async def test_reconciliation_matches_then_finds_planted_differences(paying, ids):
     a, b = await _paid(paying, ids, "A"), await _paid(paying, ids, "B")
     rno = ids("RA")
-    r = await paying.http.post(f"/v1/orders/{a['order_id']}/refunds", headers=paying.who("op", "admin"),
+    r = await paying.http.post(f"/v1/orders/{a['order_id']}/refunds", headers=paying.who("op", "operator"),
                                json={"out_refund_no": rno, "lines": [{"line_id": "2", "quantity": 1, "amount_fen": 3000}]})
     assert r.status_code == 201
     await paying.events.until_type(a["order_id"], "OrderRefunded")   # submitted, PROCESSING, then SUCCESS by notice

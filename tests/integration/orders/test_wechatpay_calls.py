@@ -167,7 +167,7 @@ async def test_a_refund_whose_submission_times_out_is_queried_not_resubmitted(pa
     rno = ids("RF")
     # WeChat creates the refund but answers after our 1 s timeout; it succeeds without a notice
     paying.pay.behave_refund(rno, fault="slow", slow_s=3.0, final="SUCCESS", notify=False)
-    r = await paying.http.post(f"/v1/orders/{order['order_id']}/refunds", headers=paying.who("op", "admin"),
+    r = await paying.http.post(f"/v1/orders/{order['order_id']}/refunds", headers=paying.who("op", "operator"),
                                json={"out_refund_no": rno, "reason": "damaged",
                                      "lines": [{"line_id": "1", "quantity": 1, "amount_fen": 4500},
                                                {"line_id": "2", "quantity": 0, "amount_fen": 500}]})
@@ -196,7 +196,7 @@ async def test_a_refund_whose_submission_times_out_is_queried_not_resubmitted(pa
 
 async def test_processing_abnormal_and_closed_refunds_follow_wechat(paying, ids):
     order = await _paid(paying, ids)
-    op = paying.who("op", "admin")
+    op = paying.who("op", "operator")
     url = f"/v1/orders/{order['order_id']}/refunds"
     rno = ids("RP")
     paying.pay.behave_refund(rno, final=None)                         # stays PROCESSING
