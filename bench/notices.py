@@ -44,6 +44,9 @@ def pct(xs: list[float], p: float) -> float:
 
 
 async def main(args) -> int:
+    from simulation.run import ensure_keys
+
+    ensure_keys()  # fresh random keys unless set: the services refuse to start without strong ones
     settings = CommonSettings()
     schema = f"engagement_bench{RUN}"
     svc = ServiceProcess("engagement", _free_port(), {"ENGAGEMENT_SCHEMA": schema, "LOG_LEVEL": "WARNING",
@@ -68,7 +71,7 @@ async def main(args) -> int:
 
     async def listen(promoter: str, done: asyncio.Event) -> None:
         nonlocal ready
-        headers = {HEADER: sign_identity(settings.identity_secret, promoter, ttl_s=3600)}
+        headers = {HEADER: sign_identity(settings.identity_secret, promoter, audience="engagement", ttl_s=3600)}
         async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client:
             async with client.stream("GET", svc.url + "/v1/me/notices/stream", headers=headers) as resp:
                 async for line in resp.aiter_lines():

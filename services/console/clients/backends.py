@@ -1,6 +1,6 @@
 """The console as a backend-for-frontend: it calls the services' admin HTTP APIs with a signed
-identity per operator (`console:<username>`, roles `admin` + the operator's console role), so
-each service records who acted (e.g. `decided_by`). It never reads their tables."""
+identity per operator and service (`console:<username>`, the operator's console role, audience =
+the service called; docs/security.md), so each service checks the role itself and records who acted (e.g. `decided_by`). It never reads their tables."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,15 +48,15 @@ class Backends:
         self.clients = {name: httpx.AsyncClient(base_url=url, timeout=timeout_s, transport=transport)
                         for name, url in urls.items()}
 
-    def identity(self, username: str, role: str) -> dict[str, str]:
-        return {HEADER: sign_identity(self.secret, f"console:{username}", ("admin", role), ttl_s=60)}
+    def identity(self, username: str, role: str, service: str) -> dict[str, str]:
+        return {HEADER: sign_identity(self.secret, f"console:{username}", (role,), audience=service, ttl_s=60)}
 
     async def call(self, service: str, method: str, path: str, *, username: str, role: str,
                    json: Any = None, params: dict[str, Any] | None = None) -> Reply:
         params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         try:
             r = await self.clients[service].request(method, path, json=json, params=params,
-                                                    headers=self.identity(username, role))
+                                                    headers=self.identity(username, role, service))
         except httpx.HTTPError as exc:
             return Reply(503, {"code": "backend_unreachable", "message": f"{service}: {type(exc).__name__} {exc}"})
         try:

@@ -26,7 +26,7 @@ router = APIRouter(tags=["withdrawals"])
 def payee_of(identity: Identity, appid: str, claimed: str | None) -> str:
     """The openid a withdrawal pays: the identity's, for this mini-program's appid. A body that
     names another openid is refused, so a stolen session cannot redirect the money."""
-    if not identity.openid or not appid or identity.appid != appid:
+    if not identity.openid or (appid and identity.appid != appid):
         raise IdentityWithoutOpenidError("the identity carries no openid for this mini-program")
     if claimed is not None and claimed != identity.openid:
         raise PayeeNotIdentityError("withdrawals pay only the signed-in user's own openid")

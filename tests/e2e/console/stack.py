@@ -18,11 +18,11 @@ from aiokafka import AIOKafkaProducer
 from shared.contracts import topic_of
 from shared.contracts.orders import OrderCompleted, OrderLine, OrderPaid, OrderRefunded, RefundedLine
 from shared.events import new_event
-from shared.identity import HEADER, sign_identity
 from shared.topics import without_namespace
 from simulation.cluster import ServiceProcess
+from tests.identity import secret, who
 
-SECRET = "console-e2e-" + uuid.uuid4().hex[:8]
+SECRET = secret()  # the test session's identity key (tests/identity.py)
 PASSWORD = "console-pass-1"
 ACCOUNTS = {"ops": "operator", "fin": "finance", "plan": "plan_admin", "aud": "auditor", "view": "viewer"}
 PLAN_V1 = {"levels": 2, "cap_bp": 3000, "freeze_days": 7,
@@ -54,8 +54,8 @@ class Stack:
         return self.procs[name].url
 
     @staticmethod
-    def who(user: str, *roles: str) -> dict[str, str]:
-        return {HEADER: sign_identity(SECRET, user, roles)}
+    def who(user: str, *roles: str, audience: str, **kw) -> dict[str, str]:
+        return who(user, *roles, audience=audience, **kw)
 
     def stop(self) -> None:
         for p in self.procs.values():
@@ -126,20 +126,20 @@ async def seed(stack: Stack) -> dict[str, str]:
     run = uuid.uuid4().hex[:6]
     a, b, c, d = f"pa-{run}", f"pb-{run}", f"cust-{run}", f"appl-{run}"
     o1, o2 = f"o1-{run}", f"o2-{run}"
-    admin = stack.who("seed", "admin")
+    admin = lambda service: stack.who("seed", "plan_admin", audience=service)  # noqa: E731
     async with httpx.AsyncClient(timeout=10) as h:
         ref, com, pay = stack.url("referral"), stack.url("commission"), stack.url("payout")
-        r = await h.put(f"{com}/v1/admin/plan", json=PLAN_V1, headers=admin)
+        r = await h.put(f"{com}/v1/admin/plan", json=PLAN_V1, headers=admin("commission"))
         assert r.status_code == 201, r.text
-        code_a = (await h.post(f"{ref}/v1/promoters", json={"nickname": "王小明"}, headers=stack.who(a))).json()["code"]
-        code_b = (await h.post(f"{ref}/v1/promoters", json={"nickname": "李小红"}, headers=stack.who(b))).json()["code"]
+        code_a = (await h.post(f"{ref}/v1/promoters", json={"nickname": "王小明"}, headers=stack.who(a, audience="referral"))).json()["code"]
+        code_b = (await h.post(f"{ref}/v1/promoters", json={"nickname": "李小红"}, headers=stack.who(b, audience="referral"))).json()["code"]
         for cust, code in ((b, code_a), (c, code_b)):
-            r = await h.post(f"{ref}/v1/bindings", json={"promoter_code": code, "source": "poster"}, headers=stack.who(cust))
+            r = await h.post(f"{ref}/v1/bindings", json={"promoter_code": code, "source": "poster"}, headers=stack.who(cust, audience="referral"))
             assert r.status_code == 200, r.text
-        r = await h.put(f"{ref}/v1/admin/settings", json={"enrolment_mode": "application"}, headers=admin)
+        r = await h.put(f"{ref}/v1/admin/settings", json={"enrolment_mode": "application"}, headers=admin("referral"))
         assert r.status_code == 200, r.text
         r = await h.post(f"{ref}/v1/promoters/applications", json={"note": "我开了一家茶馆，想推广", "nickname": "赵六"},
-                         headers=stack.who(d))
+                         headers=stack.who(d, audience="referral"))
         assert r.status_code == 201, r.text
 
         now = datetime.now(timezone.utc)
@@ -154,7 +154,7 @@ async def seed(stack: Stack) -> dict[str, str]:
                                              lines=(RefundedLine(line_id="l1", quantity=0, amount_fen=10000),))])
 
         async def available(pid: str, fen: int):
-            r = await h.get(f"{pay}/v1/admin/promoters/{pid}/available", headers=admin)
+            r = await h.get(f"{pay}/v1/admin/promoters/{pid}/available", headers=admin("payout"))
             return r.status_code == 200 and r.json()["available_fen"] >= fen
 
         await _until(lambda: available(b, 20000))
@@ -162,12 +162,13 @@ async def seed(stack: Stack) -> dict[str, str]:
         wd = {}
         for who_, fen in ((b, 15000), (a, 8000)):
             r = await h.post(f"{pay}/v1/withdrawals", json={"amount_fen": fen, "openid": "oid-" + who_,
-                                                            "idempotency_key": "k-" + who_}, headers=stack.who(who_))
+                                                            "idempotency_key": "k-" + who_},
+                          headers=stack.who(who_, audience="payout", openid="oid-" + who_))
             assert r.status_code == 201 and r.json()["status"] == "pending_review", r.text
             wd[who_] = r.json()["withdrawal_id"]
 
         async def refunded():
-            r = await h.get(f"{com}/v1/admin/explain/orders/{o2}", headers=admin)
+            r = await h.get(f"{com}/v1/admin/explain/orders/{o2}", headers=admin("commission"))
             return r.status_code == 200 and r.json()["totals"]["reversed_fen"] > 0
         await _until(refunded)
     stack.ids = {"a": a, "b": b, "c": c, "applicant": d, "o1": o1, "o2": o2, "wd_b": wd[b], "wd_a": wd[a],

@@ -30,7 +30,7 @@ async def shot(page, screenshots, name: str) -> None:
 
 async def api(stack, service: str, path: str):
     async with httpx.AsyncClient(base_url=stack.url(service), timeout=10) as h:
-        r = await h.get(path, headers=stack.who("test-auditor", "admin"))
+        r = await h.get(path, headers=stack.who("test-auditor", "auditor", audience=service))
         assert r.status_code == 200, r.text
         return r.json()
 
