@@ -91,24 +91,12 @@ LOST_NOTICE_ORDER = 1
 
 
 def buyer_headers(secret: str, user: str) -> dict[str, str]:
-    """The gateway's identity for a buyer after WeChat login: it carries the user's openid,
-    which the prepay sends as payer.openid."""
+    """The gateway's identity for a buyer calling orders after WeChat login: it carries the
+    user's openid, which the prepay sends as payer.openid."""
     import hashlib
 
     openid = "o" + hashlib.sha256(user.encode()).hexdigest()[:27]
-    try:
-        token = sign_identity(secret, user, (), openid=openid)  # type: ignore[call-arg]
-    except TypeError:  # shared.identity without an openid parameter: add the claim to the signed body
-        import hmac
-        import json
-
-        body, _ = sign_identity(secret, user, ()).split(".", 1)
-        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        body = base64.urlsafe_b64encode(json.dumps({**claims, "openid": openid}, separators=(",", ":")).encode()
-                                        ).rstrip(b"=").decode()
-        mac = base64.urlsafe_b64encode(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()).rstrip(b"=")
-        token = f"{body}.{mac.decode()}"
-    return {HEADER: token}
+    return {HEADER: sign_identity(secret, user, (), audience="orders", ttl_s=3600, openid=openid)}
 
 
 async def request_payment(gw: Gateway, wx: WeChatStandins, params: dict[str, Any], *, deliver: bool = True) -> dict:

@@ -251,7 +251,7 @@ async def test_sweepers_never_hand_one_order_or_refund_to_two_replicas(paying, i
 
 async def test_a_refund_wechat_refuses_outright_is_closed_and_releases_its_share(paying, ids):
     order = await _paid(paying, ids)
-    op, url = paying.who("op", "admin"), f"/v1/orders/{order['order_id']}/refunds"
+    op, url = paying.who("op", "operator"), f"/v1/orders/{order['order_id']}/refunds"
     rno = ids("RR")
     paying.pay.behave_refund(rno, refuse="INVALID_REQUEST")
     line = {"line_id": "2", "quantity": 1, "amount_fen": 3000}
