@@ -131,13 +131,13 @@ class Traffic:
         self.errors = 0
         self.failures: list[str] = []
 
-    async def call(self, service: str, method: str, path: str, user: str, *, admin: bool = False, ok=(200, 201),
+    async def call(self, service: str, method: str, path: str, user: str, *, roles: tuple[str, ...] = (), ok=(200, 201),
                    also_ok_on_retry=(), timeout: float = 240, **kw) -> httpx.Response:
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:
             try:
-                r = await self.gw.call(service, method, path, user, admin=admin, expect=None, **kw)
+                r = await self.gw.call(service, method, path, user, roles=roles, expect=None, **kw)
                 if r.status_code in ok or (attempt and r.status_code in also_ok_on_retry):
                     return r
                 if r.status_code < 500 and r.status_code not in (404, 409, 429):
@@ -152,7 +152,7 @@ class Traffic:
             await asyncio.sleep(min(0.2 * attempt, 2.0))
 
     async def setup(self, promoters: int = 12) -> None:
-        await self.call("commission", "PUT", "/v1/admin/plan", self.admin, admin=True, json=FAULT_PLAN)
+        await self.call("commission", "PUT", "/v1/admin/plan", self.admin, roles=("plan_admin",), json=FAULT_PLAN)
         founders = 2
         for i in range(promoters):
             user = f"u-{self.run_id}-p{i:02d}"
@@ -282,7 +282,7 @@ async def check(tr: Traffic, res: FaultResult, env: dict[str, str], timeout: flo
     cols = ("frozen_fen", "available_fen", "reserved_fen", "withdrawn_fen", "reversed_fen")
 
     async def balances() -> dict[str, dict]:
-        return {p: (await tr.call("commission", "GET", f"/v1/admin/promoters/{p}/balance", tr.admin, admin=True)).json()
+        return {p: (await tr.call("commission", "GET", f"/v1/admin/promoters/{p}/balance", tr.admin, roles=("auditor",))).json()
                 for p in tr.promoters}
 
     deadline = time.monotonic() + timeout
@@ -415,8 +415,11 @@ async def run_phase(nodes: int, faults: list[tuple[str, Callable[[Fleet], Callab
     audit_env = {**os.environ, **base_env, "COMMISSION_SCHEMA": schemas["commission"], "PAYOUT_SCHEMA": schemas["payout"]}
     fleet = Fleet(env_by, state / f"{nodes}node-{run_id}")
     results: list[FaultResult] = []
-    gw = Gateway(os.environ.get("FENXIAO_IDENTITY_SECRET", "dev-only-identity-secret-change-me"),
-                 {n: s.url for n, s in fleet.primary.items()})
+    from simulation.run import ensure_keys
+
+    ensure_keys()  # the services refuse to start without strong keys; they inherit these
+    gw = Gateway(os.environ["FENXIAO_IDENTITY_SECRET"], {n: s.url for n, s in fleet.primary.items()},
+                 appid=env_by["payout"].get("PAYOUT_WECHAT_APPID", ""))
     runner = None
     try:
         await fleet.start()
