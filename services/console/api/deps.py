@@ -33,7 +33,9 @@ def _ts(value: Any, tz: str = "Asia/Shanghai") -> str:
 
 
 TEMPLATES.env.filters["ts"] = _ts
-TEMPLATES.env.globals.update(yuan=money.yuan, ratio=money.ratio_percent, bp=money.bp_percent, ROLE_NAMES=ROLE_NAMES,
+WITHDRAWAL_STATUS = {"pending_review": "待审核", "approved": "已批准", "transferring": "转账中", "paid": "已到账",
+                     "rejected": "已拒绝", "released": "已退回"}
+TEMPLATES.env.globals.update(WITHDRAWAL_STATUS=WITHDRAWAL_STATUS, yuan=money.yuan, ratio=money.ratio_percent, bp=money.bp_percent, ROLE_NAMES=ROLE_NAMES,
                              can=can)
 
 
