@@ -7,6 +7,7 @@ fresh schema, fresh topic namespace per run), measures in one run:
             consume->produce ceiling of the same messages on the same broker (bench/ceiling.py)
   latency   at a fixed offered load: OrderPaid sent -> balance visible through the API
   replay    the audit replay of the run's log, events/s against raw consume of the same log
+  rederive  the re-deriving audit of the same log (bench/rederive.py), records/s and equal
   API       balance reads (commission) and binds (referral) at fixed request rates, open loop
   memory    peak RSS of each service process
 
@@ -105,6 +106,9 @@ def derive(res: dict) -> dict:
     out["balances_match"] = bool(checks) and all(checks)
     if rep:
         out["replay_equal"] = rep["equal"]
+    if res.get("rederive"):
+        out["rederive_records_per_s"] = res["rederive"]["records_per_s"]
+        out["rederive_equal"] = res["rederive"]["equal"]
     out["targets"] = {}
     for k, (op, goal) in TARGETS.items():
         if k in out:
@@ -155,6 +159,10 @@ def table(res: dict, baseline: dict | None = None) -> str:
                      f"{bi['ok']} ok, {sum(bi['errors'].values())} err", "", t("bind_p99_ms"), b("bind_p99_ms")))
     for name, mib in mem.items():
         rows.append((f"peak RSS {name} (MiB)", f"{mib:,.0f}", "", "", "", ""))
+    if res.get("rederive"):
+        rd = res["rederive"]
+        rows.append(("rederive audit (records/s) | equal", f"{rd['records_per_s']:,.0f} | {rd['equal']}",
+                     f"{rd['records']:,} records, {rd['accruals']:,} accruals", "", "", b("rederive_records_per_s", "{:,.0f}")))
     rows.append(("balances equal the oracle | replay equal", f"{d['balances_match']} | {d.get('replay_equal')}", "", "", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
@@ -211,6 +219,11 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
         if not args.skip_replay:
             ctx.phase("replay")
             await phases.replay(ctx)
+        if not args.skip_rederive:
+            from bench.rederive import rederive
+
+            ctx.phase("rederive")
+            await rederive(ctx)
         if args.latency_seconds > 0:
             ctx.phase("latency")
             await phases.latency(ctx, args.latency_rate, args.latency_seconds, args.poll_ms / 1000, args.timeout)
@@ -264,6 +277,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--bind-rate", type=float, default=200.0, help="binds/s")
     ap.add_argument("--api-seconds", type=float, default=10.0, help="duration of each API phase (0 skips them)")
     ap.add_argument("--skip-replay", action="store_true")
+    ap.add_argument("--skip-rederive", action="store_true")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up waiting for balances after this many seconds")
     ap.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the service processes (e.g. PROJECTOR_SYNCHRONOUS_COMMIT=false)")

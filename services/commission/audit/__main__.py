@@ -1,0 +1,52 @@
+"""`python -m services.commission.audit <command>`: see each command's --help."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime, timezone
+
+
+def _instant(s: str) -> datetime:
+    t = datetime.fromisoformat(s)
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def _rederive(args: argparse.Namespace) -> int:
+    from services.commission.audit.rederive import rederive, report
+    from services.commission.settings import CommissionSettings
+
+    settings = CommissionSettings()
+    into = None if args.no_store else (args.into or "audit_" + datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S"))
+    r = asyncio.run(rederive(settings, args.schema or settings.db_schema, period=(args.from_, args.to), into=into,
+                             progress=not args.quiet, clock_offset_s=args.clock_offset_s, grace_s=args.grace_s))
+    report(r, sys.stdout)
+    if r.undrained:
+        return 2
+    return 0 if r.equal else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m services.commission.audit", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("rederive", help="recompute every accrual, reversal and settlement from the source events and "
+                       "compare with the published events and the live balances (exit 0 only when equal)")
+    p.add_argument("--schema", help="the live commission schema (default: COMMISSION_SCHEMA or 'commission')")
+    p.add_argument("--from", dest="from_", type=_instant, help="compare the lines of orders paid at or after (ISO 8601)")
+    p.add_argument("--to", type=_instant, help="... and before this instant (ISO 8601); default: the whole log")
+    p.add_argument("--into", help="the fresh schema the re-derivation is written to (default audit_<UTC time>)")
+    p.add_argument("--no-store", action="store_true", help="do not write the re-derivation to a schema")
+    p.add_argument("--clock-offset-s", type=float, default=None,
+                   help="the live settlement clock's offset (default COMMISSION_CLOCK_OFFSET_S)")
+    p.add_argument("--grace-s", type=float, default=30.0,
+                   help="settlements due this shortly before the cut are compared only when made")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_rederive)
+
+    args = ap.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
