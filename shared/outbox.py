@@ -18,6 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from prometheus_client import Counter
 
+from shared.chain import Linker
 from shared.events import Envelope
 from shared.telemetry import OUTBOX_PUBLISHED, inject_headers
 
@@ -129,6 +130,7 @@ class OutboxRelay:
             # order within each partition, and send_batch keeps a partition's batches in order.
             batches: dict[tuple[str, int], list[tuple[Any, list[asyncpg.Record]]]] = {}
             parked: list[tuple[asyncpg.Record, str]] = []
+            links = await Linker.load(conn)  # tamper evidence: a hash chain per partition (shared/chain.py)
             for r in rows:
                 key = r["key"].encode()
                 headers = json.loads(r["headers"]) if isinstance(r["headers"], str) else (r["headers"] or {})
@@ -139,6 +141,7 @@ class OutboxRelay:
                     parked.append((r, f"record of {size} bytes is larger than the {self.max_record_bytes} bytes Kafka accepts"))
                     continue
                 part = await self._partition(r["topic"], key)
+                hdrs += links.headers(r["topic"], part, key, r["value"], seq=r["seq"])
                 chain = batches.setdefault((r["topic"], part), [])
                 if not chain or chain[-1][0].append(key=key, value=r["value"], timestamp=None, headers=hdrs) is None:
                     b = self.producer.create_batch()  # takes one record of any size when empty
@@ -169,6 +172,8 @@ class OutboxRelay:
                        ON CONFLICT (topic, partition) DO UPDATE
                        SET next_offset = GREATEST(outbox_published_marks.next_offset, EXCLUDED.next_offset)""",
                     [t for t, _ in ends], [p for _, p in ends], list(ends.values()))
+            # a record chained but refused by the broker: its link is recorded so that verify can step over it
+            await links.save(conn, skipped=[r["seq"] for r, _ in parked])
             if parked:
                 await conn.execute(
                     "UPDATE outbox SET parked_at = now(), parked_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(seq, reason)"

@@ -41,7 +41,8 @@ from typing import Any, NamedTuple
 import asyncpg
 from aiokafka import TopicPartition
 
-from services.commission.audit import logread
+import shared.contracts  # noqa: F401  (registers every event type)
+from shared import logread
 from services.commission.domain.accrual import Accrual, PaidLine, PaidOrder
 from services.commission.domain.balance import COLUMNS, Deltas, delta_of
 from services.commission.domain.chain import History

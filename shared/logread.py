@@ -1,5 +1,5 @@
-"""Reading ranges of the Kafka log for the audit commands (raw records, in offset order per
-partition), with an optional progress bar (tqdm, on stderr)."""
+"""Reading ranges of the Kafka log for the audit and verification commands (raw records, in
+offset order per partition), with an optional progress bar (tqdm, on stderr)."""
 from __future__ import annotations
 
 import sys
