@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from services.commission.api import explain
+from services.commission.api.audit import audit
 from services.commission.api.routes import admin, estimates, promoters
 from services.commission.domain.errors import CommissionError
 from services.commission.handlers.projection import CommissionProjection
@@ -92,7 +93,7 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
     spec = ServiceSpec(
         service="commission",
         migrations=MIGRATIONS,
-        routers=(promoters, admin, estimates, explain.router),
+        routers=(promoters, admin, estimates, explain.router, audit),
         projections=(reference, projection),
         background=(settlement_scheduler, release_held),
         on_start=(provide_clock, plans_from_log),

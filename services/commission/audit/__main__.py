@@ -26,6 +26,28 @@ def _rederive(args: argparse.Namespace) -> int:
     return 0 if r.equal else 1
 
 
+def _as_of(args: argparse.Namespace) -> int:
+    import json
+
+    from services.commission.audit.asof import as_json, as_of
+    from services.commission.settings import CommissionSettings
+
+    settings = CommissionSettings()
+    r = asyncio.run(as_of(settings.kafka_bootstrap_servers, args.promoter, args.at, progress=not args.quiet))
+    if args.json:
+        print(json.dumps(as_json(r), ensure_ascii=False, indent=1))
+        return 0
+    print(f"promoter {r.promoter_id} as of {r.at.isoformat()} ({r.events} money events)")
+    print("balance: " + ", ".join(f"{k}={v}" for k, v in r.balance.items()))
+    for rec in r.records:
+        print(f"  {rec['paid_at'].isoformat()} order {rec['order_id']} line {rec['line_id']} {rec['level']}: "
+              f"{rec['amount_fen']} fen, reversed {rec['reversed_fen']}, {rec['status']}"
+              + (f" ({rec['settled_fen']} settled {rec['settled_at'].isoformat()})" if rec["settled_at"] else ""))
+    for w in r.withdrawals:
+        print(f"  withdrawal {w['withdrawal_id']}: {w['amount_fen']} fen, {w['status']} at {w['at'].isoformat()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m services.commission.audit", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -43,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="settlements due this shortly before the cut are compared only when made")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_rederive)
+
+    p = sub.add_parser("as-of", help="one promoter's balance and commission records as of a past instant, from the log")
+    p.add_argument("--promoter", required=True)
+    p.add_argument("--at", type=_instant, required=True, help="the instant (ISO 8601; UTC when no offset)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_as_of)
 
     args = ap.parse_args(argv)
     return args.run(args)
