@@ -1,12 +1,16 @@
-"""Audit routes (admin): time travel over the log. Read-only; nothing here touches the live tables."""
+"""Audit routes (admin): time travel and the plan simulator over the log. Read-only; nothing here
+touches the live tables or publishes."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.commission.audit.asof import as_json, as_of
+from services.commission.audit.simulate import load_source, simulate
+from services.commission.domain.plan import parse_plan
 from shared.identity import AdminIdentity
 
 audit = APIRouter(prefix="/v1/admin", tags=["audit"])
@@ -22,3 +26,24 @@ async def promoter_as_of(promoter_id: str, request: Request, _: AdminIdentity,
         raise HTTPException(status_code=422, detail={"code": "instant_in_future", "message": "`at` is later than now"})
     settings = request.app.state.runtime.settings
     return as_json(await as_of(settings.kafka_bootstrap_servers, promoter_id, at))
+
+
+class SimulationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    plan: dict[str, Any]
+    from_: datetime = Field(alias="from")
+    to: datetime
+    top: int = Field(50, ge=1, le=1000)
+
+
+@audit.post("/plan/simulate")
+async def simulate_plan(body: SimulationRequest, request: Request, _: AdminIdentity) -> dict[str, Any]:
+    """The cost of a draft plan over a past period of real events, against the plans in force then,
+    per promoter, product and tier. Nothing is published."""
+    start, end = (t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc) for t in (body.from_, body.to))
+    if start >= end:
+        raise HTTPException(status_code=422, detail={"code": "empty_period", "message": "`from` must be before `to`"})
+    draft = parse_plan(body.plan)  # PlanRefusedError -> 422 with the broken rule, as for PUT /v1/admin/plan
+    settings = request.app.state.runtime.settings
+    src = await load_source(settings.kafka_bootstrap_servers, until=end)
+    return simulate(src, draft, start, end).as_json(body.top)

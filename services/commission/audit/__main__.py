@@ -48,6 +48,47 @@ def _as_of(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from services.commission.audit.simulate import load_source, report, simulate
+    from services.commission.domain.errors import PlanRefusedError
+    from services.commission.domain.plan import parse_plan
+    from services.commission.settings import CommissionSettings
+
+    try:
+        draft = parse_plan(json.loads(open(args.plan).read()))
+    except PlanRefusedError as exc:
+        print(f"draft refused ({exc.code}): {exc}", file=sys.stderr)
+        return 2
+    settings = CommissionSettings()
+    src = asyncio.run(load_source(settings.kafka_bootstrap_servers, until=args.to, progress=not args.quiet))
+    sim = simulate(src, draft, args.from_, args.to)
+    if args.json:
+        print(json.dumps(sim.as_json(args.top), indent=1, ensure_ascii=False))
+    else:
+        report(sim, sys.stdout, args.top)
+    return 0
+
+
+def _compliance(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.commission.audit import compliance
+    from services.commission.audit.rederive import Published
+    from services.commission.audit.simulate import load_source
+    from services.commission.settings import CommissionSettings
+
+    settings = CommissionSettings()
+    pub = Published()
+    src = asyncio.run(load_source(settings.kafka_bootstrap_servers, progress=not args.quiet, published=pub))
+    report = compliance.check(src, pub, (args.from_, args.to), top=args.top)
+    compliance.text(report, sys.stdout)
+    for path in compliance.write(report, Path(args.out)):
+        print(f"wrote {path}")
+    return 0 if report.passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m services.commission.audit", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -72,6 +113,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_as_of)
+
+    p = sub.add_parser("simulate", help="the cost of a draft plan over a past period of real events, per promoter, "
+                       "product and tier, against the plans in force then")
+    p.add_argument("--plan", required=True, help="the draft plan (JSON file, as for PUT /v1/admin/plan)")
+    p.add_argument("--from", dest="from_", type=_instant, required=True)
+    p.add_argument("--to", type=_instant, required=True)
+    p.add_argument("--top", type=int, default=20, help="rows per dimension (largest differences first)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_simulate)
+
+    p = sub.add_parser("compliance", help="levels, cap, backing payments, recruitment, refunds and team sizes for a "
+                       "period: CSV + HTML (exit 0 only when every check passes)")
+    p.add_argument("--from", dest="from_", type=_instant, help="orders paid (refunds made) at or after")
+    p.add_argument("--to", type=_instant, help="... and before (teams: bindings in force at this instant)")
+    p.add_argument("--out", default="compliance-report", help="directory for compliance.csv, teams.csv, compliance.html")
+    p.add_argument("--top", type=int, default=10, help="teams listed by size and by depth")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_compliance)
 
     args = ap.parse_args(argv)
     return args.run(args)

@@ -201,6 +201,8 @@ class Published:
     reversals: dict[tuple[str, str], Any] = field(default_factory=dict)
     settlements: dict[str, Any] = field(default_factory=dict)
     duplicates: list[str] = field(default_factory=list)
+    #: accrual id -> the event that caused it (an OrderPaid)
+    causes: dict[str, uuid.UUID | None] = field(default_factory=dict)
     _seen: set[uuid.UUID] = field(default_factory=set)
 
     def add(self, env: Envelope, p: Any) -> None:
@@ -212,6 +214,7 @@ class Published:
             if p.accrual_id in self.accruals:
                 self.duplicates.append(f"CommissionAccrued {p.accrual_id} published twice under different event ids")
             self.accruals[p.accrual_id] = p
+            self.causes[p.accrual_id] = env.causation_id
         elif et == "CommissionReversed":
             k = (p.accrual_id, p.out_refund_no)
             if k in self.reversals:
