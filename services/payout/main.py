@@ -8,7 +8,7 @@ import structlog
 from fastapi import FastAPI
 
 from services.payout import service_layer as sl
-from services.payout.api import admin, notify, withdrawals
+from services.payout.api import admin, notify, tax, withdrawals
 from services.payout.domain.errors import PayoutError
 from services.payout.handlers.ledger import LedgerProjection
 from services.payout.settings import PayoutSettings, read_pem
@@ -64,7 +64,7 @@ def create_app(settings: PayoutSettings | None = None, *, schema: str | None = N
     spec = ServiceSpec(
         service="payout",
         migrations=MIGRATIONS,
-        routers=[withdrawals.router, admin.router, notify.router],
+        routers=[withdrawals.router, admin.router, notify.router, tax.router],
         projections=[lambda rt: LedgerProjection()],
         background=[follow_transfers],
         on_start=[start_transfer],
