@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from aiokafka import TopicPartition
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +45,9 @@ async def simulate_plan(body: SimulationRequest, request: Request, _: AdminIdent
     if start >= end:
         raise HTTPException(status_code=422, detail={"code": "empty_period", "message": "`from` must be before `to`"})
     draft = parse_plan(body.plan)  # PlanRefusedError -> 422 with the broken rule, as for PUT /v1/admin/plan
-    settings = request.app.state.runtime.settings
-    src = await load_source(settings.kafka_bootstrap_servers, until=end)
+    rt = request.app.state.runtime
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT topic, partition, from_offset FROM replay_origin")
+    origin = {TopicPartition(r["topic"], r["partition"]): r["from_offset"] for r in rows}
+    src = await load_source(rt.settings.kafka_bootstrap_servers, until=end, origin=origin)
     return simulate(src, draft, start, end).as_json(body.top)

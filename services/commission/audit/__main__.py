@@ -51,7 +51,7 @@ def _as_of(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import json
 
-    from services.commission.audit.simulate import load_source, report, simulate
+    from services.commission.audit.simulate import load_source, origin_of, report, simulate
     from services.commission.domain.errors import PlanRefusedError
     from services.commission.domain.plan import parse_plan
     from services.commission.settings import CommissionSettings
@@ -62,7 +62,8 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"draft refused ({exc.code}): {exc}", file=sys.stderr)
         return 2
     settings = CommissionSettings()
-    src = asyncio.run(load_source(settings.kafka_bootstrap_servers, until=args.to, progress=not args.quiet))
+    origin = asyncio.run(origin_of(settings.database_url, args.schema or settings.db_schema))
+    src = asyncio.run(load_source(settings.kafka_bootstrap_servers, until=args.to, progress=not args.quiet, origin=origin))
     sim = simulate(src, draft, args.from_, args.to)
     if args.json:
         print(json.dumps(sim.as_json(args.top), indent=1, ensure_ascii=False))
@@ -76,12 +77,13 @@ def _compliance(args: argparse.Namespace) -> int:
 
     from services.commission.audit import compliance
     from services.commission.audit.rederive import Published
-    from services.commission.audit.simulate import load_source
+    from services.commission.audit.simulate import load_source, origin_of
     from services.commission.settings import CommissionSettings
 
     settings = CommissionSettings()
     pub = Published()
-    src = asyncio.run(load_source(settings.kafka_bootstrap_servers, progress=not args.quiet, published=pub))
+    origin = asyncio.run(origin_of(settings.database_url, args.schema or settings.db_schema))
+    src = asyncio.run(load_source(settings.kafka_bootstrap_servers, progress=not args.quiet, published=pub, origin=origin))
     report = compliance.check(src, pub, (args.from_, args.to), top=args.top)
     compliance.text(report, sys.stdout)
     for path in compliance.write(report, Path(args.out)):
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="from_", type=_instant, required=True)
     p.add_argument("--to", type=_instant, required=True)
     p.add_argument("--top", type=int, default=20, help="rows per dimension (largest differences first)")
+    p.add_argument("--schema", help="the commission schema whose log origin to use (default COMMISSION_SCHEMA)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_simulate)
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", type=_instant, help="... and before (teams: bindings in force at this instant)")
     p.add_argument("--out", default="compliance-report", help="directory for compliance.csv, teams.csv, compliance.html")
     p.add_argument("--top", type=int, default=10, help="teams listed by size and by depth")
+    p.add_argument("--schema", help="the commission schema whose log origin to use (default COMMISSION_SCHEMA)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_compliance)
 

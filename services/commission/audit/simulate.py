@@ -29,10 +29,30 @@ from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERR
 DRAFT_VERSION = 10**9  # a version no real plan has
 
 
+async def origin_of(dsn: str, schema: str) -> dict[TopicPartition, int]:
+    """Where a commission schema's log starts (`replay_origin`: tests start schemas mid-topic on
+    shared topics; empty in production, where the log starts at its beginning)."""
+    import asyncpg
+
+    from shared.db import check_schema
+
+    try:
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": check_schema(schema)})
+    except (OSError, asyncpg.PostgresError):
+        return {}
+    try:
+        rows = await conn.fetch("SELECT topic, partition, from_offset FROM replay_origin")
+    except asyncpg.UndefinedTableError:
+        rows = []
+    finally:
+        await conn.close()
+    return {TopicPartition(r["topic"], r["partition"]): r["from_offset"] for r in rows}
+
+
 async def load_source(bootstrap: str, *, until: datetime | None = None, progress: bool = False,
-                      published: Published | None = None) -> Source:
-    """The source events of the whole retained log (order events recorded before `until`); with
-    `published`, commission's money events are collected into it too."""
+                      published: Published | None = None, origin: dict[TopicPartition, int] | None = None) -> Source:
+    """The source events of the whole retained log, from `origin` where given (order events
+    recorded before `until`); with `published`, commission's money events are collected into it too."""
     topics = [REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS]
     parts = await logread.partitions_of(bootstrap, topics)
     tps = [TopicPartition(t, p) for t in topics for p in parts.get(t, [])]
@@ -61,7 +81,9 @@ async def load_source(bootstrap: str, *, until: datetime | None = None, progress
             return
         src.add(env, payload)
 
-    await logread.read(bootstrap, {tp: (begin[tp], end[tp]) for tp in tps}, on_record, progress=progress, desc="read log")
+    origin = origin or {}
+    await logread.read(bootstrap, {tp: (max(begin[tp], origin.get(tp, 0)), end[tp]) for tp in tps}, on_record,
+                       progress=progress, desc="read log")
     return src
 
 

@@ -56,7 +56,7 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
 
     out = tmp_path / "report"
     done = subprocess.run([sys.executable, "-m", "services.commission.audit", "compliance", "--from", start.isoformat(),
-                           "--to", end.isoformat(), "--out", str(out), "--quiet"], cwd=ROOT, env=dict(os.environ),
+                           "--to", end.isoformat(), "--out", str(out), "--quiet", "--schema", schema], cwd=ROOT, env=dict(os.environ),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("[PASS]") == 5 and "deepest level paid: 2" in done.stdout
@@ -68,7 +68,7 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
     assert "Overall: <b>PASS</b>" in (out / "compliance.html").read_text()
 
     done = subprocess.run([sys.executable, "-m", "services.commission.audit", "simulate", "--plan", str(_write(tmp_path, draft)),
-                           "--from", start.isoformat(), "--to", end.isoformat(), "--quiet", "--top", "1000"], cwd=ROOT,
+                           "--from", start.isoformat(), "--to", end.isoformat(), "--quiet", "--top", "1000", "--schema", schema], cwd=ROOT,
                           env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"  {b}: current {row['current_fen']}, draft {row['draft_fen']}" in done.stdout
