@@ -2,7 +2,7 @@
 touches the live tables or publishes."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -50,4 +50,5 @@ async def simulate_plan(body: SimulationRequest, request: Request, _: AdminIdent
         rows = await conn.fetch("SELECT topic, partition, from_offset FROM replay_origin")
     origin = {TopicPartition(r["topic"], r["partition"]): r["from_offset"] for r in rows}
     src = await load_source(rt.settings.kafka_bootstrap_servers, until=end, origin=origin)
-    return simulate(src, draft, start, end).as_json(body.top)
+    epoch = getattr(rt.settings, "tier_epoch_s", None)
+    return simulate(src, draft, start, end, tier_epoch=timedelta(seconds=epoch) if epoch else None).as_json(body.top)

@@ -64,7 +64,10 @@ def _simulate(args: argparse.Namespace) -> int:
     settings = CommissionSettings()
     origin = asyncio.run(origin_of(settings.database_url, args.schema or settings.db_schema))
     src = asyncio.run(load_source(settings.kafka_bootstrap_servers, until=args.to, progress=not args.quiet, origin=origin))
-    sim = simulate(src, draft, args.from_, args.to)
+    from datetime import timedelta
+
+    epoch = getattr(settings, "tier_epoch_s", None)
+    sim = simulate(src, draft, args.from_, args.to, tier_epoch=timedelta(seconds=epoch) if epoch else None)
     if args.json:
         print(json.dumps(sim.as_json(args.top), indent=1, ensure_ascii=False))
     else:

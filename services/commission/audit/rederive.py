@@ -48,6 +48,7 @@ from services.commission.domain.balance import COLUMNS, Deltas, delta_of
 from services.commission.domain.chain import History
 from services.commission.domain.ledger import Ledger, PlanBook
 from services.commission.domain.plan import Plan
+from services.commission.domain.tiers import PromoterRecord, epoch_of, epoch_start, tier_reached
 from shared import db
 from shared.events import Envelope, catalog
 from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
@@ -126,16 +127,65 @@ class Derived:
     skips: int = 0
 
 
+class EpochTiers:
+    """Tiers by epoch (the service's scale-out rule, `domain.tiers`): the tier in force for an order
+    paid in epoch e is the one the promoter's record reaches from the contributions made at or
+    before the start of e (orders and settled sales by bucket, direct buyers by their first
+    purchase), under the plan in force for that order."""
+
+    def __init__(self, length: timedelta) -> None:
+        self.length = length
+        #: promoter -> [(at, orders, settled sales)], and direct buyer -> first purchase
+        self.contributions: dict[str, list[tuple[datetime, int, int]]] = {}
+        self.first_buys: dict[str, dict[str, datetime]] = {}
+        self.cache: dict[tuple[str, int, int], str] = {}
+        self.added: set[tuple[str, int, int]] = set()
+
+    def add(self, promoter: str, at: datetime, orders: int, buyer: str | None, sales: int) -> None:
+        self.contributions.setdefault(promoter, []).append((at, orders, sales))
+        if buyer is not None:
+            firsts = self.first_buys.setdefault(promoter, {})
+            if buyer not in firsts or at < firsts[buyer]:
+                firsts[buyer] = at
+
+    def put_in(self, history: History, plans: PlanBook, buyer_id: str, paid_at: datetime) -> None:
+        found = plans.in_force(paid_at)
+        if found is None or not found[1].upgrade_ladder:
+            return
+        version, plan = found
+        e = epoch_of(paid_at, self.length)
+        start = epoch_start(e, self.length)
+        r1 = history.referrer_at(buyer_id, paid_at)
+        r2 = history.referrer_at(r1, paid_at) if r1 is not None else None
+        for who in (buyer_id, r1, r2):
+            if who is None:
+                continue
+            k = (who, e, version)
+            if k in self.added:
+                continue
+            tier = self.cache.get(k)
+            if tier is None:
+                rows = [c for c in self.contributions.get(who, ()) if c[0] <= start]
+                buyers = sum(1 for t in self.first_buys.get(who, {}).values() if t <= start)
+                tier = self.cache[k] = tier_reached(plan, PromoterRecord(sum(c[1] for c in rows), buyers,
+                                                                         sum(c[2] for c in rows)))[0]
+            self.added.add(k)
+            history.add_tier(who, start, e, tier)
+
+
 def derive(src: Source, *, settle_until: datetime | None, clock_offset: timedelta = timedelta(0),
-           grace: timedelta = timedelta(seconds=30), progress: bool = False) -> Derived:
+           grace: timedelta = timedelta(seconds=30), progress: bool = False,
+           tier_epoch: timedelta | None = None) -> Derived:
     """Fold the source order events in event-time order through the domain `Ledger` (pure).
 
     A due accrual settles before the first order event whose time plus `clock_offset` (the live
     scheduler's clock offset) reaches its due time, and at the end when due by `settle_until`
-    (None: settle nothing more at the end)."""
+    (None: settle nothing more at the end). `tier_epoch`: tiers move at epoch boundaries, as the
+    service does with `COMMISSION_TIER_EPOCH_S` (None: right after the order that reaches them)."""
     out = Derived()
     ledger = Ledger(history=src.history, plans=src.plans, accruals={}, known_orders=set(), records={},
-                    direct_pairs=set(), refunds_seen=set())
+                    direct_pairs=set(), refunds_seen=set(), tier_epoch=tier_epoch)
+    epochs = EpochTiers(tier_epoch) if tier_epoch is not None else None
     due: list[tuple[datetime, int, str, Any]] = []
     n = 0
 
@@ -155,6 +205,10 @@ def derive(src: Source, *, settle_until: datetime | None, clock_offset: timedelt
             out.settlements[st.accrual_id] = DSettlement(st.accrual_id, st.order_id, st.beneficiary_id, amount, at)
         out.tier_changes += len(ledger.tier_changes)
         out.skips += len(ledger.skips)
+        if epochs is not None:
+            for c in ledger.contributions:
+                epochs.add(*c)
+            ledger.contributions.clear()
         for lst in (ledger.accruals, ledger.reversals, ledger.dues, ledger.settlements, ledger.tier_changes,
                     ledger.skips, ledger.new_orders, ledger.new_pairs, ledger.refunds_applied):
             lst.clear()
@@ -173,6 +227,8 @@ def derive(src: Source, *, settle_until: datetime | None, clock_offset: timedelt
             settle_until_(t + clock_offset)
         et = env.event_type
         if et == "OrderPaid":
+            if epochs is not None:
+                epochs.put_in(src.history, src.plans, p.buyer_id, p.paid_at)
             ledger.on_paid(PaidOrder(p.order_id, p.buyer_id, p.paid_at, tuple(
                 PaidLine(l.line_id, l.product_id, l.category_id, l.quantity, l.paid_fen) for l in p.lines)), env)
         elif et == "OrderRefunded":
@@ -362,6 +418,18 @@ class Result:
         return self.events_read / self.seconds if self.seconds > 0 else 0.0
 
 
+async def _reference_positions(dsn: str, schema: str) -> dict[TopicPartition, int]:
+    """Where the live service has read the referral stream (its reference-data projection, when
+    it has one, which every order worker reads)."""
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": db.check_schema(schema)})
+    try:
+        rows = await conn.fetch("SELECT topic, partition, next_offset FROM projector_offsets WHERE topic = $1",
+                                REFERRAL_EVENTS)
+    finally:
+        await conn.close()
+    return {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
 async def _held_event_ids(dsn: str, schema: str) -> set[uuid.UUID]:
     """Order events the live projection has read but holds back (the cross-topic ordering guard):
     they are not decided yet, so the audit leaves them out too."""
@@ -399,7 +467,7 @@ async def rederive(settings: Any, live_schema: str, *, period: tuple[datetime | 
     tps = [TopicPartition(COMMISSION_EVENTS, p) for p in parts[COMMISSION_EVENTS]]
     _, ends = await logread.offsets(bootstrap, tps)
     ranges: logread.Ranges = {tp: (snap.origin.get(tp, 0), end) for tp, end in ends.items()}
-    for tp, off in snap.offsets.items():
+    for tp, off in (snap.offsets | await _reference_positions(dsn, live_schema)).items():
         if tp.topic in (REFERRAL_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS):
             ranges[tp] = (snap.origin.get(tp, 0), off)
 
@@ -439,8 +507,9 @@ async def rederive(settings: Any, live_schema: str, *, period: tuple[datetime | 
     if held:
         result.notes.append(f"{len(held)} order events held back by the live ordering guard: left out")
     settle_until = (min(cut_at, stop) if stop is not None else cut_at) + offset
+    epoch_s = getattr(settings, "tier_epoch_s", None)
     derived = derive(src, settle_until=settle_until, clock_offset=offset, grace=timedelta(seconds=grace_s),
-                     progress=progress)
+                     progress=progress, tier_epoch=timedelta(seconds=epoch_s) if epoch_s else None)
     result.differences = compare_lines(derived, pub, period)
     result.differences += [Difference("log", "", "", None, None, m) for m in pub.duplicates]
     mine = derived_balances(derived, src.withdrawals, pub)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -135,12 +135,13 @@ def _costs(d: Derived, start: datetime, end: datetime) -> dict[str, tuple[str, s
             for aid, a in d.accruals.items() if start <= a.paid_at < end}
 
 
-def simulate(src: Source, draft: Plan, start: datetime, end: datetime) -> Simulation:
-    """Both folds and the comparison (pure; `src` is not changed)."""
+def simulate(src: Source, draft: Plan, start: datetime, end: datetime, *, tier_epoch: timedelta | None = None) -> Simulation:
+    """Both folds and the comparison (pure; `src` is not changed). `tier_epoch`: the service's
+    `COMMISSION_TIER_EPOCH_S` (tiers move at epoch boundaries)."""
     # the fold adds tier changes to the history: each run gets its own copy
-    current = derive(replace(src, history=copy.deepcopy(src.history)), settle_until=end)
+    current = derive(replace(src, history=copy.deepcopy(src.history)), settle_until=end, tier_epoch=tier_epoch)
     drafted = derive(replace(src, history=copy.deepcopy(src.history), plans=draft_book(src.plans, draft, start)),
-                     settle_until=end)
+                     settle_until=end, tier_epoch=tier_epoch)
     sim = Simulation((start, end))
     sim.orders = sum(1 for t, _, env, p in src.orders if env.event_type == "OrderPaid" and start <= p.paid_at < end)
     for which, costs in (("current_fen", _costs(current, start, end)), ("draft_fen", _costs(drafted, start, end))):

@@ -19,12 +19,15 @@ from tests.integration.commission.conftest import PLAN, now, settings, who
 from tests.integration.commission.test_audit_rederive import play_history
 
 pytestmark = pytest.mark.integration
+#: tiers by epoch with no epoch boundary during the test (every tier stays the first one)
+NO_EPOCH_BOUNDARY = {"tier_epoch_s": 1e9}
+ENV = {"COMMISSION_TIER_EPOCH_S": "1e9"}
 ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, dbc, tmp_path):
     start = now()
-    async with running_app(create_app(settings(), schema=schema)) as client:
+    async with running_app(create_app(settings(**NO_EPOCH_BOUNDARY), schema=schema)) as client:
         people = await play_history(client, feed, dbc, ids)
         end = now() + timedelta(seconds=1)
         b = people["b"]
@@ -39,10 +42,10 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
             live = await dbc.fetchval("SELECT sum(amount_fen - reversed_fen) FROM accruals WHERE beneficiary_id = $1", p)
             assert rows[p]["current_fen"] == live
         row = rows[b]
-        # b's sharer level-1 line (o1 l1) was fully refunded: nets 0 at any rate; b's o3 line was paid at partner,
-        # which the draft leaves as it is. a's level-2 on o3 was paid under version 2 (3 %), which the draft
-        # (5 %, as version 1) replaces inside the period: 5000 fen * 2 % = 100 fen more
-        assert rows[b]["difference_fen"] == 0 and rows[people["a"]]["difference_fen"] == 100
+        # no epoch boundary during the test: b stays at sharer. o1 was fully refunded (nets 0 at any rate); the
+        # self-purchase rate is the same; o3 was paid under version 2 (b level 1 at 12 %, a level 2 at 3 %), which
+        # the draft (20 %, 5 %) replaces inside the period: b +5000 fen * 8 % = 400, a +5000 fen * 2 % = 100
+        assert rows[b]["difference_fen"] == 400 and rows[people["a"]]["difference_fen"] == 100
         assert {x["key"] for x in sim["by_product"]} >= {"sku", "fixed-sku"}
         # an invalid draft is refused like PUT /v1/admin/plan
         bad = {**PLAN, "cap_bp": 4000}
@@ -56,7 +59,7 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
 
     out = tmp_path / "report"
     done = subprocess.run([sys.executable, "-m", "services.commission.audit", "compliance", "--from", start.isoformat(),
-                           "--to", end.isoformat(), "--out", str(out), "--quiet", "--schema", schema], cwd=ROOT, env=dict(os.environ),
+                           "--to", end.isoformat(), "--out", str(out), "--quiet", "--schema", schema], cwd=ROOT, env={**os.environ, **ENV},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("[PASS]") == 5 and "deepest level paid: 2" in done.stdout
@@ -69,7 +72,7 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
 
     done = subprocess.run([sys.executable, "-m", "services.commission.audit", "simulate", "--plan", str(_write(tmp_path, draft)),
                            "--from", start.isoformat(), "--to", end.isoformat(), "--quiet", "--top", "1000", "--schema", schema], cwd=ROOT,
-                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
+                          env={**os.environ, **ENV}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"  {b}: current {row['current_fen']}, draft {row['draft_fen']}" in done.stdout
 

@@ -118,3 +118,21 @@ def test_balance_differences_name_the_promoter_and_column():
     diffs = compare_balances({"a": (1, 2, 0, 0, 0)}, {"a": (1, 3, 0, 0, 0), "z": (0, 0, 0, 0, 5)})
     assert [(x.beneficiary_id, x.amount_log_fen, x.amount_derived_fen, x.detail.split(":")[0]) for x in diffs] == [
         ("a", 3, 2, "available_fen"), ("z", 5, 0, "reversed_fen")]
+
+
+def test_tiers_by_epoch_apply_from_the_next_epoch():
+    plan = {**PLAN, "tiers": [*PLAN["tiers"], {"name": "partner", "level1_bp": 2000, "level2_bp": 500, "self_purchase_bp": 1000,
+                                               "upgrade": {"min_orders": 2}}]}
+    events = [(CommissionPlanPublished(plan_version=1, plan=plan, published_by="op", published_at=at(0)), at(0)),
+              (PromoterEnrolled(promoter_id="b", promoter_code="b", enrolled_by="operator", enrolled_at=at(0)), at(0))]
+    # b buys for themselves at minutes 61, 62, 63 (one hour epoch: 60 < t <= 120) and 121 (the next epoch)
+    for i, m in enumerate((61, 62, 63, 121)):
+        events.append((OrderPaid(order_id=f"o{i}", buyer_id="b", lines=(OrderLine(line_id="l", product_id="p", quantity=1,
+                       unit_price_fen=1000, paid_fen=1000),), postage_fen=0, total_fen=1000, transaction_id=f"t{i}",
+                       paid_at=at(m)), at(m)))
+    d = derive(source(*events), settle_until=None, tier_epoch=timedelta(hours=1))
+    assert [(a.tier, a.amount_fen) for a in sorted(d.accruals.values(), key=lambda a: a.paid_at)] == [
+        ("sharer", 80), ("sharer", 80), ("sharer", 80), ("partner", 100)]
+    # without epochs the tier follows the order that reaches it
+    d = derive(source(*events), settle_until=None)
+    assert [a.tier for a in sorted(d.accruals.values(), key=lambda a: a.paid_at)] == ["sharer", "sharer", "partner", "partner"]
