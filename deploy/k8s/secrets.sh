@@ -10,7 +10,7 @@
 # Per service:
 #   <service>-pg    kubernetes.io/basic-auth, the service's PostgreSQL role: username = the
 #                   service, a generated password; CloudNativePG sets it on the role (managed.roles)
-#   <service>-app   FENXIAO_IDENTITY_SECRET and the variables with the service's prefix (its
+#   <service>-app   FENXIAO_IDENTITY_* and the variables with the service's prefix (its
 #                   WeChat credentials: only orders, payout, referral and engagement have any)
 #   payout-wechatpay-keys   the merchant private key and WeChat Pay's public key, as files
 # Not here: the Kafka credentials (Strimzi's User Operator makes the Secret <service> for each
@@ -32,9 +32,13 @@ for svc in referral orders commission payout engagement console; do
   fi
   if ! exists "$svc-app"; then
     prefix="$(tr '[:lower:]' '[:upper:]' <<<"$svc")_"
-    args=(--from-literal=FENXIAO_IDENTITY_SECRET="$FENXIAO_IDENTITY_SECRET")
+    args=()
+    # the identity key ring (FENXIAO_IDENTITY_SECRET/_KID, during a rotation _PREVIOUS_SECRET/_KID)
+    # and the service's own prefixed settings
     while IFS='=' read -r name _; do
-      [[ "$name" == "${prefix}"* && "$name" != *_FILE ]] && args+=(--from-literal="$name=${!name}")
+      if [[ "$name" == FENXIAO_IDENTITY_* || ( "$name" == "${prefix}"* && "$name" != *_FILE ) ]]; then
+        args+=(--from-literal="$name=${!name}")
+      fi
     done < <(env)
     kubectl -n "$ns" create secret generic "$svc-app" "${args[@]}" --dry-run=client -o yaml | apply "$svc-app"
   fi
