@@ -297,7 +297,9 @@ def user_objects() -> list[dict]:
         own = topics.OWNER_TOPIC[s.name]
         acls = [acl("topic", own, ["Write", "Describe"])]
         acls += [acl("topic", topics.dead_letter(t), ["Write", "Describe"]) for t in sorted(set(s.consumes))]
-        acls += [acl("topic", t, ["Read", "Describe"]) for t in sorted(set(s.consumes) | {own})]
+        # DescribeConfigs: at start a service checks that what it reads keeps every event
+        # (shared.topics.ensure_topics with FENXIAO_CREATE_TOPICS=false)
+        acls += [acl("topic", t, ["Read", "Describe", "DescribeConfigs"]) for t in sorted(set(s.consumes) | {own})]
         acls.append(acl("group", f"{s.name}.", ["Read"], "prefix"))
         objs.append({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaUser",
                      "metadata": {"name": s.name, "labels": {"strimzi.io/cluster": KAFKA_CLUSTER, "app.kubernetes.io/part-of": PART_OF}},

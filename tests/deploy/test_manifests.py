@@ -182,6 +182,9 @@ def test_each_service_writes_only_its_own_topic_and_dead_letters(objects):
         others = written - {OWN[svc]}
         assert all(t.endswith(topics.DEAD_LETTER_SUFFIX) for t in others), (svc, others)
         assert not {t for t in written if t in PRODUCTION_TOPICS and t != OWN[svc]}
+        readable = {a["resource"]["name"] for a in spec["authorization"]["acls"]
+                    if a["resource"]["type"] == "topic" and {"Read", "DescribeConfigs"} <= set(a["operations"])}
+        assert OWN[svc] in readable and readable <= PRODUCTION_TOPICS  # reads (and checks the retention of) events only
         groups = [a for a in spec["authorization"]["acls"] if a["resource"]["type"] == "group"]
         assert groups == [{"resource": {"type": "group", "name": f"{svc}.", "patternType": "prefix"}, "operations": ["Read"]}]
 
