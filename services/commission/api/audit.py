@@ -1,9 +1,9 @@
-"""Audit routes (admin): time travel and the plan simulator over the log. Read-only; nothing here
+"""Audit routes (as-of: any operator role; the simulator: plan_admin or auditor): time travel and the plan simulator over the log. Read-only; nothing here
 touches the live tables or publishes."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
 from aiokafka import TopicPartition
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -12,13 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.commission.audit.asof import as_json, as_of
 from services.commission.audit.simulate import load_source, simulate
 from services.commission.domain.plan import parse_plan
-from shared.identity import AdminIdentity
+from fastapi import Depends
+
+from shared.identity import Identity, Role, StaffIdentity, require_role
 
 audit = APIRouter(prefix="/v1/admin", tags=["audit"])
 
 
 @audit.get("/promoters/{promoter_id}/as-of")
-async def promoter_as_of(promoter_id: str, request: Request, _: AdminIdentity,
+async def promoter_as_of(promoter_id: str, request: Request, _: StaffIdentity,
                          at: datetime = Query(..., description="the instant (ISO 8601; UTC when no offset is given)")) -> dict[str, Any]:
     """The promoter's balance and commission records as the log had them at `at`."""
     if at.tzinfo is None:
@@ -38,7 +40,8 @@ class SimulationRequest(BaseModel):
 
 
 @audit.post("/plan/simulate")
-async def simulate_plan(body: SimulationRequest, request: Request, _: AdminIdentity) -> dict[str, Any]:
+async def simulate_plan(body: SimulationRequest, request: Request,
+                        _: Annotated[Identity, Depends(require_role(Role.PLAN_ADMIN, Role.AUDITOR))]) -> dict[str, Any]:
     """The cost of a draft plan over a past period of real events, against the plans in force then,
     per promoter, product and tier. Nothing is published."""
     start, end = (t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc) for t in (body.from_, body.to))

@@ -22,7 +22,9 @@ from services.payout.domain import policy
 from services.payout.domain.tax import Payment, next_withholding, year_of_withholdings
 from services.payout.domain.withdrawal import business_day
 from services.payout.store import payee as store
-from shared.identity import AdminIdentity, CurrentIdentity
+from fastapi import Depends
+
+from shared.identity import CurrentIdentity, Identity, OperatorIdentity, Role, require_role
 
 router = APIRouter(tags=["tax"])
 
@@ -158,7 +160,8 @@ async def income_report(conn: Any, tz: str, start: date, end: date) -> list[dict
 
 
 @router.get("/v1/admin/tax/income-report")
-async def get_income_report(_: AdminIdentity, conn: ConnDep, settings: SettingsDep,
+async def get_income_report(_: Annotated[Identity, Depends(require_role(Role.FINANCE, Role.AUDITOR))], conn: ConnDep,
+                            settings: SettingsDep,
                             from_: Annotated[date, Query(alias="from", description="first business day")],
                             to: Annotated[date, Query(description="day after the last")]) -> Response:
     """The period's labour remuneration per person for the platform's filing (CSV, UTF-8)."""
@@ -179,7 +182,7 @@ class ErasureIn(BaseModel):
 
 
 @router.post("/v1/admin/persons/{person_id}/erase")
-async def erase_person(person_id: str, body: ErasureIn, admin: AdminIdentity, conn: ConnDep) -> dict[str, Any]:
+async def erase_person(person_id: str, body: ErasureIn, admin: OperatorIdentity, conn: ConnDep) -> dict[str, Any]:
     """Erase a person's personal data held by payout: their key is shredded (name and ID number can
     no longer be decrypted, in this database or any backup), their withdrawals' openid and encrypted
     name are cleared. Amounts, ids and times stay: the money trail remains provable."""

@@ -27,7 +27,7 @@ async def test_balance_and_records_as_of_past_instants(infra, schema, feed, ids)
     a, b, c = ids("pa"), ids("pb"), ids("buyer")
     t = now() - timedelta(hours=1)
     async with running_app(create_app(settings(), schema=schema)) as client:
-        assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "admin"))).status_code == 201
+        assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "plan_admin"))).status_code == 201
         await enrol(feed, a, t)
         await enrol(feed, b, t)
         await bind(feed, b, a, t)
@@ -37,7 +37,7 @@ async def test_balance_and_records_as_of_past_instants(infra, schema, feed, ids)
         await feed.send(paid(order, c, now(), ("l1", "sku", 1, 10000)))
 
         async def balance_is(**want):
-            got = (await client.get(f"/v1/admin/promoters/{b}/balance", headers=who("op", "admin"))).json()
+            got = (await client.get(f"/v1/admin/promoters/{b}/balance", headers=who("op", "auditor"))).json()
             return got if all(got[k] == v for k, v in want.items()) else None
 
         shown = {"paid": await eventually(lambda: balance_is(frozen_fen=1000))}
@@ -68,14 +68,14 @@ async def test_balance_and_records_as_of_past_instants(infra, schema, feed, ids)
         assert (await as_of(bootstrap, a, t_paid)).balance["frozen_fen"] == 500
 
         # the admin API
-        resp = await client.get(f"/v1/admin/promoters/{b}/as-of", params={"at": t_refunded.isoformat()}, headers=who("op", "admin"))
+        resp = await client.get(f"/v1/admin/promoters/{b}/as-of", params={"at": t_refunded.isoformat()}, headers=who("op", "auditor"))
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["balance"]["frozen_fen"] == 750 and body["records"][0]["reversed_fen"] == 250
         assert (await client.get(f"/v1/admin/promoters/{b}/as-of", params={"at": t_end.isoformat()}, headers=who(b))).status_code == 403
         future = (now() + timedelta(days=1)).isoformat()
-        assert (await client.get(f"/v1/admin/promoters/{b}/as-of", params={"at": future}, headers=who("op", "admin"))).status_code == 422
-        assert (await client.get(f"/v1/admin/promoters/{b}/as-of", params={"at": "yesterday"}, headers=who("op", "admin"))).status_code == 422
+        assert (await client.get(f"/v1/admin/promoters/{b}/as-of", params={"at": future}, headers=who("op", "auditor"))).status_code == 422
+        assert (await client.get(f"/v1/admin/promoters/{b}/as-of", params={"at": "yesterday"}, headers=who("op", "auditor"))).status_code == 422
 
     # the CLI
     done = subprocess.run([sys.executable, "-m", "services.commission.audit", "as-of", "--promoter", b, "--at", t_settled.isoformat(),

@@ -39,7 +39,7 @@ async def play_history(client, feed, dbc, ids) -> dict[str, str]:
     decided and settled everything."""
     a, b, s, c, d = ids("pa"), ids("pb"), ids("ps"), ids("buyer-c"), ids("buyer-d")
     t = now() - timedelta(hours=1)
-    assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "admin"))).status_code == 201
+    assert (await client.put("/v1/admin/plan", json=PLAN, headers=who("op", "plan_admin"))).status_code == 201
     for p in (a, b, s):
         await enrol(feed, p, t)
     await bind(feed, b, a, t)
@@ -64,7 +64,7 @@ async def play_history(client, feed, dbc, ids) -> dict[str, str]:
     # after settlement and withdrawal: the rest of line 1 and all of line 2
     await feed.send(OrderRefunded(order_id=o1, out_refund_no="r2", amount_fen=4999, refunded_at=now(), lines=(
         RefundedLine(line_id="l1", quantity=2, amount_fen=1999), RefundedLine(line_id="l2", quantity=2, amount_fen=3000))))
-    assert (await client.put("/v1/admin/plan", json=PLAN_V2, headers=who("op", "admin"))).status_code == 201
+    assert (await client.put("/v1/admin/plan", json=PLAN_V2, headers=who("op", "plan_admin"))).status_code == 201
     o3 = ids("o3")
     await feed.send(paid(o3, c, now(), ("l1", "sku", 1, 5000)))  # under plan version 2
     await feed.send(OrderCompleted(order_id=o3, reason="receipt_confirmed", completed_at=now()))

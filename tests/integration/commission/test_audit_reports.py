@@ -34,7 +34,7 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
         # the same draft as plan version 1 but level 1 pays 20 % (partner tier unchanged)
         draft = {**PLAN, "tiers": [{**PLAN["tiers"][0], "level1_bp": 2000}, PLAN["tiers"][1]]}
         r = await client.post("/v1/admin/plan/simulate", json={"plan": draft, "from": start.isoformat(), "to": end.isoformat()},
-                              headers=who("op", "admin"))
+                              headers=who("op", "plan_admin"))
         assert r.status_code == 200, r.text
         sim = r.json()
         rows = {x["key"]: x for x in sim["by_promoter"]}
@@ -50,10 +50,10 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
         # an invalid draft is refused like PUT /v1/admin/plan
         bad = {**PLAN, "cap_bp": 4000}
         r = await client.post("/v1/admin/plan/simulate", json={"plan": bad, "from": start.isoformat(), "to": end.isoformat()},
-                              headers=who("op", "admin"))
+                              headers=who("op", "plan_admin"))
         assert r.status_code == 422 and r.json()["code"] == "cap_above_ceiling", r.text
         assert (await client.post("/v1/admin/plan/simulate", json={"plan": draft, "from": end.isoformat(), "to": start.isoformat()},
-                                  headers=who("op", "admin"))).status_code == 422
+                                  headers=who("op", "plan_admin"))).status_code == 422
         assert (await client.post("/v1/admin/plan/simulate", json={"plan": draft, "from": start.isoformat(), "to": end.isoformat()},
                                   headers=who(b))).status_code == 403
 
