@@ -125,3 +125,49 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:
             await admin.create_topics([NewTopic(topic, partitions, 1)])
     finally:
         await admin.close()
+
+
+async def fanout(bootstrap: str, topic: str, out_topic: str, expect: int, per_input: float, size: int) -> tuple[float, float]:
+    """The fan-out ceiling: consume every message and produce, for each, as many messages of
+    `size` bytes as the service produces per order (`per_input` on average, e.g. 3.3 accruals),
+    keyed like the input, in one record batch per partition and poll (as the outbox relay sends).
+    Returns (input messages/s, output messages/s)."""
+    consumer = _reader(bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
+                                max_batch_size=512 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        await _from_start(consumer, bootstrap, topic)
+        parts = sorted(await producer.partitions_for(out_topic))
+        n = out = 0
+        owed = 0.0
+        t0 = time.perf_counter()
+        while n < expect:
+            got = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            batches: dict[int, list] = {}
+            for recs in got.values():
+                for r in recs:
+                    owed += per_input
+                    k = int(owed)
+                    owed -= k
+                    value = (r.value * (size // max(len(r.value), 1) + 1))[:size]
+                    chain = batches.setdefault(parts[r.partition % len(parts)], [])
+                    for _ in range(k):
+                        if not chain or chain[-1].append(key=r.key, value=value, timestamp=None, headers=[]) is None:
+                            b = producer.create_batch()
+                            b.append(key=r.key, value=value, timestamp=None, headers=[])
+                            chain.append(b)
+                        out += 1
+                n += len(recs)
+            futs = []
+            for p, chain in batches.items():
+                for b in chain:
+                    b.close()
+                    futs.append(await producer.send_batch(b, out_topic, partition=p))
+            await asyncio.gather(*futs)
+        secs = time.perf_counter() - t0
+        return n / secs, out / secs
+    finally:
+        await consumer.stop()
+        await producer.stop()

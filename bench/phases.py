@@ -43,15 +43,23 @@ class ProfiledService(ServiceProcess):
 
     profile_prefix: str | None = None
     segments: list[str]
+    #: the service module when the name is not it (several processes of one service)
+    module: str | None = None
 
     def start(self) -> None:
         self.segments = []
+        if self.module is not None and self.profile_prefix is None:
+            name, self.name = self.name, self.module
+            try:
+                return super().start()
+            finally:
+                self.name = name
         if self.profile_prefix is None:
             return super().start()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.profiled", self.profile_prefix, f"services.{self.name}.main"], cwd=ROOT,
+            [sys.executable, "-m", "bench.profiled", self.profile_prefix, f"services.{self.module or self.name}.main"], cwd=ROOT,
             env={**os.environ, **self.env, "PORT": str(self.port), "HOST": "127.0.0.1"},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -106,8 +114,9 @@ class Ctx:
         self.current = name
         self.sampler.phase = name
 
-    def service(self, name: str, env: dict[str, str]) -> ProfiledService:
+    def service(self, name: str, env: dict[str, str], module: str | None = None) -> ProfiledService:
         svc = ProfiledService(name, free_port(), env, self.log_dir / f"{name}.log")
+        svc.module = module
         if self.profile_dir is not None:
             svc.profile_prefix = str(self.profile_dir / name)
         self.services[name] = svc
@@ -319,9 +328,30 @@ async def ceilings(ctx: Ctx) -> None:
     produce = await ceiling.produce(ctx.bootstrap, out1, records)
     consume = await ceiling.consume(ctx.bootstrap, ORDER_EVENTS, n)
     cp = await ceiling.consume_produce(ctx.bootstrap, ORDER_EVENTS, out2, n)
+    # the fan-out ceiling: as many accrual-sized messages per order as the service produced
+    acc = ctx.results["accrual"]
+    per_order = acc["accruals_expected"] / acc["orders"]
+    size = await _accrual_size(ctx)
+    out3 = f"{NAMESPACE}.bench.ceiling-fanout"
+    await ceiling.ensure_topic(ctx.bootstrap, out3)
+    ctx.extra_topics.append(out3)
+    fan_in, fan_out = await ceiling.fanout(ctx.bootstrap, ORDER_EVENTS, out3, n, per_order, size)
     ctx.results["ceiling"] = {"messages": n, "produce_per_s": round(produce, 1), "consume_per_s": round(consume, 1),
-                              "consume_produce_per_s": round(cp, 1)}
-    ctx.log(f"ceilings on {n} OrderPaid: produce {produce:,.0f}/s, consume {consume:,.0f}/s, consume->produce {cp:,.0f}/s")
+                              "consume_produce_per_s": round(cp, 1), "fanout_in_per_s": round(fan_in, 1),
+                              "fanout_out_per_s": round(fan_out, 1), "fanout_per_input": round(per_order, 3),
+                              "fanout_message_bytes": size}
+    ctx.log(f"ceilings on {n} OrderPaid: produce {produce:,.0f}/s, consume {consume:,.0f}/s, consume->produce {cp:,.0f}/s, "
+            f"fan-out x{per_order:.2f} ({size} B) {fan_in:,.0f} in/s = {fan_out:,.0f} out/s")
+
+
+async def _accrual_size(ctx: Ctx) -> int:
+    """The average size of the CommissionAccrued the service recorded."""
+    conn = await ctx.db()
+    try:
+        return int(await conn.fetchval(
+            "SELECT coalesce(avg(length(value)), 600) FROM (SELECT value FROM outbox ORDER BY seq LIMIT 2000) o"))
+    finally:
+        await conn.close()
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -367,7 +397,8 @@ async def replay(ctx: Ctx) -> None:
 
 
 # -- latency at a fixed offered load -----------------------------------------------------------
-async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout: float) -> None:
+async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout: float, *, name: str = "latency",
+                  hog_duty: float = 0.0, seed: int = 13) -> None:
     """OrderPaid at `rate`/s for `seconds` (open loop, on schedule); a sample of them are probe
     orders: a probe customer bound to a probe promoter nobody else earns through, so that the
     probe promoter's balance moves exactly when that order's commission lands.
@@ -382,7 +413,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     n = int(rate * seconds)
     n_probes = min(len(pop.probes), n)
     probe_every = max(1, n // max(n_probes, 1))
-    background = workload.orders(pop, n, seed=13, prefix="lat")
+    background = workload.orders(pop, n, seed=seed, prefix=name[:3] + ("b" if hog_duty else ""))
     start_wall = datetime.now(timezone.utc) + timedelta(seconds=0.5)
     plan: list[tuple[bool, Any]] = []  # (is probe, prebuilt record | probe index)
     k = 0
@@ -459,6 +490,10 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
 
     producer = make_producer(ctx.bootstrap)  # as the orders service's outbox relay publishes
     await producer.start()
+    hog = None
+    if hog_duty:
+        # the machine busy with other work: a CPU hog of the bench's own, bounded in duty and time
+        hog = subprocess.Popen([sys.executable, "-m", "bench.hog", str(hog_duty), str(seconds + 30)], cwd=ROOT)
     tasks = [asyncio.create_task(watch_log()), asyncio.create_task(watch_balances())]
     futs = []
     lag = []
@@ -490,6 +525,9 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
         await wait_for(probes_done, "every probe's balance", timeout, on_timeout=ctx.commission.tail)
         await asyncio.gather(*confirms)
     finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -511,16 +549,17 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     finally:
         await conn.close()
     check = await compare_balances(ctx, expected)
-    ctx.results["latency"] = {
-        "offered_orders_per_s": rate, "seconds": seconds, "orders": n, "achieved_orders_per_s": round(n / offered_s, 1),
+    pop.probe_round += 1  # the next latency phase pays the probes once more
+    ctx.results[name] = {
+        "offered_orders_per_s": rate, "cpu_hog_duty": hog_duty, "seconds": seconds, "orders": n, "achieved_orders_per_s": round(n / offered_s, 1),
         "generator_lag_p99_ms": summary_ms(lag)["p99_ms"],
         "probes": n_probes, "probes_seen": len(end_to_end), "poll_interval_ms": poll_s * 1000, "api_reads": api_reads[0],
         "end_to_end": summary_ms(end_to_end), "to_committed": summary_ms(committed),
         "to_accrued_on_log": summary_ms(on_log),
         "balances": check,
     }
-    e2e = ctx.results["latency"]["end_to_end"]
-    ctx.log(f"latency at {rate:.0f} orders/s for {seconds:.0f}s: {len(end_to_end)}/{n_probes} probes, OrderPaid sent -> "
+    e2e = ctx.results[name]["end_to_end"]
+    ctx.log(f"{name} at {rate:.0f} orders/s for {seconds:.0f}s: {len(end_to_end)}/{n_probes} probes, OrderPaid sent -> "
             f"balance visible via API p50 {e2e['p50_ms']} ms, p99 {e2e['p99_ms']} ms, max {e2e['max_ms']} ms "
             f"(balance row committed p50 {summary_ms(committed)['p50_ms']} ms); balances "
             f"{'MATCH' if check['match'] else 'DIFFER'}")
@@ -597,8 +636,98 @@ async def cleanup(ctx: Ctx) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=ctx.bootstrap)
     await admin.start()
     try:
-        gone = [t for t in await admin.list_topics() if t.startswith((f"{NAMESPACE}.", f"{NAMESPACE}r."))]
+        gone = [t for t in await admin.list_topics() if t.startswith((f"{NAMESPACE}.", f"{NAMESPACE}r.", f"{NAMESPACE}s"))]
         if gone:
             await admin.delete_topics(gone)
     finally:
         await admin.close()
+
+
+# -- scale-out: the same load on 1 and on 2 commission processes --------------------------------
+async def _readyz_partitions(url: str) -> list[str]:
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            r = await http.get(url + "/readyz")
+        return [k for k in r.json().get("positions", {}).get("commission", {}) if ".orders." in k]
+    except (httpx.HTTPError, ValueError):
+        return []
+
+
+async def scale(ctx: Ctx, n_orders: int, timeout: float, counts: tuple[int, ...] = (1, 2)) -> None:
+    """The same population and `n_orders` OrderPaid, on topics of their own, applied by one
+    commission process and then by `n` processes in one consumer group (each setup on a fresh
+    schema and namespace, one after the other). Per setup: orders/s from the first OrderPaid
+    published until the balances add up to the oracle, with the group already formed."""
+    from shared.contracts.commission import CommissionPlanPublished
+    from shared.events import new_event
+    from shared.topics import without_namespace
+
+    pop = ctx.pop
+    orders = workload.orders(pop, n_orders, seed=17, prefix="sc")
+    records = []
+    for o in orders:
+        e = workload.paid_event(o)
+        records.append((e.key.encode(), e.to_bytes()))
+    expected, n_accruals = workload.expected(pop, orders)
+    total = sum(expected.values())
+    plan = new_event(CommissionPlanPublished(plan_version=1, plan=workload.PLAN, published_by="bench",
+                                             published_at=pop.since - timedelta(minutes=1)))
+    referral = [(e.key.encode(), e.to_bytes()) for e in workload.referral_events(pop)]
+    out: dict[str, Any] = {"orders": n_orders, "accruals": n_accruals}
+    for n in counts:
+        ns = f"{NAMESPACE}s{n}"
+        schema = f"{ctx.schema}_s{n}"
+        ctx.extra_schemas.append(schema)
+
+        def topic(base: str) -> str:
+            return f"{ns}.{without_namespace(base)}"
+
+        for base in (REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS):
+            await ceiling.ensure_topic(ctx.bootstrap, topic(base))
+        ends: dict[int, int] = {}
+        await publish(ctx.producer, topic(COMMISSION_EVENTS), [(plan.key.encode(), plan.to_bytes())], {})
+        await publish(ctx.producer, topic(REFERRAL_EVENTS), referral, ends)
+        env = {"COMMISSION_SCHEMA": schema, "LOG_LEVEL": "WARNING", "FENXIAO_TOPIC_NAMESPACE": ns, **ctx.service_env}
+        procs = [ctx.service(f"commission-{n}x{i}", env, module="commission") for i in range(n)]
+        try:
+            for p in procs:
+                p.start()
+            for p in procs:
+                await p.wait_ready()
+            conn = await asyncpg.connect(ctx.dsn, server_settings={"search_path": schema})
+            try:
+                async def pos(t: str) -> dict[int, int]:
+                    rows = await conn.fetch("SELECT partition, next_offset FROM projector_offsets WHERE topic = $1", t)
+                    return {r["partition"]: r["next_offset"] for r in rows}
+
+                async def ready():
+                    owned = [await _readyz_partitions(p.url) for p in procs]
+                    return reached(await pos(topic(REFERRAL_EVENTS)), ends) and all(owned) and \
+                        len({x for o in owned for x in o}) == 4
+                await wait_for(ready, f"{n} commission process(es) to form their group", 120, interval=0.2)
+                order_ends: dict[int, int] = {}
+                t0 = time.perf_counter()
+                await publish(ctx.producer, topic(ORDER_EVENTS), records, order_ends)
+                last = [0]
+
+                async def done():
+                    last[0] = int(await conn.fetchval("SELECT coalesce(sum(frozen_fen), 0) FROM balances"))
+                    return reached(await pos(topic(ORDER_EVENTS)), order_ends) and last[0] == total
+                await wait_for(done, f"balances to reach {total} fen with {n} process(es)", timeout, interval=0.05,
+                               on_timeout=lambda: f"frozen total {last[0]} of {total}\n" + procs[0].tail())
+                secs = time.perf_counter() - t0
+                rows = await conn.fetch("SELECT promoter_id, frozen_fen FROM balances")
+            finally:
+                await conn.close()
+        finally:
+            for i, p in enumerate(procs):
+                ctx.stop(f"commission-{n}x{i}")
+        got = {r["promoter_id"]: r["frozen_fen"] for r in rows}
+        match = all(got.get(p, 0) == v for p, v in expected.items()) and sum(got.values()) == total
+        out[f"processes_{n}"] = {"seconds": round(secs, 2), "orders_per_s": round(n_orders / secs, 1),
+                                 "accruals_per_s": round(n_accruals / secs, 1), "balances_match": match}
+        ctx.log(f"scale: {n} commission process(es): {n_orders} orders in {secs:.1f}s = {n_orders / secs:,.0f} orders/s; "
+                f"balances {'MATCH' if match else 'DIFFER'}")
+    if all(f"processes_{n}" in out for n in (1, 2)):
+        out["ratio_2_vs_1"] = round(out["processes_2"]["orders_per_s"] / out["processes_1"]["orders_per_s"], 3)
+    ctx.results["scale"] = out

@@ -33,6 +33,8 @@ RESULTS = ROOT / "bench" / "results"
 TARGETS = {
     "accrual_ratio": (">=", 0.20),
     "latency_p99_ms": ("<", 100.0),
+    "latency_busy_p99_ms": ("<", 250.0),
+    "scale_2_vs_1": (">=", 1.3),
     "replay_ratio": (">=", 0.40),
     "balance_p99_ms": ("<", 20.0),
     "bind_p99_ms": ("<", 50.0),
@@ -89,6 +91,8 @@ def derive(res: dict) -> dict:
         out["accrual_ratio_vs_consume"] = round(acc["orders_per_s"] / ceil["consume_per_s"], 4)
         # in messages: each order makes ~3.3 CommissionAccrued, each a produce like the ceiling's
         out["accrued_events_ratio"] = round(acc["accruals_per_s"] / ceil["consume_produce_per_s"], 4)
+    if acc and ceil and ceil.get("fanout_out_per_s"):
+        out["accrual_ratio_vs_fanout"] = round(acc["accruals_per_s"] / ceil["fanout_out_per_s"], 4)
     if rep:
         out["replay_events_per_s"] = rep["events_per_s"]
         out["replay_ratio"] = round(rep["events_per_s"] / rep["raw_consume_per_s"], 4)
@@ -102,8 +106,13 @@ def derive(res: dict) -> dict:
     if res.get("api_bind"):
         out["bind_p50_ms"] = res["api_bind"]["p50_ms"]
         out["bind_p99_ms"] = res["api_bind"]["p99_ms"]
-    checks = [res[k]["balances"]["match"] for k in ("accrual", "latency") if res.get(k)]
+    if res.get("latency_busy"):
+        out["latency_busy_p99_ms"] = res["latency_busy"]["end_to_end"]["p99_ms"]
+    checks = [res[k]["balances"]["match"] for k in ("accrual", "latency", "latency_busy") if res.get(k)]
+    checks += [v["balances_match"] for k, v in (res.get("scale") or {}).items() if k.startswith("processes_")]
     out["balances_match"] = bool(checks) and all(checks)
+    if res.get("scale", {}).get("ratio_2_vs_1"):
+        out["scale_2_vs_1"] = res["scale"]["ratio_2_vs_1"]
     if rep:
         out["replay_equal"] = rep["equal"]
     if res.get("rederive"):
@@ -115,6 +124,25 @@ def derive(res: dict) -> dict:
             v = out[k]
             out["targets"][k] = {"value": v, "target": f"{op} {goal:g}", "met": v >= goal if op == ">=" else v < goal}
     return out
+
+
+def summary(res: dict) -> dict:
+    """The headline figures of one run, under fixed keys (issue 19); None where a phase was skipped."""
+    d = res["derived"]
+    rss = res.get("memory", {}).get("peak_rss_mib", {})
+    return {
+        "accrual_orders_per_s": d.get("accrual_orders_per_s"),
+        "accrual_vs_pipe": d.get("accrual_ratio"),
+        "accrual_vs_fanout": d.get("accrual_ratio_vs_fanout"),
+        "latency_p99_ms": d.get("latency_p99_ms"),
+        "latency_busy_p99_ms": d.get("latency_busy_p99_ms"),
+        "replay_vs_consume": d.get("replay_ratio"),
+        "scale_2_vs_1": d.get("scale_2_vs_1"),
+        "balance_api_p99_ms": d.get("balance_p99_ms"),
+        "bind_api_p99_ms": d.get("bind_p99_ms"),
+        "peak_rss_mib": max(rss.values()) if rss else None,
+        "balances_match": d.get("balances_match", False),
+    }
 
 
 def table(res: dict, baseline: dict | None = None) -> str:
@@ -148,6 +176,21 @@ def table(res: dict, baseline: dict | None = None) -> str:
         l1, c = lat["to_accrued_on_log"], lat["to_committed"]
         rows.append(("  sent -> balance row committed p50/p99", f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f}", "", "", "", ""))
         rows.append(("  sent -> CommissionAccrued on the log p50/p99", f"{l1['p50_ms']:.1f} / {l1['p99_ms']:.1f}", "", "", "", ""))
+    lb = res.get("latency_busy", {})
+    if lb:
+        e = lb["end_to_end"]
+        rows.append((f"  same beside a CPU hog ({lb['cpu_hog_duty']:g} of a core) p50/p99/max ms",
+                     f"{e['p50_ms']:.1f} / {e['p99_ms']:.1f} / {e['max_ms']:.1f}", f"n={e['n']}", "",
+                     t("latency_busy_p99_ms"), b("latency_busy_p99_ms")))
+    if ceil.get("fanout_out_per_s"):
+        rows.append(("  CommissionAccrued/s vs fan-out ceiling (msg/s)", f"{acc.get('accruals_per_s', 0):,.0f}",
+                     f"{ceil['fanout_out_per_s']:,.0f} fan-out x{ceil['fanout_per_input']:.2f}",
+                     f"{d.get('accrual_ratio_vs_fanout', 0):.3f}", "", ""))
+    sc = res.get("scale", {})
+    if sc.get("ratio_2_vs_1"):
+        rows.append(("scale-out: 2 processes vs 1 (orders/s)",
+                     f"{sc['processes_2']['orders_per_s']:,.0f} vs {sc['processes_1']['orders_per_s']:,.0f}",
+                     f"{sc['orders']} orders each", f"{sc['ratio_2_vs_1']:.2f}", t("scale_2_vs_1"), b("scale_2_vs_1")))
     if rep:
         rows.append(("replay (events/s)", f"{rep['events_per_s']:,.0f}", f"{rep['raw_consume_per_s']:,.0f} raw consume",
                      f"{d.get('replay_ratio', 0):.3f}", t("replay_ratio"), b("replay_ratio", "{:.3f}")))
@@ -202,7 +245,8 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
     res["machine"] = machine()
     res["machine"]["postgresql"] = await pg_version(ctx.dsn)
     res["settings"] = {k: getattr(args, k) for k in ("users", "orders", "probes", "latency_rate", "latency_seconds",
-                                                     "poll_ms", "balance_rate", "bind_rate", "api_seconds")}
+                                                     "poll_ms", "balance_rate", "bind_rate", "api_seconds", "hog_duty",
+                                                     "scale_orders")}
     res["settings"]["service_env"] = service_env
     log(f"run {run}: kafka {ctx.bootstrap}, logs in {log_dir}")
     sampler.start()
@@ -227,6 +271,10 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
         if args.latency_seconds > 0:
             ctx.phase("latency")
             await phases.latency(ctx, args.latency_rate, args.latency_seconds, args.poll_ms / 1000, args.timeout)
+            if args.hog_duty > 0:
+                ctx.phase("latency_busy")
+                await phases.latency(ctx, args.latency_rate, args.latency_seconds, args.poll_ms / 1000, args.timeout,
+                                     name="latency_busy", hog_duty=args.hog_duty, seed=14)
         if args.api_seconds > 0:
             ctx.phase("api_balance")
             await phases.api_balance(ctx, args.balance_rate, args.api_seconds)
@@ -234,6 +282,9 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
         if args.api_seconds > 0:
             ctx.phase("api_bind")
             await phases.api_bind(ctx, args.bind_rate, args.api_seconds)
+        if args.scale_orders > 0:
+            ctx.phase("scale")
+            await phases.scale(ctx, args.scale_orders, args.timeout)
     finally:
         await sampler.stop()
         if ctx.producer is not None:
@@ -262,6 +313,7 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
             res["profile"][label] = summarize(path, log_dir / f"profile-{label}.txt", top=25)
         log(f"profiles: {log_dir}/profile-*.txt")
     res["derived"] = derive(res)
+    res["summary"] = summary(res)
     return res
 
 
@@ -276,6 +328,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--balance-rate", type=float, default=500.0, help="balance reads/s")
     ap.add_argument("--bind-rate", type=float, default=200.0, help="binds/s")
     ap.add_argument("--api-seconds", type=float, default=10.0, help="duration of each API phase (0 skips them)")
+    ap.add_argument("--hog-duty", type=float, default=0.5,
+                    help="second latency phase beside a CPU hog busy this share of one core (0 skips it)")
+    ap.add_argument("--scale-orders", type=int, default=30_000,
+                    help="OrderPaid applied by 1 and then by 2 commission processes (0 skips the scale phase)")
     ap.add_argument("--skip-replay", action="store_true")
     ap.add_argument("--skip-rederive", action="store_true")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up waiting for balances after this many seconds")
@@ -300,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     res = asyncio.run(bench(args, run, log))
     out = args.json_out or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, ensure_ascii=False, default=str))
+    text = json.dumps(res, indent=2, ensure_ascii=False, default=str)
+    out.write_text(text)
     baseline = None
     if args.baseline and args.baseline.is_file() and args.baseline.resolve() != out.resolve():
         baseline = json.loads(args.baseline.read_text())

@@ -52,6 +52,8 @@ class Population:
     referrer: dict[str, str] = field(default_factory=dict)
     probes: list[tuple[str, str]] = field(default_factory=list)
     since: datetime = field(default_factory=lambda: datetime.now(timezone.utc) - timedelta(hours=1))
+    #: latency phases so far that used the probes (each pays every probe once more)
+    probe_round: int = 0
 
     @property
     def users(self) -> int:
@@ -137,10 +139,12 @@ def orders(pop: Population, count: int, *, seed: int, prefix: str = "o") -> list
 
 
 def probe_order(pop: Population, i: int) -> tuple[Order, str, int]:
-    """The i-th probe's order, its promoter and the balance (frozen fen) it must reach."""
+    """The i-th probe's order in this round, its promoter and the balance (frozen fen) it must
+    reach (each round pays every probe promoter once more)."""
     promoter, customer = pop.probes[i]
     line = Line("l0", "p-pot-1", "ware", 1, 26_800, 26_800)
-    return Order(f"probe{pop.run}-{i}", customer, (line,)), promoter, 26_800 * _BASE["level1"] // 10_000
+    oid = f"probe{pop.run}-{i}" if pop.probe_round == 0 else f"probe{pop.run}-r{pop.probe_round}-{i}"
+    return Order(oid, customer, (line,)), promoter, (pop.probe_round + 1) * (26_800 * _BASE["level1"] // 10_000)
 
 
 def paid_event(order: Order, paid_at: datetime | None = None):

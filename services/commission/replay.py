@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.commission.domain.balance import COLUMNS, MONEY_EVENTS, Delta, delta_of, fold
+from pydantic_core import from_json
+
+from services.commission.domain.balance import COLUMNS, MONEY_EVENTS, delta_of
 from services.commission.handlers.projection import CommissionProjection
 from services.commission.settings import CommissionSettings
 from shared import db
-from shared.events import Envelope, catalog
 from shared.topics import COMMISSION_EVENTS, PAYOUT_EVENTS
 
 PROJECTION = CommissionProjection.name
@@ -114,8 +115,34 @@ async def _recorded_ids(dsn: str, schema: str, last_seq: int) -> dict[uuid.UUID,
     return {r["event_id"]: r["t"] or "?" for r in rows}
 
 
+class _Unit:
+    """A money payload of 1 fen, to read from `delta_of` which columns an event moves and how."""
+
+    def __init__(self, from_status: str | None) -> None:
+        self.from_status = from_status
+        self.amount_fen = 1
+        self.beneficiary_id = self.promoter_id = ""
+
+
+_SIGNS: dict[tuple[str, str | None], tuple[int, ...] | None] = {}
+
+
+def signs(event_type: str, from_status: str | None) -> tuple[int, ...] | None:
+    """How one fen of this money event moves the five columns, by `delta_of` itself (cached)."""
+    k = (event_type, from_status)
+    if k not in _SIGNS:
+        d = delta_of(event_type, _Unit(from_status))
+        _SIGNS[k] = d[1].as_tuple() if d is not None else None
+    return _SIGNS[k]
+
+
+_ID_PREFIX = b'{"event_id":"'
+
+
 async def _read(bootstrap: str, ranges: dict[TopicPartition, tuple[int, int]], on_event, progress) -> int:
-    """Read [start, end) of each partition; hand money events to `on_event(topic, envelope, payload)`."""
+    """Read [start, end) of each partition; hand each record to `on_event(topic, event_id, event_type, value)`:
+    the id and type without parsing the JSON (the envelope's first field and the `event_type`
+    header), so that only money events are parsed."""
     ranges = {tp: r for tp, r in ranges.items() if r[1] > r[0]}
     if not ranges:
         return 0
@@ -130,18 +157,22 @@ async def _read(bootstrap: str, ranges: dict[TopicPartition, tuple[int, int]], o
             consumer.seek(tp, start)
         open_tps = set(ranges)
         while open_tps:
-            got = await consumer.getmany(*open_tps, timeout_ms=500, max_records=10_000)
+            got = await consumer.getmany(*open_tps, timeout_ms=500, max_records=20_000)
             for tp, recs in got.items():
                 end = ranges[tp][1]
+                topic = tp.topic
                 for r in recs:
                     if r.offset >= end:
                         break
                     done += 1
-                    etype = next((v.decode() for k, v in (r.headers or ()) if k == "event_type" and v), None)
-                    if etype is not None and etype not in MONEY_EVENTS and tp.topic != COMMISSION_EVENTS:
-                        continue  # moves no money and is not ours to account for: skip the JSON
-                    env = Envelope.from_bytes(r.value)
-                    on_event(tp.topic, env, catalog.payload(env) if env.event_type in MONEY_EVENTS else None, tp.partition, r.offset)
+                    etype = None
+                    for k, v in r.headers or ():
+                        if k == "event_type":
+                            etype = v.decode()
+                            break
+                    value = r.value
+                    eid = value[13:49].decode() if value.startswith(_ID_PREFIX) and value[49:50] == b'"' else None
+                    on_event(topic, eid, etype, value, tp.partition, r.offset)
                 if recs and (recs[-1].offset + 1 >= end):
                     open_tps.discard(tp)
                     consumer.pause(tp)
@@ -192,33 +223,48 @@ async def replay(settings: CommissionSettings, live_schema: str, *, progress_out
     ranges = {tp: (snap.origin.get(tp, 0), end) for tp, end in ends.items()}
     ranges.update({tp: (snap.origin.get(tp, 0), off) for tp, off in snap.offsets.items() if tp.topic == PAYOUT_EVENTS})
 
-    deltas: dict[str, Delta] = {}
-    seen: set[uuid.UUID] = set()
+    acc: dict[str, list[int]] = {}
+    seen: set[str] = set()
+    recorded_ids = {str(k) for k in recorded}
     counts = {"folded": 0, "not_folded": 0}
 
-    def on_event(topic: str, env: Envelope, payload, partition: int = 0, offset: int = 0) -> None:
-        if env.event_id in seen:
+    def on_event(topic: str, eid: str | None, etype: str | None, value: bytes, partition: int = 0, offset: int = 0) -> None:
+        env = None
+        if eid is None or etype is None:
+            env = from_json(value)
+            eid, etype = str(env["event_id"]), env["event_type"]
+        if eid in seen:
             return  # a resend: folded once, as the live projector applies it once
-        seen.add(env.event_id)
+        seen.add(eid)
         # below `pruned_through` the outbox row may be pruned: published before the snapshot, so ours
-        if (topic == COMMISSION_EVENTS and env.event_id not in recorded
+        if (topic == COMMISSION_EVENTS and eid not in recorded_ids
                 and offset >= snap.pruned.get(TopicPartition(topic, partition), 0)):
             counts["not_folded"] += 1  # recorded after the snapshot (or not by this service)
             return
-        if payload is not None:
-            d = delta_of(env.event_type, payload)
-            if d is not None:
-                fold(deltas, *d)
-                counts["folded"] += 1
+        if etype not in MONEY_EVENTS:
+            return
+        p = (env or from_json(value))["payload"]
+        sg = signs(etype, p.get("from_status"))
+        if sg is None:
+            return
+        pid = p.get("beneficiary_id") or p["promoter_id"]
+        a = p["amount_fen"]
+        row = acc.get(pid)
+        if row is None:
+            row = acc[pid] = [0, 0, 0, 0, 0]
+        for i, x in enumerate(sg):
+            if x:
+                row[i] += x * a
+        counts["folded"] += 1
 
     started = time.perf_counter()
     result.events = await _read(bootstrap, ranges, on_event, _progress(progress_out) if progress_out else None)
     result.seconds = time.perf_counter() - started
     result.folded, result.not_folded = counts["folded"], counts["not_folded"]
     for eid, etype in recorded.items():
-        if eid not in seen:
+        if str(eid) not in seen:
             result.missing.append(f"{etype} {eid}: recorded and published by the live service, not in the log")
-    replayed = {pid: d.as_tuple() for pid, d in deltas.items()}
+    replayed = {pid: tuple(row) for pid, row in acc.items()}
     zero = (0,) * len(COLUMNS)
     for pid in sorted(set(snap.balances) | set(replayed)):
         live, again = snap.balances.get(pid, zero), replayed.get(pid, zero)

@@ -14,14 +14,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["--users", "400", "--orders", "600", "--probes", "20", "--latency-rate", "100", "--latency-seconds", "1",
-        "--api-seconds", "1", "--balance-rate", "50", "--bind-rate", "20", "--timeout", "90"]
+        "--api-seconds", "1", "--balance-rate", "50", "--bind-rate", "20", "--timeout", "90", "--scale-orders", "300",
+        "--hog-duty", "0.2"]
 
 
 def test_bench_produces_a_complete_result_with_matching_balances(infra, tmp_path):
     out = tmp_path / "result.json"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra["kafka"], "DATABASE_URL": infra["db"]}
     r = subprocess.run([sys.executable, "-m", "bench.run", *TINY, "--json-out", str(out), "--baseline", ""],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
 
@@ -42,6 +43,16 @@ def test_bench_produces_a_complete_result_with_matching_balances(infra, tmp_path
     assert res["memory"]["peak_rss_mib"]["commission"] > 0 and res["memory"]["peak_rss_mib"]["referral"] > 0
     d = res["derived"]
     assert d["balances_match"] and d["replay_equal"]
-    assert set(d["targets"]) == {"accrual_ratio", "latency_p99_ms", "replay_ratio", "balance_p99_ms", "bind_p99_ms"}
+    assert set(d["targets"]) == {"accrual_ratio", "latency_p99_ms", "latency_busy_p99_ms", "replay_ratio", "balance_p99_ms",
+                                 "bind_p99_ms", "scale_2_vs_1"}
+    assert res["latency_busy"]["balances"]["match"] and res["latency_busy"]["probes_seen"] == 20
+    assert res["scale"]["processes_1"]["balances_match"] and res["scale"]["processes_2"]["balances_match"]
+    assert res["ceiling"]["fanout_out_per_s"] > res["ceiling"]["fanout_in_per_s"] > 0
+    s = res["summary"]
+    assert set(s) == {"accrual_orders_per_s", "accrual_vs_pipe", "accrual_vs_fanout", "latency_p99_ms", "latency_busy_p99_ms",
+                      "replay_vs_consume", "scale_2_vs_1", "balance_api_p99_ms", "bind_api_p99_ms", "peak_rss_mib",
+                      "balances_match"}
+    assert s["balances_match"] is True
+    assert all(isinstance(v, (int, float)) and v > 0 for k, v in s.items() if k != "balances_match"), s
     assert all(v["value"] > 0 for v in d["targets"].values())
     assert "accrual: OrderPaid -> balances" in r.stdout  # the table was printed
