@@ -41,8 +41,9 @@ _EPOCH0 = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def epoch_of(t: datetime, length: timedelta) -> int:
-    us = (t - _EPOCH0) // timedelta(microseconds=1)
-    step = length // timedelta(microseconds=1)
+    d = t - _EPOCH0
+    us = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    step = (length.days * 86_400 + length.seconds) * 1_000_000 + length.microseconds
     return -((-us) // step)
 
 

@@ -168,14 +168,14 @@ class Reference:
         #: (promoter, tier) already announced by a PromoterTierChanged
         self.announced: set[tuple[str, str]] = set()
 
-    async def sync(self, conn: asyncpg.Connection) -> None:
-        for r in await store.reference_rows_since(conn, self.binding_seq, self.status_seq):
-            if r["kind"] == "b":
-                self.history.add_binding(r["who"], r["at"], r["seq"], r["promoter_id"])
-                self.binding_seq = max(self.binding_seq, r["seq"])
-            else:
-                self.history.add_status(r["who"], r["at"], r["seq"], r["status"], r["until"])
-                self.status_seq = max(self.status_seq, r["seq"])
+    def take(self, r: asyncpg.Record) -> None:
+        """One 'b' or 's' row of `store.batch_context`."""
+        if r["kind"] == "b":
+            self.history.add_binding(r["a"], r["t1"], r["n1"], r["b"])
+            self.binding_seq = max(self.binding_seq, r["n1"])
+        else:
+            self.history.add_status(r["a"], r["t1"], r["n1"], r["c"], r["t2"])
+            self.status_seq = max(self.status_seq, r["n1"])
 
 
 class CommissionProjection:
@@ -240,12 +240,11 @@ class CommissionProjection:
     async def _apply(self, conn: asyncpg.Connection, batch: Batch) -> None:
         t0 = time.perf_counter()
         events = batch.events
-        plans = await self._plan_book(conn)
-        with_tiers = any(p.upgrade_ladder for _, _, p in plans.versions)
         # the ordering guard: what may be decided now, what waits (and what waited and may go)
-        rest = await self._guard(conn, events, with_tiers)
+        rest, plans, known = await self._guard(conn, events)
         if not rest:
             return
+        with_tiers = any(p.upgrade_ladder for _, _, p in plans.versions)
 
         paid = [a for a in rest if a.envelope.event_type == "OrderPaid"]
         refund_or_done = [a.payload.order_id for a in rest if a.envelope.event_type in ("OrderRefunded", "OrderCompleted")]  # type: ignore[attr-defined]
@@ -260,7 +259,7 @@ class CommissionProjection:
         refund_keys = [(a.payload.order_id, a.payload.out_refund_no) for a in rest if a.envelope.event_type == "OrderRefunded"]  # type: ignore[attr-defined]
         ledger = Ledger(
             history=history, plans=plans, accruals=by_order,
-            known_orders=await store.known_orders(conn, [a.payload.order_id for a in paid]) if paid else set(),  # type: ignore[attr-defined]
+            known_orders=known,
             records={}, direct_pairs=set(),
             refunds_seen=await store.refunds_seen(conn, refund_keys) if refund_keys else set(),
             tier_epoch=self.tier_epoch,
@@ -293,8 +292,7 @@ class CommissionProjection:
             self.on_batch({"events": len(events), "folded": len(rest), "accruals": len(ledger.accruals),
                            "seconds": time.perf_counter() - t0})
 
-    async def _plan_book(self, conn: asyncpg.Connection) -> PlanBook:
-        n = await store.plan_count(conn)
+    async def _plan_book(self, conn: asyncpg.Connection, n: int) -> PlanBook:
         if self._plans is None or n != self._plan_count:
             self._plans = await plan_book(conn, self._plan_cache)
             self._plan_count = n
@@ -377,11 +375,12 @@ class CommissionProjection:
                                         effective_at=c.effective_at), eid, _Cause(eid))
 
     # -- the cross-topic ordering guard ---------------------------------------------------------
-    async def _guard(self, conn: asyncpg.Connection, events: list[Applied], with_tiers: bool) -> list[Any]:
+    async def _guard(self, conn: asyncpg.Connection, events: list[Applied]) -> tuple[list[Any], PlanBook, set[str]]:
         """Hold back order events whose OrderPaid was paid after what the referral stream has
         been applied to (by whichever process), or, with tier rules, in an epoch whose earlier
         epochs not every order partition has been folded through; release held orders once they
-        may go. Returns the events to fold now: the released ones first, then this batch's."""
+        may go. Returns the events to fold now (the released ones first, then this batch's), the
+        plans and the orders among them already decided."""
         flow = [a for a in events if a.envelope.event_type in ORDER_TYPES]
         payouts = [a for a in events if a.envelope.event_type in PAYOUT_TYPES]
         marks: dict[int, datetime] = {}
@@ -389,32 +388,45 @@ class CommissionProjection:
             at = a.payload.paid_at if a.envelope.event_type == "OrderPaid" else a.envelope.occurred_at  # type: ignore[attr-defined]
             if a.partition not in marks or at > marks[a.partition]:
                 marks[a.partition] = at
-        if marks:
-            await store.advance_watermarks(conn, [(ORDER_EVENTS, p, at) for p, at in marks.items()])
         owned = self.owned()
         now = time.monotonic()
         check_held = self._maybe_held or now - self._held_checked > 1.0
+        if not flow and not check_held:
+            return payouts, self._plans or PlanBook(), set()
         paid_ats = [a.payload.paid_at for a in flow if a.envelope.event_type == "OrderPaid"]  # type: ignore[attr-defined]
-        if not paid_ats and not check_held:
-            # a refund or completion never overtakes its held payment
-            followups = [a.payload.order_id for a in flow]  # type: ignore[attr-defined]
-            held = await store.deferred_orders(conn, followups) if followups else set()
-            if held:
-                await self._defer(conn, [a for a in flow if a.payload.order_id in held])  # type: ignore[attr-defined]
-            return [a for a in flow if a.payload.order_id not in held] + payouts  # type: ignore[attr-defined]
-
-        streams = await store.stream_positions(conn, REFERENCE, REFERRAL_EVENTS, self.name, ORDER_EVENTS)
-        await self.reference.sync(conn)  # after the positions: at least as new as they say
+        ref = self.reference
+        rows = await store.batch_context(
+            conn, [(ORDER_EVENTS, p, at) for p, at in marks.items()], REFERENCE, REFERRAL_EVENTS, self.name, ORDER_EVENTS,
+            ref.binding_seq, ref.status_seq,
+            [a.payload.order_id for a in flow if a.envelope.event_type == "OrderPaid"])  # type: ignore[attr-defined]
+        streams, known, n_plans = [], set(), 0
+        for r in rows:
+            k = r["kind"]
+            if k == "p":
+                streams.append(r)
+            elif k == "k":
+                known.add(r["a"])
+            elif k == "n":
+                n_plans = r["n1"]
+            else:
+                ref.take(r)  # the same snapshot as the positions: at least as new as they say
+        plans = await self._plan_book(conn, n_plans)
+        with_tiers = any(p.upgrade_ladder for _, _, p in plans.versions)
         cutoff = await self._cutoff(streams, paid_ats, with_tiers)
         work: list[Any] = []
         held: set[str] = set()
         if check_held:
             self._held_checked = now
             held = await store.deferred_orders(conn, [a.payload.order_id for a in flow])  # type: ignore[attr-defined]
+            released = []
             for r in await store.release_deferred(conn, cutoff, owned):
                 env = Envelope.from_bytes(r["envelope"])
                 work.append(_Held(env, catalog.payload(env), ORDER_EVENTS, r["partition"]))
                 held.discard(r["order_id"])
+                if env.event_type == "OrderPaid":
+                    released.append(work[-1].payload.order_id)  # type: ignore[attr-defined]
+            if released:
+                known |= await store.known_orders(conn, released)
             self._maybe_held = await store.any_deferred(conn, owned)
         else:
             followups = [a.payload.order_id for a in flow if a.envelope.event_type != "OrderPaid"]  # type: ignore[attr-defined]
@@ -446,7 +458,7 @@ class CommissionProjection:
                 work = keep
         if to_defer:
             await self._defer(conn, to_defer)
-        return work + payouts
+        return work + payouts, plans, known
 
     async def _defer(self, conn: asyncpg.Connection, events: list[Any]) -> None:
         DEFERRED.inc(len(events))
@@ -456,11 +468,11 @@ class CommissionProjection:
 
     async def _cutoff(self, streams: list[asyncpg.Record], paid_ats: list[datetime], with_tiers: bool) -> datetime | None:
         """The latest paid_at that may be decided now (None: any)."""
-        ref = [r for r in streams if r["projection"] == REFERENCE]
+        ref = [r for r in streams if r["a"] == REFERENCE]
         cutoff: datetime | None = None
         if self.end_offsets is not None:
             latest = max(paid_ats) if paid_ats else _FOREVER
-            marks = {r["partition"]: (r["next_offset"], r["occurred_at"]) for r in ref}
+            marks = {r["n1"]: (r["n2"], r["t1"]) for r in ref}
             # cheap case first: every referral partition's watermark is past every payment here
             parts = self.end_offsets.known(REFERRAL_EVENTS)
             covered = latest != _FOREVER and bool(parts) and all(
@@ -475,12 +487,12 @@ class CommissionProjection:
         if with_tiers and self.end_offsets is not None:
             latest_start = max((epoch_start(epoch_of(t, self.tier_epoch), self.tier_epoch) for t in paid_ats), default=_NEVER)
             if latest_start > self._orders_complete or self._maybe_held:
-                orders = {r["partition"]: r for r in streams if r["projection"] == self.name}
+                orders = {r["n1"]: r for r in streams if r["a"] == self.name}
                 ends = await self.end_offsets(ORDER_EVENTS)
                 complete = _FOREVER
                 for p, end in ends.items():
                     r = orders.get(p)
-                    pos, mark, held_from = (r["next_offset"], r["occurred_at"], r["held_from"]) if r else (0, None, None)
+                    pos, mark, held_from = (r["n2"], r["t1"], r["t2"]) if r else (0, None, None)
                     edge = _FOREVER if pos >= end else (mark - self.skew if mark is not None else _NEVER)
                     if held_from is not None:
                         edge = min(edge, held_from - _TICK)

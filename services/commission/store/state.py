@@ -96,6 +96,39 @@ async def stream_positions(conn: asyncpg.Connection, reference: str, referral_to
         reference, referral_topic, orders, order_topic)
 
 
+async def batch_context(conn: asyncpg.Connection, marks: list[tuple[str, int, datetime]], reference: str,
+                        referral_topic: str, orders: str, order_topic: str, binding_seq: int, status_seq: int,
+                        order_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """Everything an order batch reads before deciding, in one round trip (one snapshot): it
+    raises this batch's order-partition watermarks, and returns rows by `kind`:
+    'p' stream positions (a=projection, n1=partition, n2=next offset, t1=watermark, t2=earliest
+    held payment), 'b' bindings after `binding_seq` (a=customer, b=promoter, n1=seq, t1=bound_at),
+    's' statuses after `status_seq` (a=promoter, c=status, n1=seq, t1=changed_at, t2=until),
+    'n' the number of plan versions (n1), 'k' the orders among `order_ids` already decided (a)."""
+    cols = list(zip(*marks)) if marks else [(), (), ()]
+    return await conn.fetch(
+        """WITH w AS (
+               INSERT INTO stream_watermarks AS w (topic, partition, occurred_at)
+               SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[])
+               ON CONFLICT (topic, partition) DO UPDATE SET occurred_at = greatest(w.occurred_at, EXCLUDED.occurred_at))
+           SELECT 'p' AS kind, o.projection AS a, NULL::text AS b, NULL::text AS c, o.partition::bigint AS n1,
+                  o.next_offset AS n2, m.occurred_at AS t1,
+                  CASE WHEN o.projection = $6 THEN (SELECT min(d.paid_at) FROM deferred_order_events d
+                                                    WHERE d.partition = o.partition AND d.paid_at IS NOT NULL) END AS t2
+           FROM projector_offsets o LEFT JOIN stream_watermarks m ON m.topic = o.topic AND m.partition = o.partition
+           WHERE (o.projection = $4 AND o.topic = $5) OR (o.projection = $6 AND o.topic = $7)
+           UNION ALL
+           SELECT 'b', customer_id, promoter_id, NULL, seq, NULL, bound_at, NULL FROM bindings WHERE seq > $8
+           UNION ALL
+           SELECT 's', promoter_id, NULL, status, seq, NULL, changed_at, until FROM promoter_statuses WHERE seq > $9
+           UNION ALL
+           SELECT 'n', NULL, NULL, NULL, count(*), NULL, NULL, NULL FROM plans
+           UNION ALL
+           SELECT 'k', order_id, NULL, NULL, NULL, NULL, NULL, NULL FROM paid_orders WHERE order_id = ANY($10::text[])""",
+        list(cols[0]), list(cols[1]), list(cols[2]), reference, referral_topic, orders, order_topic, binding_seq,
+        status_seq, list(order_ids))
+
+
 async def record_late_bindings(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime]]) -> int:
     """Bindings (customer, promoter, bound_at) that arrive after an order of that customer paid at
     or after bound_at was already accrued without them: kept for operators. Returns how many."""
