@@ -704,7 +704,7 @@ async def scale(ctx: Ctx, n_orders: int, timeout: float, counts: tuple[int, ...]
                     owned = [await _readyz_partitions(p.url) for p in procs]
                     return reached(await pos(topic(REFERRAL_EVENTS)), ends) and all(owned) and \
                         len({x for o in owned for x in o}) == 4
-                await wait_for(ready, f"{n} commission process(es) to form their group", 120, interval=0.2)
+                await wait_for(ready, f"{n} commission process(es) to form their group", max(timeout, 180), interval=0.2)
                 order_ends: dict[int, int] = {}
                 t0 = time.perf_counter()
                 await publish(ctx.producer, topic(ORDER_EVENTS), records, order_ends)

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["--users", "400", "--orders", "600", "--probes", "20", "--latency-rate", "100", "--latency-seconds", "1",
-        "--api-seconds", "1", "--balance-rate", "50", "--bind-rate", "20", "--timeout", "90", "--scale-orders", "300",
+        "--api-seconds", "1", "--balance-rate", "50", "--bind-rate", "20", "--timeout", "150", "--scale-orders", "300",
         "--hog-duty", "0.2"]
 
 
