@@ -121,6 +121,14 @@ async def test_finance_approves_a_withdrawal(console_stack, browser, screenshots
     assert w["status"] != "pending_review" and w["decided_by"] == "console:fin"
     await page.goto(console_stack.url("console") + "/withdrawals?status=all")
     assert await page.locator(f'tr[data-withdrawal="{wid}"] .badge').inner_text() != "待审核"
+    await page.goto(console_stack.url("console") + "/withdrawals")
+    other = page.locator(f'tr[data-withdrawal="{console_stack.ids["wd_a"]}"]')
+    await other.locator('input[name="reason"]').fill("收款信息不符")
+    await other.locator("button.reject").click()
+    assert "已拒绝" in await page.inner_text("#flash-ok")
+    rejected = await api(console_stack, "payout", f"/v1/admin/withdrawals/{console_stack.ids['wd_a']}")
+    assert (rejected["status"], rejected["reject_reason"]) == ("rejected", "收款信息不符")
+    await page.goto(console_stack.url("console") + "/withdrawals?status=all")
     async with page.expect_download() as dl:
         await page.click("#export-csv")
     csv_text = (await (await dl.value).path()).read_text(encoding="utf-8-sig")
@@ -160,8 +168,26 @@ async def test_promoter_pages_and_referrer_change_with_reason(console_stack, bro
     await page.goto(console_stack.url("console") + "/promoters")
     assert ids["applicant"] in await page.inner_text("#applications")
     await shot(page, screenshots, "promoters")
+    await page.locator("#applications tr", has_text=ids["applicant"]).locator("button", has_text="通过").click()
+    assert f"已通过 {ids['applicant']} 的申请" in await page.inner_text("#flash-ok")
+    assert ids["applicant"] not in await page.inner_text("#applications")
+    await page.fill("#promoter-q", "李小红")  # search by nickname
+    await page.click("text=搜索")
+    assert ids["b"] in await page.inner_text("#promoters")
+
     await page.goto(console_stack.url("console") + f"/promoters/{ids['b']}")
     await shot(page, screenshots, "promoter")
+    await page.click("text=暂停")  # the reason is required: the browser keeps the form
+    assert await page.inner_text("#promoter-status") == "正常"
+    await page.fill('input[name="reason"]', "刷单嫌疑，调查中")
+    await page.fill('input[name="days"]', "7")
+    await page.click("text=暂停")
+    assert await page.inner_text("#flash-ok") == "已暂停"
+    assert await page.inner_text("#promoter-status") == "暂停"
+    p = await api(console_stack, "referral", f"/v1/admin/promoters/{ids['b']}")
+    assert (p["status"], p["status_reason"]) == ("suspended", "刷单嫌疑，调查中") and p["suspended_until"]
+    await page.click('form[action$="/status"] button')
+    assert await page.inner_text("#promoter-status") == "正常"
     await page.goto(console_stack.url("console") + f"/customers/{ids['c']}")
     await page.fill('input[name="promoter_id"]', ids["a"])
     await page.fill('input[name="reason"]', "客服工单 42：分享被误记")
