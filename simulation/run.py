@@ -61,13 +61,22 @@ def ensure_keys() -> None:
     os.environ.setdefault("REFERRAL_CODE_SECRET", secrets.token_urlsafe(48))
 
 
-def audit(env: dict[str, str], log=print) -> bool:
-    """The auditor's replay: rebuild commission balances (and the payout ledger) from offset 0."""
+def audit(env: dict[str, str], log=print, schemas: dict[str, str] | None = None) -> bool:
+    """The auditor's replay: rebuild commission balances (and the payout ledger) from offset 0;
+    re-derive every commission line from the source events; verify the log's hash chains against
+    every service's relay (docs/audit.md)."""
     ok = True
-    for module in ("services.commission.replay", "services.payout.replay"):
-        log(f"\n$ python -m {module}")
-        r = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, capture_output=True, text=True)
-        log((r.stdout + r.stderr).strip())
+    commands = [["services.commission.replay"], ["services.payout.replay"],
+                ["services.commission.audit", "rederive", "--no-store", "--quiet"]]
+    if schemas:
+        commands.append(["shared.chain", "verify", "--quiet", *(a for s in schemas.values() for a in ("--schema", s))])
+    for command in commands:
+        log(f"\n$ python -m {' '.join(command)}")
+        r = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=env, capture_output=True, text=True)
+        out = (r.stdout + r.stderr).strip()
+        if command[0] == "shared.chain" and r.returncode == 0:
+            out = "\n".join(line for line in out.splitlines() if not line.endswith(", ok"))  # one line per partition otherwise
+        log(out)
         ok = ok and r.returncode == 0
     return ok
 
@@ -143,7 +152,7 @@ async def run_demo(*, promoters: int, customers: int, seed: int, run_id: str | N
         server.should_exit = True
         await task
     env = {**os.environ, **base_env, "COMMISSION_SCHEMA": schemas["commission"], "PAYOUT_SCHEMA": schemas["payout"]}
-    audited = audit(env, log) and "oracle_ok" in rep.notes
+    audited = audit(env, log, schemas) and "oracle_ok" in rep.notes
     log(f"\n[demo] audit replay: {'MATCHES the live balances' if audited else 'DIFFERS from the live balances'}")
     return audited and "engagement_ok" in rep.notes and "reconciled_ok" in rep.notes and "console_ok" in rep.notes, rep
 
