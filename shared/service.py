@@ -235,8 +235,13 @@ def server_config(app: FastAPI, port: int):
 
     from shared.settings import CommonSettings
 
+    # On SIGTERM uvicorn stops accepting and waits for open requests; a live stream (engagement's
+    # SSE) would hold it until Kubernetes kills the pod, and the lifespan's shutdown (broker leaves
+    # its group, relay and producer stop) would never run. FENXIAO_GRACEFUL_SHUTDOWN_S bounds the
+    # wait (25 s: inside the pods' 45 s grace period after the 5 s preStop).
     return uvicorn.Config(app, host=os.environ.get("HOST", "0.0.0.0"), port=int(os.environ.get("PORT", port)),
-                          log_config=None, access_log=False, timeout_keep_alive=CommonSettings().http_keepalive_s)
+                          log_config=None, access_log=False, timeout_keep_alive=CommonSettings().http_keepalive_s,
+                          timeout_graceful_shutdown=int(os.environ.get("FENXIAO_GRACEFUL_SHUTDOWN_S", "25")))
 
 
 def run(app: FastAPI, port: int) -> None:

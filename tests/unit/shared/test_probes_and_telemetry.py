@@ -130,3 +130,56 @@ def test_spans_reach_a_collector_over_otlp_http(monkeypatch):
     req = ExportTraceServiceRequest.FromString(body)
     spans = [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
     assert [s.name for s in spans] == ["apply-batch"]
+
+
+def test_a_stop_with_a_request_still_open_still_runs_the_shutdown(monkeypatch):
+    """SIGTERM while a request never finishes: the server gives up waiting after
+    FENXIAO_GRACEFUL_SHUTDOWN_S and the app's lifespan shutdown runs (the broker leaves its
+    group, the relay and producer stop) instead of the pod being killed in the middle."""
+    import contextlib
+    import socket
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from shared.service import server_config
+
+    monkeypatch.setenv("FENXIAO_GRACEFUL_SHUTDOWN_S", "1")
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_):
+        events.append("started")
+        yield
+        events.append("shutdown ran")
+
+    app = FastAPI(lifespan=lifespan)
+    arrived = asyncio.Event()
+
+    @app.get("/slow")
+    async def slow():
+        arrived.set()
+        await asyncio.sleep(3600)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HOST", "127.0.0.1")
+    config = server_config(app, port)
+    assert config.timeout_graceful_shutdown == 1
+    server = uvicorn.Server(config)
+
+    async def scenario():
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(timeout=60) as client:
+            request = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/slow"))
+            await arrived.wait()
+            server.should_exit = True       # what SIGTERM sets
+            await asyncio.wait_for(serving, timeout=30)
+            request.cancel()
+            await asyncio.gather(request, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert events == ["started", "shutdown ran"]
