@@ -8,7 +8,7 @@ from typing import Callable
 import httpx
 from fastapi import FastAPI
 
-from services.referral.api import admin, bindings, posters, promoters
+from services.referral.api import admin, bindings, erasure, posters, promoters
 from services.referral.clients.images import ImageFetcher
 from services.referral.clients.wechat import WxaClient
 from services.referral.domain.errors import ReferralError
@@ -65,7 +65,7 @@ def create_app(settings: ReferralSettings | None = None, *, schema: str | None =
     spec = ServiceSpec(
         service="referral",
         migrations=MIGRATIONS,
-        routers=[promoters.router, bindings.router, posters.router, admin.router],
+        routers=[promoters.router, bindings.router, posters.router, admin.router, erasure.router],
         projections=[lambda rt: OrderSpendProjection(code_key), lambda rt: ChainProjection()],
         on_start=[start],
         on_stop=[stop],
