@@ -7,7 +7,7 @@ import httpx
 import structlog
 from fastapi import FastAPI
 
-from services.engagement.api import admin, dashboard, notices, profile
+from services.engagement.api import admin, dashboard, erasure, notices, profile
 from services.engagement.clients.wechat import SubscribeClient
 from services.engagement.domain.errors import EngagementError
 from services.engagement.handlers.activity import ActivityProjection
@@ -58,7 +58,7 @@ def create_app(settings: EngagementSettings | None = None, *, schema: str | None
     spec = ServiceSpec(
         service="engagement",
         migrations=MIGRATIONS,
-        routers=[notices.router, dashboard.router, profile.router, admin.router],
+        routers=[notices.router, dashboard.router, profile.router, admin.router, erasure.router],
         projections=[lambda rt: ActivityProjection(settings.business_timezone, settings.top_n_of_month)],
         background=[send_messages],
         on_start=[start],
