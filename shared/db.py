@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -32,9 +32,12 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
 
 
 def _yoyo_url(dsn: str, schema: str) -> str:
+    """yoyo's URL for `dsn`, keeping its query (sslmode, sslrootcert, sslcert, sslkey, ...: yoyo
+    hands them to psycopg), so migrations connect as securely as the service does."""
     parts = urlsplit(dsn)
     scheme = "postgresql+psycopg"
-    query = f"schema={schema}"
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]
+    query = urlencode([*kept, ("schema", schema)])
     return urlunsplit((scheme, parts.netloc, parts.path, query, ""))
 
 

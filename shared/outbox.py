@@ -19,6 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter
 
 from shared.chain import Linker
+from shared.kafka_security import kafka_options
 from shared.events import Envelope
 from shared.telemetry import OUTBOX_PUBLISHED, inject_headers
 
@@ -71,7 +72,7 @@ def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:
         acks="all",
         linger_ms=kw.pop("linger_ms", 2),
         max_batch_size=kw.pop("max_batch_size", 256 * 1024),
-        **kw,
+        **{**kafka_options(), **kw},  # TLS / SASL from the environment (shared.kafka_security)
     )
 
 

@@ -39,6 +39,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.kafka_security import kafka_options
 from shared import topics as topic_names
 from shared.events import Envelope, EventPayload, catalog
 from shared.events.catalog import NewerVersionError
@@ -547,7 +548,8 @@ async def run_until(
     """Drive a projector without a group from its stored positions (0 for a fresh schema) up to
     `stop_at` (exclusive end offsets per partition): the audit replay. Returns records read."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024)
+                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
+                                **kafka_options())
     await consumer.start()
     try:
         tps = list(stop_at)
@@ -582,7 +584,7 @@ async def check_positions(pool: asyncpg.Pool, projections: Sequence[Projection],
     at the projection's stored position (0 for a partition it has not read yet). Raises
     LogHoleError naming the partition when the log starts later: events were deleted, and
     rebuilding or continuing would silently miss them."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **consumer_kw)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_options(), **consumer_kw)
     await consumer.start()
     try:
         holes = []

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.kafka_security import kafka_options
 from shared import topics
 from shared.outbox import make_producer
 
@@ -45,7 +46,8 @@ def _headers(rec) -> dict[str, str]:
 async def read_parked(bootstrap: str, source_topic: str) -> list[Parked]:
     """Every record on `source_topic`'s dead-letter topic, up to its current end."""
     dlq = topics.dead_letter(source_topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                **kafka_options())
     await consumer.start()
     out: list[Parked] = []
     try:

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db, telemetry
+from shared.kafka_security import faststream_security
 from shared.outbox import OutboxRelay, make_producer
 from shared.projector import Projection, Projector, check_positions, prune_forever, subscribe
 from shared.settings import CommonSettings
@@ -112,7 +113,8 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         producer = make_producer(settings.kafka_bootstrap_servers)
         await producer.start()
         relay = OutboxRelay(pool, producer, spec.service)
-        broker = KafkaBroker(settings.kafka_bootstrap_servers, log_level=logging.DEBUG)  # per-batch logs are noise
+        broker = KafkaBroker(settings.kafka_bootstrap_servers, log_level=logging.DEBUG,
+                             security=faststream_security())  # per-batch logs are noise; TLS / SASL: shared.kafka_security
         rt = Runtime(spec.service, settings, pool, relay, producer, broker)
         app.state.runtime = rt
         for hook in spec.on_start:

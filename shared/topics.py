@@ -11,6 +11,8 @@ import structlog
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.kafka_security import kafka_options
+
 _log = structlog.get_logger(__name__)
 
 # An optional namespace prefix (e.g. per benchmark run or per tenant environment) applied to
@@ -127,7 +129,7 @@ async def ensure_topics(bootstrap: str, read: Iterable[str] = (), *, settings: T
 
     settings = settings or TopicSettings()
     read = list(dict.fromkeys(read))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(admin_kw or {}))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **{**kafka_options(), **(admin_kw or {})})
     await admin.start()
     try:
         if settings.create:

@@ -37,6 +37,7 @@ from pydantic_core import from_json
 from services.commission.domain.balance import COLUMNS, MONEY_EVENTS, delta_of
 from services.commission.handlers.projection import CommissionProjection
 from services.commission.settings import CommissionSettings
+from shared.kafka_security import kafka_options
 from shared import db
 from shared.topics import COMMISSION_EVENTS, PAYOUT_EVENTS
 
@@ -147,6 +148,7 @@ async def _read(bootstrap: str, ranges: dict[TopicPartition, tuple[int, int]], o
     if not ranges:
         return 0
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                **kafka_options(),
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
     total = sum(e - s for s, e in ranges.values())
@@ -212,7 +214,7 @@ async def replay(settings: CommissionSettings, live_schema: str, *, progress_out
         result.undrained = n
         return result
     recorded = await _recorded_ids(dsn, live_schema, snap.last_seq)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options())
     await probe.start()
     try:
         # an unsubscribed consumer knows no topic yet: ask the cluster

@@ -23,6 +23,7 @@ from services.payout.handlers.ledger import LedgerProjection
 from services.payout.main import MIGRATIONS
 from services.payout.settings import PayoutSettings
 from services.payout.store import ledger as ledger_store
+from shared.kafka_security import kafka_options
 from shared import db
 from shared.projector import Projector, run_until
 from shared.topics import COMMISSION_EVENTS, PAYOUT_EVENTS
@@ -37,8 +38,8 @@ class Difference:
 
 async def end_offsets(bootstrap: str, topics: tuple[str, ...] = (COMMISSION_EVENTS, PAYOUT_EVENTS)) -> dict[TopicPartition, int]:
     """The current end (next offset) of every partition of `topics`."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)  # partitions_for waits for the metadata
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_options())  # partitions_for waits for the metadata
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_options())
     await producer.start()
     await consumer.start()
     try:

@@ -10,6 +10,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.commission.store import state as store
+from shared.kafka_security import kafka_options
 from shared.contracts.commission import CommissionPlanPublished
 from shared.events import Envelope, catalog
 from shared.topics import COMMISSION_EVENTS
@@ -23,7 +24,8 @@ async def restore_plans(pool: asyncpg.Pool, bootstrap: str) -> int:
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM plans)"):
             return 0
         origin = {(r["topic"], r["partition"]): r["from_offset"] for r in await conn.fetch("SELECT * FROM replay_origin")}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                **kafka_options())
     await consumer.start()
     await asyncio.sleep(0)  # let the consumer's own task start, or stopping it at once raises CancelledError
     found = []

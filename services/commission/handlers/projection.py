@@ -35,6 +35,7 @@ from services.commission.domain.tiers import PromoterRecord, epoch_of, epoch_sta
 from services.commission.handlers.reference import NAME as REFERENCE
 from services.commission.handlers.reference import REFERRAL_TYPES  # noqa: F401 - re-exported
 from services.commission.store import state as store
+from shared.kafka_security import kafka_options
 from shared.contracts.commission import (
     CommissionAccrualSkipped, CommissionAccrued, CommissionReversed, CommissionSettled, PromoterTierChanged,
 )
@@ -135,7 +136,7 @@ class EndOffsets:
 
     async def __call__(self, topic: str) -> dict[int, int]:
         if self._consumer is None:
-            c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **kafka_options())
             await c.start()
             self._consumer = c
         tps = self._tps.get(topic)
