@@ -10,7 +10,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import asyncpg
 import structlog
@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import db, telemetry
 from shared.kafka_security import faststream_security
+from shared.limits import EdgeLimits, Rate, RateLimiter
 from shared.outbox import OutboxRelay, make_producer
 from shared.projector import Projection, Projector, check_positions, prune_forever, subscribe
 from shared.settings import CommonSettings
@@ -60,6 +61,11 @@ class ServiceSpec:
     error_status: Callable[[Exception], int] = lambda exc: 422
     title: str = ""
     schema: str | None = None        # defaults to `service`; tests use a fresh one
+    #: (path regex, bytes): body limits of routes that take more than the default 64 KiB
+    body_limits: Sequence[tuple[str, int]] = ()
+    #: action -> (per user, per IP) default rates, e.g. {"bind": ("10/min,5", "300/min,100")};
+    #: FENXIAO_RATE_<ACTION>_USER / _IP override them ("off": none), FENXIAO_RATE_LIMITS=off|user
+    rate_limits: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class Heartbeat:
@@ -116,6 +122,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         broker = KafkaBroker(settings.kafka_bootstrap_servers, log_level=logging.DEBUG,
                              security=faststream_security())  # per-batch logs are noise; TLS / SASL: shared.kafka_security
         rt = Runtime(spec.service, settings, pool, relay, producer, broker)
+        app.state.rate_limiter = await make_rate_limiter(pool, spec.rate_limits)
         app.state.runtime = rt
         for hook in spec.on_start:
             await hook(rt)
@@ -169,6 +176,9 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     # identities are verified with these keys, and must name this service as their audience
     app.state.identity_keys = settings.identity_keys()
     app.state.identity_audience = spec.service
+    app.state.trusted_proxy_hops = int(os.environ.get("FENXIAO_TRUSTED_PROXY_HOPS", "0"))
+    # body limits (413, checked before reading) and NUL refusal (422) before any route runs
+    app.add_middleware(EdgeLimits, body_limits=spec.body_limits)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:
@@ -218,6 +228,23 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     for router in spec.routers:
         app.include_router(router)
     return app
+
+
+async def make_rate_limiter(pool, defaults: Mapping[str, tuple[str, str]]) -> RateLimiter | None:
+    """The service's rate limits (shared.limits): the spec's defaults, overridden per action by
+    FENXIAO_RATE_<ACTION>_USER / _IP; FENXIAO_RATE_LIMITS=off turns them all off, =user keeps only
+    the per-user ones (a demo or bench whose traffic all comes from one address)."""
+    mode = os.environ.get("FENXIAO_RATE_LIMITS", "on").lower()
+    if mode == "off" or not defaults:
+        return None
+    rules = {}
+    for action, (per_user, per_ip) in defaults.items():
+        env = f"FENXIAO_RATE_{action.upper()}"
+        rules[action] = (Rate.parse(os.environ.get(env + "_USER", per_user)),
+                         None if mode == "user" else Rate.parse(os.environ.get(env + "_IP", per_ip)))
+    limiter = RateLimiter(pool, rules)
+    await limiter.ensure()
+    return limiter
 
 
 def error_body(exc: Exception) -> dict:

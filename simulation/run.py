@@ -59,6 +59,8 @@ def ensure_keys() -> None:
 
     os.environ.setdefault("FENXIAO_IDENTITY_SECRET", secrets.token_urlsafe(48))
     os.environ.setdefault("REFERRAL_CODE_SECRET", secrets.token_urlsafe(48))
+    # every simulated user calls from this one address: per-IP limits would be one global limit
+    os.environ.setdefault("FENXIAO_RATE_LIMITS", "user")
 
 
 def audit(env: dict[str, str], log=print, schemas: dict[str, str] | None = None) -> bool:

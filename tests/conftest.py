@@ -28,6 +28,8 @@ from tests.identity import TEST_CODE_SECRET, TEST_IDENTITY_SECRET  # noqa: E402
 
 os.environ.setdefault("FENXIAO_IDENTITY_SECRET", TEST_IDENTITY_SECRET)
 os.environ.setdefault("REFERRAL_CODE_SECRET", TEST_CODE_SECRET)
+# Tests call far faster than a person; the rate-limit tests switch them on for their own app.
+os.environ.setdefault("FENXIAO_RATE_LIMITS", "off")
 
 DEFAULT_KAFKA = "127.0.0.1:19092"
 DEFAULT_DB = "postgresql://fenxiao:fenxiao@127.0.0.1:55432/fenxiao"

@@ -92,6 +92,7 @@ def create_app(settings: OrdersSettings | None = None, *, schema: str | None = N
         background=(sweeper, follow, reconcile_scheduler),
         on_start=(wire,),
         on_stop=(unwire,),
+        rate_limits={"order": ("30/min,10", "600/min,200")},
         error_root=OrdersError,
         error_status=lambda exc: getattr(exc, "status", 422),
         title="fenxiao orders",

@@ -70,6 +70,7 @@ def create_app(settings: PayoutSettings | None = None, *, schema: str | None = N
         on_start=[start_transfer],
         on_stop=[stop_transfer],
         error_root=PayoutError,
+        rate_limits={"withdrawal": ("10/min,5", "120/min,40")},
         error_status=lambda exc: getattr(exc, "status", 422),
         title="fenxiao payout",
         schema=schema,

@@ -159,6 +159,11 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
         product_id=product_id, first_visit=not known, visited_at=now), occurred_at=now)]
 
     if isinstance(decision, rules.Refuse):
+        seen = await bindings_store.count_refusal(conn, customer_id=customer_id,
+                                                  promoter_id=promoter.user_id if promoter else None,
+                                                  reason=decision.reason, refused_at=now)
+        if seen > bindings_store.REFUSALS_KEPT_PER_DAY:  # spam: answered, counted, neither stored nor announced
+            return BindOutcome(decision, current, visit)
         evt = BindingRefused(customer_id=customer_id, promoter_code=promoter_code[:64],
                              promoter_id=promoter.user_id if promoter else None, source=source,  # type: ignore[arg-type]
                              reason=decision.reason, refused_at=now)

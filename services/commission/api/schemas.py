@@ -4,7 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from shared.limits import MAX_COUNT, MAX_FEN, MAX_LINES
 
 
 class BalancePublic(BaseModel):
@@ -54,17 +56,17 @@ class PlanPublic(BaseModel):
 
 class EstimateLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    line_id: str | None = None
-    product_id: str
-    category_id: str | None = None
-    quantity: int = Field(1, gt=0)
+    line_id: str | None = Field(None, max_length=64)
+    product_id: str = Field(max_length=64)
+    category_id: str | None = Field(None, max_length=64)
+    quantity: StrictInt = Field(1, gt=0, le=MAX_COUNT)
     #: what the buyer would pay for the whole line (all units, after discounts), fen
-    paid_fen: int = Field(ge=0)
+    paid_fen: StrictInt = Field(ge=0, le=MAX_FEN)
 
 
 class EstimateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    lines: list[EstimateLine] = Field(min_length=1, max_length=200)
+    lines: list[EstimateLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
 class EstimateLinePublic(BaseModel):

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Mapping
 
 import structlog
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from services.orders import commands
 from services.orders.api.deps import ClockDep, ConnDep, RuntimeDep, SettingsDep, payer_openid
@@ -21,6 +21,7 @@ from services.orders.domain.errors import (
 from services.orders.store import orders as store
 from shared.contracts.orders import RefundedLine
 from shared.identity import CurrentIdentity, Identity, Role
+from shared.limits import rate_limited
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -48,7 +49,9 @@ async def _view(conn, order_id: str) -> OrderPublic:
 
 
 @router.post("", response_model=OrderPublic, status_code=status.HTTP_201_CREATED,
-             responses={200: {"description": "the same out_trade_no with the same content: the existing order"},
+             dependencies=[Depends(rate_limited("order"))],
+             responses={429: {"description": "rate limited (`Retry-After` says when to try again)"},
+                        200: {"description": "the same out_trade_no with the same content: the existing order"},
                         409: {"description": "out_trade_no already used for a different order"},
                         422: {"description": "lines do not add up (code names the rule)"}})
 async def create_order(body: OrderCreate, who: CurrentIdentity, conn: ConnDep, clock: ClockDep,

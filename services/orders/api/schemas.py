@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from services.orders.domain import rules
+from shared.limits import MAX_LINES, Count, Fen
 
 
 class LineIn(BaseModel):
@@ -15,20 +16,20 @@ class LineIn(BaseModel):
     product_id: str = Field(max_length=64)
     category_id: str | None = Field(None, max_length=64)
     sku: str | None = Field(None, max_length=64)
-    quantity: StrictInt
-    unit_price_fen: StrictInt
-    paid_fen: StrictInt = Field(description="what the buyer paid for the whole line after discounts")
+    quantity: Count
+    unit_price_fen: Fen
+    paid_fen: Fen = Field(description="what the buyer paid for the whole line after discounts")
 
 
 class OrderCreate(BaseModel):
     """An order as the gateway sends it; the buyer is the identity's user."""
 
     model_config = ConfigDict(extra="forbid")
-    out_trade_no: str = Field(description="merchant order number given to WeChat Pay (6-32 of [0-9A-Za-z_-|*])")
-    lines: list[LineIn]
-    postage_fen: StrictInt = 0
-    total_fen: StrictInt = Field(description="must equal sum(paid_fen) + postage_fen")
-    promoter_code: str | None = Field(None, description="code of the share that led to the order")
+    out_trade_no: str = Field(max_length=32, description="merchant order number given to WeChat Pay (6-32 of [0-9A-Za-z_-|*])")
+    lines: list[LineIn] = Field(max_length=MAX_LINES, description=f"at most {MAX_LINES} lines")
+    postage_fen: Fen = 0
+    total_fen: Fen = Field(description="must equal sum(paid_fen) + postage_fen")
+    promoter_code: str | None = Field(None, max_length=32, description="code of the share that led to the order")
 
     def draft(self, buyer_id: str) -> rules.OrderDraft:
         return rules.OrderDraft(
@@ -104,15 +105,15 @@ class OrderList(BaseModel):
 
 class RefundLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    line_id: str
-    quantity: StrictInt = Field(0, description="units returned; 0 for a price-only refund")
-    amount_fen: StrictInt
+    line_id: str = Field(max_length=64)
+    quantity: Count = Field(0, description="units returned; 0 for a price-only refund")
+    amount_fen: Fen
 
 
 class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    out_refund_no: str = Field(description="merchant refund number given to WeChat Pay (1-64 of [0-9A-Za-z_-|*@])")
-    lines: list[RefundLineIn]
+    out_refund_no: str = Field(max_length=64, description="merchant refund number given to WeChat Pay (1-64 of [0-9A-Za-z_-|*@])")
+    lines: list[RefundLineIn] = Field(max_length=MAX_LINES)
     reason: str | None = Field(None, max_length=80)
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from services.payout import service_layer as sl
 from services.payout.api.deps import ConnDep, RuntimeDep, SettingsDep, kick, utcnow
@@ -19,6 +19,7 @@ from services.payout.domain.withdrawal import Status, business_day
 from services.payout.store import ledger as ledger_store
 from services.payout.store import withdrawals as wd
 from shared.identity import CurrentIdentity, Identity
+from shared.limits import rate_limited
 
 router = APIRouter(tags=["withdrawals"])
 
@@ -34,7 +35,9 @@ def payee_of(identity: Identity, appid: str, claimed: str | None) -> str:
 
 
 @router.post("/v1/withdrawals", response_model=WithdrawalPublic, status_code=201,
-             responses={200: {"model": WithdrawalPublic, "description": "a repeat of an earlier request (same key)"},
+             dependencies=[Depends(rate_limited("withdrawal"))],
+             responses={429: {"description": "rate limited (`Retry-After` says when to try again)"},
+                        200: {"model": WithdrawalPublic, "description": "a repeat of an earlier request (same key)"},
                         403: {"description": "the body's openid is not the identity's (payee_not_identity), "
                                               "or the identity carries no openid for this appid"},
                         409: {"description": "idempotency key reused for a different request"},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from services.referral import flows
 from services.referral.api import schemas
@@ -15,6 +15,7 @@ from services.referral.store import bindings as bindings_store
 from services.referral.store import chain as chain_store
 from services.referral.store import promoters as promoters_store
 from shared.identity import CurrentIdentity
+from shared.limits import rate_limited
 from shared.outbox import record_events
 from shared.topics import REFERRAL_EVENTS
 
@@ -28,7 +29,8 @@ def binding_public(b: bindings_store.BindingRow) -> schemas.BindingPublic:
     return schemas.BindingPublic(**b.__dict__)
 
 
-@router.post("/bindings", response_model=schemas.BindingResult, responses=_REFUSALS)
+@router.post("/bindings", response_model=schemas.BindingResult, dependencies=[Depends(rate_limited("bind"))],
+             responses={**_REFUSALS, 429: {"description": "rate limited (`Retry-After` says when to try again)"}})
 async def bind(body: schemas.BindingCreate, identity: CurrentIdentity, rt: RuntimeDep):
     """The gateway reports that the signed-in user (the customer) arrived through a share.
     A refusal is recorded (BindingRefused + a row) and answered with its reason code."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from services.referral.api import schemas
@@ -18,12 +18,14 @@ from services.referral.store import users as users_store
 from shared.contracts.referral import PromoterShareMade
 from shared.events import new_event
 from shared.identity import CurrentIdentity
+from shared.limits import rate_limited
 
 router = APIRouter(prefix="/v1", tags=["posters"])
 
 
-@router.post("/posters", response_class=Response,
-             responses={200: {"content": {"image/png": {}}, "description": "the poster"},
+@router.post("/posters", response_class=Response, dependencies=[Depends(rate_limited("poster"))],
+             responses={429: {"description": "rate limited (`Retry-After` says when to try again)"},
+                        200: {"content": {"image/png": {}}, "description": "the poster"},
                         403: {"description": "not an active promoter"}, 404: {"description": "unknown product"}})
 async def make_poster(body: schemas.PosterCreate, identity: CurrentIdentity, rt: RuntimeDep, now: NowDep):
     fetcher: ImageFetcher = rt.extras["images"]

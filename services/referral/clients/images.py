@@ -10,13 +10,26 @@ from PIL import Image, UnidentifiedImageError
 
 from services.referral.domain.errors import ImageRefusedError
 
+#: the most pixels an image may have (a 4096 x 4096 product photo); checked from the header,
+#: before anything is decoded: a 20000 x 20000 PNG is a few hundred KB and GBs decoded
+MAX_IMAGE_PIXELS = 4096 * 4096
+# Pillow's own guard too (it raises DecompressionBombError at twice this): no path decodes more
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
 
 def check_image(data: bytes, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise ImageRefusedError(f"image larger than {max_bytes} bytes")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data)) as im:   # reads the header only
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageRefusedError(f"image of {width}x{height} pixels: at most {MAX_IMAGE_PIXELS} pixels")
             im.verify()
+    except ImageRefusedError:
+        raise
+    except Image.DecompressionBombError as exc:   # Pillow's own guard, from the header too
+        raise ImageRefusedError(f"image has too many pixels: at most {MAX_IMAGE_PIXELS} pixels") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageRefusedError("not a readable image") from exc
     return data

@@ -118,6 +118,21 @@ async def supersede(conn: asyncpg.Connection, customer_id: str, previous_promote
     return row is not None
 
 
+#: refusals stored and announced per (customer, promoter, reason) and UTC day; later ones are counted
+REFUSALS_KEPT_PER_DAY = 3
+
+
+async def count_refusal(conn: asyncpg.Connection, *, customer_id: str, promoter_id: str | None, reason: str,
+                        refused_at: datetime) -> int:
+    """Count one refusal; returns how many there were that day for the same customer, promoter
+    and reason (this one included)."""
+    return await conn.fetchval(
+        """INSERT INTO binding_refusal_counts (customer_id, promoter, reason, day, refusals)
+           VALUES ($1, $2, $3, ($4::timestamptz AT TIME ZONE 'UTC')::date, 1)
+           ON CONFLICT (customer_id, promoter, reason, day) DO UPDATE SET refusals = binding_refusal_counts.refusals + 1
+           RETURNING refusals""", customer_id, promoter_id or "", reason, refused_at)
+
+
 async def record_refusal(conn: asyncpg.Connection, *, customer_id: str, promoter_code: str, promoter_id: str | None,
                          source: str, product_id: str | None, reason: str, refused_at: datetime,
                          event_id: uuid.UUID) -> None:
