@@ -7,13 +7,15 @@ from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.kafka_security import kafka_options
+
 Ranges = dict[TopicPartition, tuple[int, int]]
 OnRecord = Callable[[TopicPartition, Any], None]
 
 
 async def partitions_of(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
     """The partitions of each topic as the cluster has them (an unsubscribed consumer knows none)."""
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options())
     await probe.start()
     try:
         meta = await probe._client.fetch_all_metadata()  # noqa: SLF001 - the only metadata call aiokafka has
@@ -26,7 +28,7 @@ async def offsets(bootstrap: str, tps: list[TopicPartition]) -> tuple[dict[Topic
     """(beginning, end) offsets of each partition."""
     if not tps:
         return {}, {}
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, **kafka_options())
     await probe.start()
     try:
         return await probe.beginning_offsets(tps), await probe.end_offsets(tps)
@@ -52,6 +54,7 @@ async def read(bootstrap: str, ranges: Ranges, on_record: OnRecord, *, progress:
     total = sum(e - s for s, e in ranges.values())
     bar = progress_bar(total, desc, progress)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                **kafka_options(),
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
     done = 0
