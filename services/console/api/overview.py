@@ -2,6 +2,7 @@
 customers (the console's own projection), and what waits for a decision (the services' APIs)."""
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -36,10 +37,11 @@ async def overview(request: Request, rt: RuntimeDep, op: OperatorDep, days: int 
         series.append({"day": d.isoformat(), **{c: int(r[c]) for c in COLUMNS}})
     t = totals(series)
     b = backends(rt)
-    apps = await b.call("referral", "GET", "/v1/admin/applications", username=op.username, role=op.role,
-                        params={"state": "pending", "page_size": 200})
-    wds = await b.call("payout", "GET", "/v1/admin/withdrawals", username=op.username, role=op.role,
-                       params={"status": "pending_review", "limit": 500})
+    apps, wds = await asyncio.gather(
+        b.call("referral", "GET", "/v1/admin/applications", username=op.username, role=op.role,
+               params={"state": "pending", "page_size": 200}),
+        b.call("payout", "GET", "/v1/admin/withdrawals", username=op.username, role=op.role,
+               params={"status": "pending_review", "limit": 500}))
     pending = {
         "applications": len(apps.body) if apps.ok else None,
         "withdrawals": len(wds.body["items"]) if wds.ok else None,

@@ -2,6 +2,7 @@
 a customer's referrer changed only with a reason (the referral service's event carries it)."""
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
@@ -19,10 +20,11 @@ Reason = Annotated[str, Form(max_length=500)]
 @router.get("/promoters")
 async def promoters(request: Request, rt: RuntimeDep, op: OperatorDep, q: str | None = None, status: str | None = None):
     b = backends(rt)
-    found = await b.call("referral", "GET", "/v1/admin/promoters", username=op.username, role=op.role,
-                         params={"q": (q or "").strip() or None, "status": status or None, "page_size": 100})
-    apps = await b.call("referral", "GET", "/v1/admin/applications", username=op.username, role=op.role,
-                        params={"state": "pending", "page_size": 100})
+    found, apps = await asyncio.gather(
+        b.call("referral", "GET", "/v1/admin/promoters", username=op.username, role=op.role,
+               params={"q": (q or "").strip() or None, "status": status or None, "page_size": 100}),
+        b.call("referral", "GET", "/v1/admin/applications", username=op.username, role=op.role,
+               params={"state": "pending", "page_size": 100}))
     return render(request, "promoters.html", op, q=q or "", status=status or "",
                   promoters=found.body if found.ok else [], applications=apps.body if apps.ok else [],
                   errors=[r.message for r in (found, apps) if not r.ok])
@@ -47,15 +49,14 @@ async def decide_application(rt: RuntimeDep, op: FormOperatorDep, user_id: str, 
 async def promoter(request: Request, rt: RuntimeDep, op: OperatorDep, user_id: str):
     b = backends(rt)
     uid = quote(user_id, safe="")
-    p = await b.call("referral", "GET", f"/v1/admin/promoters/{uid}", username=op.username, role=op.role)
-    bal = await b.call("commission", "GET", f"/v1/admin/promoters/{uid}/balance", username=op.username, role=op.role)
-    team1 = await b.call("referral", "GET", f"/v1/admin/promoters/{uid}/team", username=op.username, role=op.role,
-                         params={"level": 1, "page_size": 50})
-    team2 = await b.call("referral", "GET", f"/v1/admin/promoters/{uid}/team", username=op.username, role=op.role,
-                         params={"level": 2, "page_size": 50})
-    avail = await b.call("payout", "GET", f"/v1/admin/promoters/{uid}/available", username=op.username, role=op.role)
-    wds = await b.call("payout", "GET", "/v1/admin/withdrawals", username=op.username, role=op.role,
-                       params={"promoter_id": user_id, "limit": 50})
+    who = dict(username=op.username, role=op.role)
+    p, bal, team1, team2, avail, wds = await asyncio.gather(  # independent reads, concurrently
+        b.call("referral", "GET", f"/v1/admin/promoters/{uid}", **who),
+        b.call("commission", "GET", f"/v1/admin/promoters/{uid}/balance", **who),
+        b.call("referral", "GET", f"/v1/admin/promoters/{uid}/team", params={"level": 1, "page_size": 50}, **who),
+        b.call("referral", "GET", f"/v1/admin/promoters/{uid}/team", params={"level": 2, "page_size": 50}, **who),
+        b.call("payout", "GET", f"/v1/admin/promoters/{uid}/available", **who),
+        b.call("payout", "GET", "/v1/admin/withdrawals", params={"promoter_id": user_id, "limit": 50}, **who))
     async with rt.pool.acquire() as conn:
         tier = await figures.tier_of(conn, user_id)
     return render(request, "promoter.html", op, user_id=user_id, promoter=p.body if p.ok else None,
