@@ -271,3 +271,37 @@ async def test_redrive_republishes_selected_dead_letters_once_and_they_are_appli
     finally:
         await consumer.stop()
         await pool.close()
+
+
+async def test_a_service_reports_a_halted_partition_on_readyz_and_refuses_a_finite_topic(infra, fresh_schema, ids, monkeypatch):
+    """Through the service runtime: /readyz is 503 naming the event that halted a partition; with
+    topics left to the platform, a read topic with finite retention stops the start."""
+    from tests.conftest import running_app
+    from tests.integration.foundation.tally import make_app
+
+    topic, out = ids("svc-versions"), ids("svc-versions-out")
+    await create_topics(infra["kafka"], [topic, out], partitions=1)
+    await _send(infra["kafka"], topic, [_envelope(1), _envelope(2, version=9), _envelope(3)])
+    monkeypatch.setenv("TALLY_TOPIC", topic)
+    monkeypatch.setenv("TALLY_OUT_TOPIC", out)
+    monkeypatch.setenv("TALLY_SCHEMA", fresh_schema)
+    async with running_app(make_app()) as client:
+        async def halted():
+            r = await client.get("/readyz")
+            return r if r.status_code == 503 and "halted" in r.json().get("not_ready", {}).get("tally", {}) else None
+
+        r = await eventually(halted, timeout=60)
+        halt = r.json()["not_ready"]["tally"]["halted"][f"{topic}[0]"]
+        assert (halt["event_type"], halt["event_version"], halt["offset"]) == ("TallyAdded", 9, 1)
+        assert "newer than this code" in halt["reason"]
+        assert (await totals(infra["db"], fresh_schema))[:2] == (1, 1)
+        metrics = (await client.get("/metrics")).text
+        assert f'fenxiao_partition_halted{{event_type="TallyAdded",event_version="9"' in metrics
+
+    finite = ids("svc-finite")
+    await _plain_topic(infra["kafka"], finite)
+    monkeypatch.setenv("TALLY_TOPIC", finite)
+    monkeypatch.setenv("FENXIAO_CREATE_TOPICS", "false")
+    with pytest.raises(LogRetentionError, match=f"{finite} does not keep every event"):
+        async with running_app(make_app()):
+            pass
