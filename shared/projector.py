@@ -409,9 +409,9 @@ class Projector:
             return None
         started = time.perf_counter()
         events, dead, halts = self._parse(accepted)
-        for tp, why in halts.items():
-            self._halt(tp, why)
         if not accepted:
+            for tp, why in halts.items():
+                self._halt(tp, why)
             return None
         links = []
         parent = None
@@ -440,6 +440,8 @@ class Projector:
                         consumer.seek(tp, self.positions[tp])
                 await asyncio.sleep(self.retry_backoff_s)
                 raise
+        for tp, why in halts.items():  # after the commit: what came before the halting event is applied
+            self._halt(tp, why)
         for a in batch.events:
             EVENTS_HANDLED.labels(self.service, self.projection.name, a.envelope.event_type).inc()
         if dead:

@@ -119,7 +119,8 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         producer = make_producer(settings.kafka_bootstrap_servers)
         await producer.start()
         relay = OutboxRelay(pool, producer, spec.service)
-        broker = KafkaBroker(settings.kafka_bootstrap_servers, log_level=logging.DEBUG,
+        # a list: FastStream would take "a:9092,b:9092" for one host
+        broker = KafkaBroker(settings.kafka_bootstrap_servers.split(","), log_level=logging.DEBUG,
                              security=faststream_security())  # per-batch logs are noise; TLS / SASL: shared.kafka_security
         rt = Runtime(spec.service, settings, pool, relay, producer, broker)
         app.state.rate_limiter = await make_rate_limiter(pool, spec.rate_limits)
