@@ -3,6 +3,7 @@ context rides in Kafka headers, and Prometheus metrics."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any, Mapping
 
@@ -33,6 +34,68 @@ def _add_trace_ids(_: Any, __: str, event_dict: dict) -> dict:
     return event_dict
 
 
+# -- redaction -------------------------------------------------------------------------------
+#: keys whose values never reach a log line (compared lower-case, `-` as `_`, by substring)
+SENSITIVE_KEYS = ("access_token", "refresh_token", "session_key", "secret", "password", "passwd", "authorization",
+                  "api_key", "apiv3", "private_key", "openid", "unionid", "phone", "mobile", "real_name", "user_name",
+                  "realname", "id_card", "id_number", "idcard", "x_fenxiao_identity", "signature", "cookie")
+REDACTED = "[redacted]"
+_PATTERNS = [
+    # tokens and keys in URLs, query strings, JSON or header text
+    (re.compile(r"(?i)((?:access_token|refresh_token|session_key|secret|password|openid|unionid)[\"']?\s*[=:]\s*[\"']?)"
+                r"[^&\s\"',}]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(authorization[\"']?\s*[=:]\s*[\"']?)[^\"'\n]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(x-fenxiao-identity[\"']?\s*[=:]\s*[\"']?)[^\"'\s,}]+"), r"\1" + REDACTED),
+    (re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)"), "[phone]"),                        # mainland mobile numbers
+    (re.compile(r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])"), "[id-number]"),    # resident identity numbers
+]
+
+
+def _sensitive(key: str) -> bool:
+    k = key.lower().replace("-", "_")
+    return any(s in k for s in SENSITIVE_KEYS)
+
+
+def scrub_text(text: str) -> str:
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    if depth > 6:
+        return value
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {k: (REDACTED if isinstance(k, str) and _sensitive(k) and v is not None else _scrub(v, depth + 1))
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrub(v, depth + 1) for v in value)
+    return value
+
+
+def redact(_logger: Any, _method: str, event_dict: dict) -> dict:
+    """structlog processor: values of sensitive keys (access tokens, secrets, Authorization,
+    openid, phone, real names, ID numbers) are replaced, and the same values are masked inside
+    any text (messages, URLs, exception text)."""
+    return _scrub(event_dict)
+
+
+class RedactingFilter(logging.Filter):
+    """The same masking for stdlib log records (libraries: uvicorn, aiokafka, httpx if enabled)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # pragma: no cover - a broken format string stays as it was
+            return True
+        cleaned = scrub_text(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
 def configure(service: str, level: str = "INFO", json_logs: bool = True, otlp_endpoint: str = "") -> None:
     """Set up logging and tracing once per process."""
     global _configured
@@ -40,7 +103,10 @@ def configure(service: str, level: str = "INFO", json_logs: bool = True, otlp_en
         return
     _configured = True
     logging.basicConfig(stream=sys.stdout, level=level.upper(), format="%(message)s")
-    for noisy in ("aiokafka", "faststream", "uvicorn.access"):
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+    # httpx/httpcore log every request line at INFO/DEBUG, WeChat's access_token in the URL included
+    for noisy in ("aiokafka", "faststream", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
@@ -49,6 +115,7 @@ def configure(service: str, level: str = "INFO", json_logs: bool = True, otlp_en
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _add_trace_ids,
             structlog.processors.format_exc_info,
+            redact,  # last before rendering: nothing sensitive reaches a line (docs/security.md)
             structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -89,7 +89,7 @@ async def finish(gw, wx: WeChatStandins, live: Live, run_id: str, admin: str, lo
     for n in live.notices[:3]:
         log(f"    #{n['notice_id']} {n['title']} · {n['body']}")
     sent = [m for m in wx.miniprogram.delivered if m["touser"] == live.openid]
-    log(f"subscribe messages delivered to {live.openid}: {len(sent)} (one accepted subscription: one message) "
+    log(f"subscribe messages delivered to {live.promoter} (their openid): {len(sent)} (one accepted subscription: one message) "
         + (json.dumps(sent[0]["data"], ensure_ascii=False) if sent else ""))
 
     week = (await gw.call("engagement", "GET", "/v1/leaderboards/week", live.promoter, params={"metric": "settled"})).json()

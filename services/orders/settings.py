@@ -28,7 +28,7 @@ class OrdersSettings(CommonSettings):
     #: `PUB_KEY_ID_...`); during a switch of modes both are configured. JSON in the environment.
     wechatpay_platform_keys: dict[str, str] = Field(default_factory=dict)
     #: |now - Wechatpay-Timestamp| must be below this
-    wechatpay_notice_freshness_s: int = Field(300, ge=1)
+    wechatpay_notice_freshness_s: int = Field(300, ge=1, le=300)  # never more: stale notices are replays
 
     # -- outgoing calls (prepay, close, query, refunds, bills); off while the base URL is empty --
     #: https://api.mch.weixin.qq.com in production (the stand-in locally)
