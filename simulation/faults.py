@@ -429,7 +429,7 @@ def stop_broker(node: int, down_s: float) -> Callable[[], Awaitable[None]]:
 
 # -- one run on one cluster -------------------------------------------------------------------
 async def run_phase(nodes: int, faults: list[tuple[str, Callable[[Fleet], Callable[[], Awaitable[None]]]]], *,
-                    rate: float, steady_s: float, state: Path) -> list[FaultResult]:
+                    rate: float, steady_s: float, state: Path, lead_s: float = 20.0) -> list[FaultResult]:
     from standins.wechat.app import create as create_standins, serve
 
     log(f"starting a private {nodes}-node Kafka and PostgreSQL (infra/cluster.sh up {nodes})")
@@ -460,6 +460,7 @@ async def run_phase(nodes: int, faults: list[tuple[str, Callable[[Fleet], Callab
     try:
         await fleet.start()
         tr = Traffic(gw, wx, run_id, rate)
+        tr.lead_s = lead_s
         await tr.setup()
         tr.paused.set()
         runner = asyncio.create_task(tr.run())
@@ -523,7 +524,8 @@ async def main(args) -> int:
         if not faults or str(nodes) not in args.phases.split(","):
             continue
         try:
-            results += await run_phase(nodes, faults, rate=args.rate, steady_s=steady, state=state)
+            results += await run_phase(nodes, faults, rate=args.rate, steady_s=steady, state=state,
+                                       lead_s=10.0 if args.quick else 20.0)
         except Exception as exc:  # a phase that could not run is a failure, the others still count
             log(f"the {nodes}-node phase failed: {exc!r}"[:2000])
             results.append(FaultResult(f"{nodes}-node phase", notes=[repr(exc)[:2000]]))
