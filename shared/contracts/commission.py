@@ -42,6 +42,9 @@ class CommissionAccrued(EventPayload):
     tier: str
     unfreeze: str  # e.g. "order_completed+7d"
     paid_at: datetime
+    #: a management bonus (管理奖) is a separate accrual to the level-1 or level-2 promoter of the
+    #: line (`level` says which), on top of that level's commission; settled and reversed alike
+    kind: Literal["commission", "management_bonus"] = "commission"
 
 
 @register

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.commission.domain.accrual import (
-    Accrual, PaidOrder, Skip, accrue, reversal_amount, settlement_amount, settlement_due_at,
+    Accrual, PaidOrder, Skip, accrue, is_management_bonus, reversal_amount, settlement_amount, settlement_due_at,
 )
 from services.commission.domain.balance import Deltas, delta_of
 from services.commission.domain.chain import History, beneficiaries
@@ -223,9 +223,10 @@ class Ledger:
         amount = settlement_amount(st.amount_fen, st.reversed_fen)
         st.settled_fen, st.settled_at, st.dirty = amount, at, True
         self.settlements.append((st, amount, at, cause))
-        if st.level in ("level1", "self_purchase") and self.tier_epoch is not None:
+        own_sale = st.level in ("level1", "self_purchase") and not is_management_bonus(st.accrual_id)
+        if own_sale and self.tier_epoch is not None:
             self.contributions.append((st.beneficiary_id, at, 0, None, st.base_fen - st.line_refunded_fen))
-        elif st.level in ("level1", "self_purchase"):
+        elif own_sale:  # a management bonus is not the promoter's own sale
             rec = self.records.get(st.beneficiary_id, PromoterRecord())
             sales = st.base_fen - st.line_refunded_fen
             self._set_record(st.beneficiary_id, PromoterRecord(rec.orders, rec.direct_buyers, rec.settled_sales_fen + sales),

@@ -44,6 +44,10 @@ class Tier(BaseModel):
     level1_bp: int = Field(ge=0, le=BP)
     level2_bp: int = Field(0, ge=0, le=BP)
     self_purchase_bp: int = Field(0, ge=0, le=BP)
+    #: the management bonus (管理奖), where the merchant enables one: bp of what the buyer paid
+    #: for a line, paid to a promoter of this tier who is the buyer's level 1 or level 2 (never on
+    #: their own purchase, never beyond the two levels), on top of that level's commission
+    management_bp: int = Field(0, ge=0, le=BP)
     upgrade: UpgradeRule | None = None
 
     def rate(self, level: Level) -> int:
@@ -97,6 +101,10 @@ class Plan(BaseModel):
         """(index, name, sorted thresholds) of every tier reachable by an upgrade rule."""
         return tuple((i, t.name, tuple(sorted(t.upgrade.thresholds().items())))
                      for i, t in enumerate(self.tiers) if t.upgrade is not None)
+
+    @cached_property
+    def management_enabled(self) -> bool:
+        return any(t.management_bp > 0 for t in self.tiers)
 
     @property
     def base_tier(self) -> Tier:
@@ -215,6 +223,8 @@ def check_plan(plan: Plan) -> None:
                 f"but the cap is {plan.cap_bp} bp", code="plan_over_cap")
         if t.upgrade is not None and not t.upgrade.thresholds():
             raise PlanRefusedError(f"tier {t.name!r}: an upgrade rule needs at least one threshold", code="plan_invalid")
+    if plan.management_enabled:
+        _check_management_bonus(plan)
     seen: set[tuple[str, str]] = set()
     for o in plan.overrides:
         if (o.product_id is None) == (o.category_id is None):
@@ -241,3 +251,32 @@ def check_plan(plan: Plan) -> None:
                 raise PlanRefusedError(
                     f"fixed override for {target[1]!r} could pay {total} fen per unit, more than the cap of "
                     f"{plan.cap_bp} bp of {o.min_unit_paid_fen} fen", code="plan_over_cap")
+
+
+def _check_management_bonus(plan: Plan) -> None:
+    """With a management bonus the level-1 and level-2 promoters of a line may be of different
+    tiers, each adding their own bonus: the worst case is taken across tiers, slot by slot
+    (the buyer's slot: level 1 with its bonus, or the self-purchase rebate without one; then
+    level 2 with its bonus), for tier rates, percent overrides and fixed overrides (at their
+    lowest unit price). A plan that could pay more than the cap on a line is refused."""
+    mb = max(t.management_bp for t in plan.tiers)
+    two = plan.levels == 2
+    slot1 = max(max(t.level1_bp + t.management_bp for t in plan.tiers), max(t.self_purchase_bp for t in plan.tiers))
+    slot2 = max(t.level2_bp + t.management_bp for t in plan.tiers) if two else 0
+    if slot1 + slot2 > plan.cap_bp:
+        raise PlanRefusedError(
+            f"with the management bonus a line could pay {slot1 + slot2} bp (level 1 + bonus of one tier, level 2 + "
+            f"bonus of another) but the cap is {plan.cap_bp} bp", code="plan_over_cap")
+    for o in plan.overrides:
+        target = o.product_id if o.product_id is not None else o.category_id
+        if o.mode == "percent":
+            total = max(o.level1 + mb, o.self_purchase) + ((o.level2 + mb) if two else 0)
+            if total > plan.cap_bp:
+                raise PlanRefusedError(f"override for {target!r} with the management bonus could pay {total} bp on one "
+                                       f"line but the cap is {plan.cap_bp} bp", code="plan_over_cap")
+        elif o.min_unit_paid_fen is not None:
+            floor = o.min_unit_paid_fen
+            worst = max(o.level1 * BP + mb * floor, o.self_purchase * BP) + ((o.level2 * BP + mb * floor) if two else 0)
+            if worst > plan.cap_bp * floor:
+                raise PlanRefusedError(f"fixed override for {target!r} with the management bonus could pay more than the "
+                                       f"cap of {plan.cap_bp} bp of {floor} fen", code="plan_over_cap")

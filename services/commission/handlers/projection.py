@@ -97,7 +97,7 @@ class _Outgoing:
             "beneficiary_id": a.beneficiary_id, "buyer_id": a.buyer_id, "level": a.level, "base_fen": a.base_fen,
             "quantity": a.quantity, "rate_bp": a.rate_bp, "fixed_fen_per_unit": a.fixed_fen_per_unit,
             "amount_fen": a.amount_fen, "plan_version": a.plan_version, "tier": a.tier, "unfreeze": a.unfreeze,
-            "paid_at": a.paid_at,
+            "paid_at": a.paid_at, "kind": a.kind,
         }, event_id, cause)
 
     def skipped(self, s: Skip, event_id: Any, cause: Any) -> None:
@@ -553,7 +553,9 @@ def publish(ledger: Ledger, out: "_Outgoing") -> list[tuple[Any, Any]]:
     for acc, cause in ledger.accruals:
         if cause is not last_cause:  # one order's accruals share their cause
             last_cause, cause_id = cause, str(cause.event_id)
-        eid = _derive(cause_id, acc.line_id, acc.level)
+        # a management bonus shares its line and level with that level's commission, not its id
+        eid = _derive(cause_id, acc.line_id, acc.level) if acc.kind == "commission" else \
+            _derive(cause_id, acc.line_id, acc.level, acc.kind)
         accrual_rows.append((ledger.by_id[acc.accrual_id], eid))
         levels[acc.level] = levels.get(acc.level, 0) + 1
         out.accrued(ledger, acc, eid, cause)

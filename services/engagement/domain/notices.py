@@ -41,6 +41,9 @@ class Notice:
 
 def notice_for(p) -> Notice | None:
     """The notice an event causes for its promoter, or None."""
+    if isinstance(p, CommissionAccrued) and p.kind == "management_bonus":
+        return Notice(p.beneficiary_id, "commission_accrued", f"管理奖 {format_fen(p.amount_fen)}",
+                      "团队订单已付款，管理奖冻结中，售后期结束后结算", p.amount_fen, p.paid_at, "待结算", p.order_id)
     if isinstance(p, CommissionAccrued):
         return Notice(p.beneficiary_id, "commission_accrued", f"新佣金 {format_fen(p.amount_fen)}",
                       f"{_LEVEL.get(p.level, p.level)}订单已付款，佣金冻结中，售后期结束后结算", p.amount_fen, p.paid_at,

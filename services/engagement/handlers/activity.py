@@ -74,9 +74,10 @@ class ActivityProjection:
             if n is not None:
                 told.append((env, n))
             if isinstance(p, CommissionAccrued):
+                bonus = p.kind == "management_bonus"  # not a sale of the promoter's own: no sale, no new customer
                 earnings.append(Earning(env.event_id, p.beneficiary_id, "accrued", p.amount_fen, p.paid_at, p.order_id,
-                                        p.line_id, p.buyer_id, p.level))
-                if p.level == "level1" and p.buyer_id != p.beneficiary_id:
+                                        p.line_id, p.buyer_id, "management" if bonus else p.level))
+                if p.level == "level1" and p.buyer_id != p.beneficiary_id and not bonus:
                     firsts.append((p.beneficiary_id, p.buyer_id, p.order_id, p.paid_at))
                 affected[p.beneficiary_id] = env
             elif isinstance(p, CommissionSettled):

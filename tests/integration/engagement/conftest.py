@@ -13,14 +13,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI
 
-from services.engagement.main import create_app
+from services.engagement.handlers.activity import ActivityProjection
+from services.engagement.main import MIGRATIONS, create_app
 from services.engagement.settings import EngagementSettings
+from shared import db
 from shared.contracts import topic_of
 from shared.contracts.commission import CommissionAccrued, CommissionSettled
 from shared.events import Envelope, new_event
@@ -69,12 +73,38 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
         await asyncio.wait_for(task, 30)
 
 
+async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await c.start()
+    try:
+        await c._client.force_metadata_update()  # noqa: SLF001 - topics created a moment ago
+        return await c.end_offsets([TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())])
+    finally:
+        await c.stop()
+
+
+async def start_at(dsn: str, schema: str, offsets: dict[TopicPartition, int]) -> None:
+    """Migrate `schema` and make its projection start at `offsets`: the session's topics carry
+    every earlier test's events (other services' too), which are not this test's to read."""
+    await db.migrate(dsn, schema, MIGRATIONS)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        await conn.execute("""INSERT INTO projector_offsets (projection, topic, partition, next_offset)
+                              SELECT $4, * FROM unnest($1::text[], $2::int[], $3::bigint[]) ON CONFLICT DO NOTHING""",
+                           [tp.topic for tp in offsets], [tp.partition for tp in offsets], list(offsets.values()),
+                           ActivityProjection.name)
+    finally:
+        await conn.close()
+
+
 @dataclass
 class Svc:
     client: httpx.AsyncClient
     app: FastAPI
     settings: EngagementSettings
     base_url: str
+    #: where this schema's projection started (a rebuild into another schema starts there too)
+    origin: dict[TopicPartition, int] = field(default_factory=dict)
 
     def who(self, user_id: str, *roles: str, **kw) -> dict[str, str]:
         return who(user_id, *roles, audience="engagement", **kw)
@@ -93,13 +123,16 @@ def make_svc(infra, topics, fresh_schema, wechat):
     `make_svc(instances=2)` yields replicas sharing the schema (and the consumer group)."""
 
     @asynccontextmanager
-    async def run(instances: int = 1, schema: str | None = None, **overrides) -> AsyncIterator[Svc | list[Svc]]:
+    async def run(instances: int = 1, schema: str | None = None, origin: dict[TopicPartition, int] | None = None,
+                  **overrides) -> AsyncIterator[Svc | list[Svc]]:
         standin = FastAPI()
         standin.include_router(make_router(wechat))
         base = dict(wechat_appid=wechat.appid, wechat_secret=wechat.secret, wechat_api_base="http://wechat.standin",
                     send_interval_s=0.2, stream_heartbeat_s=1.0, send_stale_s=30.0)
         base.update(overrides)
         settings = EngagementSettings(**base)
+        origin = origin if origin is not None else await end_offsets(infra["kafka"], list(ActivityProjection.topics))
+        await start_at(infra["db"], schema or fresh_schema, origin)
         async with AsyncExitStack() as stack:
             svcs = []
             for _ in range(instances):
@@ -107,7 +140,7 @@ def make_svc(infra, topics, fresh_schema, wechat):
                                  wechat_transport=httpx.ASGITransport(app=standin))
                 url = await stack.enter_async_context(serve(app))
                 client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30))
-                svcs.append(Svc(client, app, settings, url))
+                svcs.append(Svc(client, app, settings, url, origin))
             yield svcs[0] if instances == 1 else svcs
 
     return run

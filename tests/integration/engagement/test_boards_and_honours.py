@@ -74,6 +74,7 @@ async def test_an_honour_is_awarded_once_even_on_replay(make_svc, events, fresh_
 
     p = uid("p")
     async with make_svc() as svc:
+        origin = svc.origin
         r = await svc.client.post("/v1/admin/honour-rules", headers=svc.admin(),
                                   json={"rule_id": "three_sales", "title": "三单达人", "metric": "sales", "threshold": 3})
         assert r.status_code == 201
@@ -99,7 +100,7 @@ async def test_an_honour_is_awarded_once_even_on_replay(make_svc, events, fresh_
     # replay the whole log into a fresh schema: the same honours, each once
     replica = "t_" + fresh_schema[2:][::-1]
     try:
-        async with make_svc(schema=replica) as again:
+        async with make_svc(schema=replica, origin=origin) as again:
             r = await again.client.post("/v1/admin/honour-rules", headers=again.admin(),
                                         json={"rule_id": "three_sales", "title": "三单达人", "metric": "sales", "threshold": 3})
             assert r.status_code == 201
@@ -109,8 +110,9 @@ async def test_an_honour_is_awarded_once_even_on_replay(make_svc, events, fresh_
                 keys = [h["honour_key"] for h in r.json()["honours"]]
                 return keys if "settled_100_yuan" in keys else None
             keys = await eventually(rebuilt, timeout=60)
-            assert sorted(keys) == ["first_sale", "settled_100_yuan"] or sorted(keys) == sorted(
-                ["first_sale", "op:three_sales", "settled_100_yuan"])
+            # the operator's rule was defined after the replica had started reading, so it may award
+            # from a later event or not at all; the built-in honours are rebuilt exactly
+            assert {"first_sale", "settled_100_yuan"} <= set(keys) <= {"first_sale", "op:three_sales", "settled_100_yuan"}
             again_awarded = [e for e in await outbox_events(again, "HonourAwarded") if e["payload"]["promoter_id"] == p]
             assert len(again_awarded) == len(keys)
             # the ids are derived from (promoter, honour): a downstream consumer drops a replay's repeats

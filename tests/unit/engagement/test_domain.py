@@ -111,3 +111,14 @@ def test_a_batch_changes_each_record_by_its_own_money():
                         ["a", "a"])
     assert got == {"a": {"accrued_fen": 150, "sales": 1, "settled_fen": 50, "new_customers": 2},
                    "b": {"accrued_fen": 5, "sales": 1}}
+
+
+def test_a_management_bonus_is_told_as_such():
+    from shared.contracts.commission import CommissionAccrued
+
+    a = CommissionAccrued(accrual_id="o:l:level2:management", order_id="o", line_id="l", beneficiary_id="m", buyer_id="c",
+                          level="level2", base_fen=10_000, quantity=1, rate_bp=200, amount_fen=200, plan_version=1,
+                          tier="区域经理", unfreeze="order_completed+7d", paid_at=datetime(2026, 1, 1, tzinfo=UTC),
+                          kind="management_bonus")
+    n = notice_for(a)
+    assert n is not None and n.title == "管理奖 ¥2.00" and n.kind == "commission_accrued"
