@@ -119,3 +119,38 @@ async def test_an_honour_is_awarded_once_even_on_replay(make_svc, events, fresh_
             assert {e["event_id"] for e in again_awarded} <= {e["event_id"] for e in awarded}
     finally:
         await drop_schema(infra["db"], replica)
+
+
+async def test_the_months_top_is_honoured_when_the_next_month_begins_in_shanghai(make_svc, events):
+    # 2024-06-01 00:00 in Shanghai is 2024-05-31 16:00 UTC
+    june = datetime(2024, 5, 31, 16, 0, tzinfo=timezone.utc)
+    may = [uid("may") for _ in range(3)]
+    nxt, late = uid("june"), uid("late")
+    async with make_svc(top_n_of_month=2) as svc:
+        for i, p in enumerate(may):
+            await events.settle(p, 10_000 * (i + 1), at=june - timedelta(days=3))
+        await events.settle(may[0], 1, at=june - timedelta(seconds=1))   # still May (23:59:59 +08)
+        await events.settle(nxt, 99_999, at=june)                         # June: May closes
+
+        async def honoured():
+            out = {}
+            for p in may + [nxt]:
+                r = await svc.client.get("/v1/me/profile", headers=svc.who(p))
+                out[p] = [h["honour_key"] for h in r.json()["honours"] if h["honour_key"].startswith("top10_month")]
+            return out if any(out.values()) else None
+        got = await eventually(honoured, timeout=60)
+        # the top 2 of May by settled commission: may[2] (30000) and may[1] (20000)
+        assert got == {may[0]: [], may[1]: ["top10_month:2024-05"], may[2]: ["top10_month:2024-05"], nxt: []}
+
+        # a May settlement read after May closed changes no award (an honour is never taken back or re-decided)
+        await events.settle(late, 500_000, at=june - timedelta(days=1))
+        await events.settle(nxt, 1, at=june + timedelta(days=1))
+
+        async def late_seen():
+            r = await svc.client.get("/v1/leaderboards/month", params={"at": (june - timedelta(days=1)).isoformat()},
+                                     headers=svc.who(late))
+            return r.json() if r.json()["mine"] else None
+        board = await eventually(late_seen)
+        assert board["mine"]["rank"] == 1
+        r = await svc.client.get("/v1/me/profile", headers=svc.who(late))
+        assert [h for h in r.json()["honours"] if h["honour_key"].startswith("top10")] == []
