@@ -54,12 +54,16 @@ class NoticeHub:
     async def run(self) -> None:
         while True:
             try:
-                self._conn = await asyncpg.connect(self.dsn)
+                self._conn = await asyncpg.connect(self.dsn, server_settings={
+                    "application_name": f"fenxiao-{self.schema}-listener"[:63]})
                 await self._conn.add_listener(self.channel, self._on_notify)
                 self.connected.set()
                 self._wake_all()  # whatever committed while we were not listening
                 while not self._conn.is_closed():
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(5.0)
+                    # a connection that died without a word (network, failover) only shows when used
+                    async with asyncio.timeout(5.0):
+                        await self._conn.fetchval("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -157,7 +157,12 @@ class ActivityProjection:
         month = period_of("month", latest, self.tz)
         if self._month_checked == month.label:
             return
-        for label in await honours.open_months_before(conn, month.start, self.tz):
+        todo = await honours.open_months_before(conn, month.start, self.tz)
+        if not todo:
+            # remembered only when nothing was left to close: a batch that closed months and then
+            # failed to commit is retried, and must find them open again
+            self._month_checked = month.label
+        for label in todo:
             if not await honours.close_month(conn, label):
                 continue
             m = month_from_label(label, self.tz)
@@ -165,7 +170,6 @@ class ActivityProjection:
                 if r["rank"] <= self.top_n:
                     await self._award(conn, batch, r["promoter_id"], honour_rules.top_of_month_key(label),
                                       honour_rules.top_of_month_title(label), None, m.end, told)
-        self._month_checked = month.label
 
     # -- notices -----------------------------------------------------------------------------
     async def _notify(self, conn, told: list[tuple[Envelope, Notice]]) -> None:

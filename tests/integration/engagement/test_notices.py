@@ -75,3 +75,26 @@ async def test_a_promoter_streams_only_their_own_notices(make_svc, events):
         assert 555 not in [i["amount_fen"] for i in r.json()["items"]]
         r = await svc.client.get("/v1/me/notices/stream", headers={})
         assert r.status_code == 401
+
+
+async def test_a_lost_listener_connection_loses_no_notice(make_svc, events, fresh_schema, db_conn):
+    promoter = uid("p")
+    async with make_svc() as svc:
+        await warm_up(svc, events, promoter)
+        async with open_stream(svc, promoter) as stream:
+            # PostgreSQL drops the replica's LISTEN session (a failover, a network cut)
+            killed = await db_conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                f"fenxiao-{fresh_schema}-listener")
+            assert killed == 1
+            await events.accrue(promoter, 4321)
+            n = await stream.next_notice(timeout=30)  # found by the stream's own re-read, or after the reconnect
+            assert n["amount_fen"] == 4321
+
+        async def listening_again():
+            return await db_conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                                          f"fenxiao-{fresh_schema}-listener") == 1
+        await eventually(listening_again, timeout=30)
+        async with open_stream(svc, promoter) as stream:
+            await events.accrue(promoter, 1111)
+            assert (await stream.next_notice(timeout=30))["amount_fen"] == 1111
