@@ -60,7 +60,7 @@ def fold(promoter_id: str, at: datetime, events: list[tuple[Envelope, Any]]) -> 
                 "buyer_id": p.buyer_id, "base_fen": p.base_fen, "quantity": p.quantity, "rate_bp": p.rate_bp,
                 "fixed_fen_per_unit": p.fixed_fen_per_unit, "amount_fen": p.amount_fen, "reversed_fen": 0,
                 "settled_fen": None, "settled_at": None, "plan_version": p.plan_version, "tier": p.tier,
-                "paid_at": p.paid_at, "recorded_at": env.occurred_at}
+                "paid_at": p.paid_at, "recorded_at": env.occurred_at, "kind": getattr(p, "kind", "commission")}
         elif et == "CommissionReversed" and p.accrual_id in records:
             records[p.accrual_id]["reversed_fen"] += p.amount_fen
         elif et == "CommissionSettled" and p.accrual_id in records:

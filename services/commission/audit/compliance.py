@@ -132,10 +132,11 @@ def check(src: Source, pub: Published, period: tuple[datetime | None, datetime |
     by_level: dict[str, int] = {}
     bad = []
     for a in accruals.values():
-        by_level[a.level] = by_level.get(a.level, 0) + 1
+        key = a.level if getattr(a, "kind", "commission") == "commission" else f"{a.level} management bonus"
+        by_level[key] = by_level.get(key, 0) + 1
         if LEVEL_DEPTH.get(a.level, 99) > MAX_LEVELS:
             bad.append(f"order {a.order_id} line {a.line_id}: {a.beneficiary_id} paid at {a.level}")
-    deepest = max((LEVEL_DEPTH.get(lv, 99) for lv in by_level), default=0)
+    deepest = max((LEVEL_DEPTH.get(lv.split(" ")[0], 99) for lv in by_level), default=0)
     checks.append(Check("levels paid (never above 2)", not bad,
                         f"deepest level paid: {deepest}; " + ", ".join(f"{k} {v}" for k, v in sorted(by_level.items())), bad))
 

@@ -329,8 +329,9 @@ def compare_lines(d: Derived, pub: Published,
             continue
         fields = ("beneficiary_id", "level", "amount_fen", "base_fen", "quantity", "rate_bp", "fixed_fen_per_unit",
                   "plan_version", "tier")
-        bad = [f"{k} published {getattr(theirs, k)!r} re-derived {getattr(mine, k)!r}" for k in fields
-               if getattr(theirs, k) != getattr(mine, k)]
+        fields += ("kind",)  # commission or management_bonus (管理奖)
+        bad = [f"{k} published {getattr(theirs, k, None)!r} re-derived {getattr(mine, k, None)!r}" for k in fields
+               if getattr(theirs, k, None) != getattr(mine, k, None)]
         if bad:
             diffs.append(Difference("accrual", mine.order_id, mine.beneficiary_id, theirs.amount_fen, mine.amount_fen,
                                     f"line {mine.line_id} {mine.level}: " + "; ".join(bad)))

@@ -136,3 +136,24 @@ def test_tiers_by_epoch_apply_from_the_next_epoch():
     # without epochs the tier follows the order that reaches it
     d = derive(source(*events), settle_until=None)
     assert [a.tier for a in sorted(d.accruals.values(), key=lambda a: a.paid_at)] == ["sharer", "sharer", "partner", "partner"]
+
+
+def test_a_management_bonus_is_re_derived_and_compared_as_its_own_line():
+    plan = {**PLAN, "tiers": [{"name": "sharer", "level1_bp": 1000, "level2_bp": 500, "self_purchase_bp": 800, "management_bp": 200}]}
+    src = history(refund_at_min=60)
+    src.plans.versions.clear()
+    from services.commission.domain.plan import parse_plan
+
+    src.plans.add(at(0), 1, parse_plan(plan))
+    d = derive(src, settle_until=at(5000))
+    bonus = {k: (a.kind, a.amount_fen) for k, a in d.accruals.items() if a.kind != "commission"}
+    assert bonus == {"o:l:level1:management": ("management_bonus", 20), "o:l:level2:management": ("management_bonus", 20)}
+    pub = Published()
+    for a in d.accruals.values():
+        p = CommissionAccrued(accrual_id=a.accrual_id, order_id=a.order_id, line_id=a.line_id, beneficiary_id=a.beneficiary_id,
+                              buyer_id=a.buyer_id, level=a.level, base_fen=a.base_fen, quantity=a.quantity, rate_bp=a.rate_bp,
+                              amount_fen=a.amount_fen, plan_version=a.plan_version, tier=a.tier, unfreeze=a.unfreeze,
+                              paid_at=a.paid_at, kind="commission")  # the kind left out by a faulty publisher
+        pub.add(new_event(p), p)
+    diffs = [x for x in compare_lines(d, pub) if x.kind == "accrual"]
+    assert len(diffs) == 2 and all("kind published 'commission' re-derived 'management_bonus'" in x.detail for x in diffs)
