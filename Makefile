@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: setup infra-up infra-down demo test test-unit bench schemas k8s-tools k8s-validate faults faults-ci
+.PHONY: setup infra-up infra-down demo test test-unit bench schemas k8s-tools k8s-validate k8s-apiserver faults faults-ci
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
@@ -48,3 +48,10 @@ faults: setup
 ## The reduced fault suite CI runs after `make test`.
 faults-ci: setup
 	@flock /tmp/fenxiao-faults.lock uv run --frozen python -m simulation.faults --quick --out .local/faults-ci-summary.json
+
+## A real API server (etcd from Debian, kube-apiserver + kubectl built from k8s.io/kubernetes,
+## cached) with the CRDs: server-side dry run of every overlay. Slow when cold; run by .ci/run
+## after `make test`, outside the quick path.
+k8s-apiserver: k8s-tools
+	@bash deploy/validate/apiserver-build.sh >/dev/null
+	@FENXIAO_K8S_APISERVER=1 uv run --frozen pytest tests/deploy/test_apiserver.py $(PYTEST_ARGS)
