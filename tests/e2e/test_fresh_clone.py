@@ -46,8 +46,9 @@ def _open(port: int) -> bool:
 def _private_ports() -> dict[str, int]:
     rnd = random.Random()
     while True:
-        kafka, pg, base = rnd.randrange(30000, 39000, 2), rnd.randrange(40000, 49000), rnd.randrange(50000, 59000, 100)
-        wanted = [kafka, kafka + 1, pg, *(base + i for i in range(1, 10)), base + 99]
+        # below Linux's ephemeral range (32768-60999), where any outgoing connection may take a port
+        kafka, pg, base = rnd.randrange(22000, 23000, 2), rnd.randrange(23000, 24000), rnd.randrange(24000, 32000, 100)
+        wanted = [kafka, kafka + 1, pg, *(base + i for i in range(1, 20)), base + 99]
         if all(_free(p) for p in wanted):
             return {"FENXIAO_KAFKA_PORT": kafka, "FENXIAO_KAFKA_CONTROLLER_PORT": kafka + 1, "FENXIAO_PG_PORT": pg,
                     "FENXIAO_DEMO_BASE_PORT": base}
