@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: setup infra-up infra-down demo test test-unit bench schemas k8s-tools k8s-validate k8s-apiserver faults faults-ci
+.PHONY: setup infra-up infra-down demo test test-unit bench schemas k8s-tools k8s-validate k8s-apiserver faults faults-ci fuzz
 
 setup:
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
@@ -22,6 +22,12 @@ demo: infra-up
 ## The whole suite against the real Kafka and PostgreSQL (started here if not running).
 test: infra-up
 	@eval "$$(bash infra/local.sh env)" && uv run --frozen pytest $(PYTEST_ARGS)
+
+## schemathesis against every service's OpenAPI with many examples per operation (CI runs 4), plus
+## the authorisation matrix (docs/security.md)
+fuzz: infra-up
+	@eval "$$(bash infra/local.sh env)" && FENXIAO_FUZZ_EXAMPLES=$${FENXIAO_FUZZ_EXAMPLES:-100} \
+		uv run --frozen pytest tests/e2e/test_security_api.py --timeout 3600 $(PYTEST_ARGS)
 
 test-unit: setup
 	@uv run --frozen pytest tests/unit $(PYTEST_ARGS)

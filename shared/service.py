@@ -227,8 +227,37 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             return JSONResponse(status_code=status, content=body)
 
     for router in spec.routers:
-        app.include_router(router)
+        # what any route may answer before its own code runs (identity, role, edge limits), declared
+        # so that clients generated from the OpenAPI know them; routes declare their own others
+        app.include_router(router, responses=COMMON_RESPONSES)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = plain_openapi()
+            for item in spec.get("paths", {}).values():   # a change may conflict with the current state
+                for method, op in item.items():
+                    if method in ("post", "put", "patch", "delete"):
+                        op.setdefault("responses", {}).setdefault("409", {
+                            "description": "conflicts with the current state (`code` names it)", "content": _ERROR})
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+_ERROR = {"application/json": {"schema": {"type": "object"}}}
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed request (a rule named by `code`, or a bad Content-Length)", "content": _ERROR},
+    401: {"description": "no identity, or not valid for this service (`detail.code`: identity_missing / identity_invalid)",
+          "content": _ERROR},
+    403: {"description": "the identity lacks the role, or the record is not the caller's", "content": _ERROR},
+    404: {"description": "no such record (another user's records are reported as absent)", "content": _ERROR},
+    413: {"description": "body too large for this route", "content": _ERROR},
+    422: {"description": "invalid input (bounds, types, NUL characters) or a refused rule: `code` names it",
+          "content": _ERROR},
+}
 
 
 async def make_rate_limiter(pool, defaults: Mapping[str, tuple[str, str]]) -> RateLimiter | None:

@@ -24,7 +24,7 @@ def _public(r) -> NoticePublic:
 
 @router.get("/notices", response_model=NoticePage)
 async def list_notices(identity: CurrentIdentity, conn: ConnDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                       before: Annotated[int | None, Query(ge=1)] = None) -> NoticePage:
+                       before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> NoticePage:
     """The promoter's notices, newest first (`before` = the last notice_id seen)."""
     rows = await store.latest_notices(conn, identity.user_id, limit, before)
     unread = await conn.fetchval("SELECT count(*) FROM notices WHERE promoter_id = $1 AND read_at IS NULL", identity.user_id)
@@ -47,7 +47,7 @@ def _event(row) -> str:
                              "description": "`id: <notice_id>`, `event: notice`, `data: <NoticePublic JSON>`"}})
 async def stream(request: Request, identity: CurrentIdentity, rt: RuntimeDep, settings: SettingsDep,
                  last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
-                 after: Annotated[int | None, Query(ge=0, description="resume after this notice id (for clients that cannot set Last-Event-ID)")] = None):
+                 after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="resume after this notice id (for clients that cannot set Last-Event-ID)")] = None):
     """The promoter's notices as they happen (Server-Sent Events). With `Last-Event-ID` (or
     `after`) every notice after it is sent first, so a reconnect loses nothing; without it the
     stream starts after the newest notice. Any replica serves any promoter: each reads the

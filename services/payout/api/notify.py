@@ -24,7 +24,8 @@ def _fail(status: int, message: str) -> JSONResponse:
 
 
 @router.post("/v1/wechatpay/transfer-notify", status_code=204,
-             responses={400: {"description": "malformed"}, 401: {"description": "signature refused"}})
+             responses={400: {"description": "malformed"}, 401: {"description": "signature refused"},
+                        503: {"description": "this instance has no WeChat transfer keys configured"}})
 async def transfer_notify(request: Request, rt: RuntimeDep) -> Response:
     verifier = rt.extras.get("notify_verifier")
     if verifier is None:

@@ -159,7 +159,8 @@ async def income_report(conn: Any, tz: str, start: date, end: date) -> list[dict
     return out
 
 
-@router.get("/v1/admin/tax/income-report")
+@router.get("/v1/admin/tax/income-report", response_class=Response,
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}, "description": "the report"}})
 async def get_income_report(_: Annotated[Identity, Depends(require_role(Role.FINANCE, Role.AUDITOR))], conn: ConnDep,
                             settings: SettingsDep,
                             from_: Annotated[date, Query(alias="from", description="first business day")],

@@ -19,7 +19,7 @@ from services.payout.domain.withdrawal import Status, business_day
 from services.payout.store import ledger as ledger_store
 from services.payout.store import withdrawals as wd
 from shared.identity import CurrentIdentity, Identity
-from shared.limits import rate_limited
+from shared.limits import MAX_FEN, rate_limited
 
 router = APIRouter(tags=["withdrawals"])
 
@@ -82,7 +82,8 @@ async def list_withdrawals(identity: CurrentIdentity, conn: ConnDep, settings: S
 
 
 @router.get("/v1/withdrawals/quote", response_model=QuotePublic)
-async def quote(identity: CurrentIdentity, settings: SettingsDep, amount_fen: int) -> QuotePublic:
+async def quote(identity: CurrentIdentity, settings: SettingsDep,
+                amount_fen: Annotated[int, Query(ge=-MAX_FEN, le=MAX_FEN)]) -> QuotePublic:
     """Fee and transferred amount for `amount_fen` under the merchant's rules (no balance check)."""
     q = rules.quote(settings.policy(), amount_fen)
     return QuotePublic(amount_fen=q.amount_fen, fee_fen=q.fee_fen, net_fen=q.net_fen)

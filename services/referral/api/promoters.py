@@ -58,7 +58,8 @@ async def enrol_self(body: schemas.Profile, identity: CurrentIdentity, rt: Runti
     return promoter_public(p, now, user.nickname if user else None, _share_url(rt, p.code))
 
 
-@router.post("/promoters/applications", response_model=schemas.ApplicationPublic, status_code=201)
+@router.post("/promoters/applications", response_model=schemas.ApplicationPublic, status_code=201,
+             responses={409: {"description": "already a promoter, or an application is pending"}})
 async def apply(body: schemas.ApplicationCreate, identity: CurrentIdentity, rt: RuntimeDep, now: NowDep):
     """Apply to become a promoter (enrolment mode `application`); an operator decides."""
     async def work(conn):

@@ -40,11 +40,14 @@ class ImageFetcher:
         self.http, self.allowed_hosts, self.max_bytes = http, allowed_hosts, max_bytes
 
     def allowed(self, url: str) -> bool:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                return False
+            host, port = parts.hostname.lower(), parts.port
+        except ValueError:  # a malformed URL (bad port, brackets): not from an allowed host
             return False
-        host = parts.hostname.lower()
-        return host in self.allowed_hosts or (parts.port is not None and f"{host}:{parts.port}" in self.allowed_hosts)
+        return host in self.allowed_hosts or (port is not None and f"{host}:{port}" in self.allowed_hosts)
 
     async def fetch(self, url: str) -> bytes:
         if not self.allowed(url):
