@@ -93,7 +93,9 @@ def env(s: Svc) -> list[dict]:
         {"name": "PORT", "value": str(s.port)},
         {"name": "PGUSER", "valueFrom": {"secretKeyRef": {"name": f"{s.name}-pg", "key": "username"}}},
         {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": f"{s.name}-pg", "key": "password"}}},
-        {"name": "DATABASE_URL", "value": f"postgresql://$(PGUSER):$(PGPASSWORD)@{PG_CLUSTER}-rw:5432/fenxiao?sslmode=require"},
+        # TLS verified against the cluster's CA (CloudNativePG's <cluster>-ca Secret, mounted below)
+        {"name": "DATABASE_URL", "value": f"postgresql://$(PGUSER):$(PGPASSWORD)@{PG_CLUSTER}-rw:5432/fenxiao"
+                                          "?sslmode=verify-full&sslrootcert=/etc/fenxiao/pg-ca/ca.crt"},
         {"name": "KAFKA_SASL_USERNAME", "value": s.name},
         {"name": "KAFKA_SASL_PASSWORD", "valueFrom": {"secretKeyRef": {"name": s.name, "key": "password"}}},
         {"name": "OTEL_SERVICE_NAME", "value": f"fenxiao-{s.name}"},
@@ -105,8 +107,10 @@ def env(s: Svc) -> list[dict]:
 
 def volumes(s: Svc) -> tuple[list[dict], list[dict]]:
     vols = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-            {"name": "kafka-ca", "secret": {"secretName": f"{KAFKA_CLUSTER}-cluster-ca-cert", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "kafka-ca", "mountPath": "/var/run/secrets/kafka", "readOnly": True}]
+            {"name": "kafka-ca", "secret": {"secretName": f"{KAFKA_CLUSTER}-cluster-ca-cert", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"name": "pg-ca", "secret": {"secretName": f"{PG_CLUSTER}-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "kafka-ca", "mountPath": "/var/run/secrets/kafka", "readOnly": True},
+              {"name": "pg-ca", "mountPath": "/etc/fenxiao/pg-ca", "readOnly": True}]
     if s.key_files:
         vols.append({"name": "wechatpay-keys", "secret": {"secretName": f"{s.name}-wechatpay-keys",
                                                           "items": [{"key": f, "path": f} for _, f in s.key_files]}})
@@ -301,6 +305,8 @@ def user_objects() -> list[dict]:
         # (shared.topics.ensure_topics with FENXIAO_CREATE_TOPICS=false)
         acls += [acl("topic", t, ["Read", "Describe", "DescribeConfigs"]) for t in sorted(set(s.consumes) | {own})]
         acls.append(acl("group", f"{s.name}.", ["Read"], "prefix"))
+        # idempotent producers (docs/security.md); Kafka 3 needs only Write, older brokers this
+        acls.append({"resource": {"type": "cluster"}, "operations": ["IdempotentWrite"]})
         objs.append({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaUser",
                      "metadata": {"name": s.name, "labels": {"strimzi.io/cluster": KAFKA_CLUSTER, "app.kubernetes.io/part-of": PART_OF}},
                      "spec": {"authentication": {"type": "scram-sha-512"},

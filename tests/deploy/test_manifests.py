@@ -197,6 +197,7 @@ def test_services_never_create_topics_and_connect_with_their_own_credentials(obj
         env = {e["name"]: e for e in c["env"]}
         assert env["PGUSER"]["valueFrom"]["secretKeyRef"]["name"] == f"{svc}-pg"
         assert "@fenxiao-pg-rw:5432/" in env["DATABASE_URL"]["value"]
+        assert "sslmode=verify-full&sslrootcert=/etc/fenxiao/pg-ca/ca.crt" in env["DATABASE_URL"]["value"]
         assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == svc  # Strimzi's KafkaUser Secret
         assert {"secretRef": {"name": f"{svc}-app"}} in c["envFrom"]
 
