@@ -59,7 +59,7 @@ async def test_a_message_is_sent_only_with_an_unused_subscription_and_never_twic
         assert msg["page"] == "pages/earnings/index?tab=notices"
         assert msg["data"]["amount2"] == "1234.56元" and msg["data"]["phrase4"] == "待结算"
         assert len(msg["data"]["thing1"]) <= 20 and re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", msg["data"]["time3"])
-        rows = await sends(svc, promoter)
+        rows = await eventually(lambda: _states(svc, promoter, {"sent"}))  # recorded after WeChat answered
         assert [(r["state"], r["errcode"]) for r in rows] == [("sent", 0)]
         sub = (await svc.client.get("/v1/me/subscriptions", headers=svc.who(promoter))).json()
         assert sub == [{"template_id": TEMPLATE, "accepted": 1, "used": 1, "remaining": 0}]
