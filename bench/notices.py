@@ -3,8 +3,8 @@
 The engagement service as deployed (a separate process, fresh schema and topic namespace),
 `--streams` promoters each with a notice page open (a Server-Sent Events stream), and
 `--rate` CommissionAccrued events per second published to the real commission topic, round
-robin over the promoters. Measures, per notice, publish acknowledged -> the notice read off the
-stream, and prints p50 / p95 / p99 / max. Nothing is asserted (shared machines are noisy); the
+robin over the promoters. Measures, per notice, publish (the send started) -> the notice read off
+the stream, and prints p50 / p95 / p99 / max. Nothing is asserted (shared machines are noisy); the
 integration test asserts the 1 s promise as a correctness property."""
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ async def main(args) -> int:
                                 amount_fen=1_000, plan_version=1, tier="t", unfreeze="order_completed+7d",
                                 paid_at=datetime.now(timezone.utc))
         env = new_event(evt)
+        sent_at[evt.order_id] = time.perf_counter()  # before the send: a notice can beat the acknowledgement
         await producer.send_and_wait(COMMISSION_EVENTS, env.to_bytes(), key=env.key.encode())
-        sent_at[evt.order_id] = time.perf_counter()
 
     async def listen(promoter: str, done: asyncio.Event) -> None:
         nonlocal ready
@@ -107,7 +107,7 @@ async def main(args) -> int:
             t.cancel()
         ms = [x * 1000 for x in latencies]
         print(f"notices: {len(ms)}/{args.count} received on {args.streams} open streams at {args.rate}/s offered")
-        print(f"publish acknowledged -> read off the stream (ms): p50 {pct(ms, 50):.1f}  p95 {pct(ms, 95):.1f}  "
+        print(f"publish -> read off the stream (ms): p50 {pct(ms, 50):.1f}  p95 {pct(ms, 95):.1f}  "
               f"p99 {pct(ms, 99):.1f}  max {max(ms) if ms else float('nan'):.1f}")
         print(f"within 1 s: {sum(x <= 1000 for x in ms)}/{len(ms)}")
         return 0
