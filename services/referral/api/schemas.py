@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 from typing_extensions import Annotated
 
 from services.referral.domain.codes import SCENE_MAX
@@ -155,14 +155,14 @@ class MerchantSettingsPublic(BaseModel):
 
 class MerchantSettingsUpdate(Strict):
     enrolment_mode: Literal["everyone", "first_order", "spend_threshold", "application", "operator"] | None = None
-    spend_threshold_fen: int | None = Field(None, ge=0, le=10**12)
+    spend_threshold_fen: StrictInt | None = Field(None, ge=0, le=10**12)
     binding_mode: Literal["first_touch", "first_touch_window", "new_users_only", "last_touch"] | None = None
     protection_window_days: int | None = Field(None, ge=1, le=3650)
 
 
 class ProductUpsert(Strict):
     title: str = Field(min_length=1, max_length=100)
-    price_fen: int = Field(ge=0, le=10**10)
+    price_fen: StrictInt = Field(ge=0, le=10**10)
     image_base64: str | None = Field(None, max_length=8_000_000)
     image_url: Url | None = None
 
@@ -187,7 +187,7 @@ class PosterCreate(Strict):
 
     product_id: ProductId | None = None
     title: str | None = Field(None, min_length=1, max_length=100)
-    price_fen: int | None = Field(None, ge=0, le=10**10)
+    price_fen: StrictInt | None = Field(None, ge=0, le=10**10)
     image_base64: str | None = Field(None, max_length=8_000_000)
     image_url: Url | None = None
 
