@@ -441,6 +441,8 @@ async def run_phase(nodes: int, faults: list[tuple[str, Callable[[Fleet], Callab
     base_env = {**infra, "FENXIAO_TOPIC_NAMESPACE": f"faults{run_id}", "LOG_LEVEL": "WARNING",
                 "COMMISSION_SETTLE_POLL_S": "0.5", "ORDERS_SWEEP_INTERVAL_S": "1",
                 # prune constantly: the audits below must still equal live
+                # resilience, not limits, is tested here: retried calls must not meet a rate limit
+                "FENXIAO_RATE_LIMITS": "off",
                 "FENXIAO_OUTBOX_KEEP_S": "0", "FENXIAO_PRUNE_INTERVAL_S": "5", "PAYOUT_DAILY_COUNT_MAX": "1000",
                 "FENXIAO_TOPIC_REPLICATION": "3" if nodes == 3 else "1",
                 "FENXIAO_TOPIC_MIN_INSYNC_REPLICAS": "2" if nodes == 3 else "1"}
