@@ -19,7 +19,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BASE = Path(__file__).resolve().parent / "base"
 sys.path.insert(0, str(ROOT))
-os.environ.pop("FENXIAO_TOPIC_NAMESPACE", None)  # production names, whatever the caller's shell says
+if __name__ == "__main__":
+    # production names, whatever the caller's shell says; only when run as the command: imported
+    # (tests/deploy reads SERVICES), it must not change the importer's environment, whose
+    # subprocesses would then read and write topics outside the test session's namespace
+    os.environ.pop("FENXIAO_TOPIC_NAMESPACE", None)
 
 from shared import topics  # noqa: E402
 
