@@ -10,7 +10,7 @@ import pytest
 
 from shared.contracts.commission import CommissionReversed, PromoterTierChanged
 from shared.contracts.orders import OrderLine, OrderPaid
-from shared.contracts.payout import WithdrawalPaid
+from shared.contracts.payout import WithdrawalPaid, WithdrawalRequested
 from shared.contracts.referral import PromoterLinkVisited, PromoterShareMade, ReferralBound
 from tests.conftest import eventually
 from tests.integration.engagement.conftest import outbox_events, uid
@@ -40,8 +40,13 @@ async def test_the_dashboard_sums_money_by_state_and_follows_a_share_to_paid_ord
         await events.settle(p, 1_000, order_id=f"{p}-o1")
         await events.send(CommissionReversed(accrual_id="x", order_id=f"{p}-o2", line_id="l1", beneficiary_id=p,
                                              out_refund_no="rf1", amount_fen=500, from_status="frozen", reversed_at=now))
-        await events.send(WithdrawalPaid(withdrawal_id="w1", promoter_id=p, amount_fen=800, fee_fen=0, out_bill_no="b1",
-                                         paid_at=now))
+        # a withdrawal as payout publishes it, requested then paid: these land on the session's real
+        # payout topic, which other tests' payout ledgers fold too (a payment of nothing reserved
+        # would break their reserved_fen >= 0)
+        await events.send(WithdrawalRequested(withdrawal_id=f"{p}-w1", promoter_id=p, amount_fen=800, fee_fen=0,
+                                              requested_at=now))
+        await events.send(WithdrawalPaid(withdrawal_id=f"{p}-w1", promoter_id=p, amount_fen=800, fee_fen=0,
+                                         out_bill_no="b1", paid_at=now))
 
         async def dashboard():
             d = (await svc.client.get("/v1/me/dashboard", headers=svc.who(p))).json()
