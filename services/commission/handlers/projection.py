@@ -384,9 +384,14 @@ class CommissionProjection:
         plans and the orders among them already decided."""
         flow = [a for a in events if a.envelope.event_type in ORDER_TYPES]
         payouts = [a for a in events if a.envelope.event_type in PAYOUT_TYPES]
+        # an order partition's watermark is the latest paid_at folded there: only payments count
+        # towards tiers, and a refund or completion of an old order is stamped hours after its
+        # payment, which would claim the partition complete up to now
         marks: dict[int, datetime] = {}
         for a in flow:
-            at = a.payload.paid_at if a.envelope.event_type == "OrderPaid" else a.envelope.occurred_at  # type: ignore[attr-defined]
+            if a.envelope.event_type != "OrderPaid":
+                continue
+            at = a.payload.paid_at  # type: ignore[attr-defined]
             if a.partition not in marks or at > marks[a.partition]:
                 marks[a.partition] = at
         owned = self.owned()

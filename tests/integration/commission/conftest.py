@@ -87,8 +87,10 @@ class Feed:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
 
-    async def send(self, payload: EventPayload, *, wait: bool = True, event_id=None) -> Envelope:
-        env = new_event(payload, event_id=event_id)
+    async def send(self, payload: EventPayload, *, wait: bool = True, event_id=None, occurred_at=None) -> Envelope:
+        """`occurred_at`: stamp a back-dated history as its producer would have, at the time it
+        happened (the ordering guard's watermarks are event times)."""
+        env = new_event(payload, event_id=event_id, occurred_at=occurred_at)
         fut = await self.producer.send(topic_of(payload.event_type), env.to_bytes(), key=env.key.encode(),
                                        headers=[("event_type", env.event_type.encode())])
         if wait:

@@ -105,18 +105,19 @@ async def publish_history(feed, ids, rnd: random.Random, n_orders: int) -> None:
     promoters = [ids(f"p{i}") for i in range(30)]
     referrer: dict[str, str] = {}
     for i, p in enumerate(promoters):
-        await feed.send(PromoterEnrolled(promoter_id=p, promoter_code=f"c{i}", enrolled_by="operator", enrolled_at=t), wait=False)
+        await feed.send(PromoterEnrolled(promoter_id=p, promoter_code=f"c{i}", enrolled_by="operator", enrolled_at=t),
+                        wait=False, occurred_at=t)
         if i:
             referrer[p] = promoters[rnd.randrange(i)]
             await feed.send(ReferralBound(customer_id=p, promoter_id=referrer[p], promoter_code="x", source="link",
-                                          mode="first_touch", bound_at=t), wait=False)
+                                          mode="first_touch", bound_at=t), wait=False, occurred_at=t)
     customers = [ids(f"c{i}") for i in range(300)]
     late = set(rnd.sample(customers, 100))
     for c in customers:
         referrer[c] = rnd.choice(promoters)
         if c not in late:
             await feed.send(ReferralBound(customer_id=c, promoter_id=referrer[c], promoter_code="x", source="link",
-                                          mode="first_touch", bound_at=t), wait=False)
+                                          mode="first_touch", bound_at=t), wait=False, occurred_at=t)
     await feed.flush()
     start = now() - timedelta(minutes=30)
     for i in range(n_orders):
@@ -125,20 +126,23 @@ async def publish_history(feed, ids, rnd: random.Random, n_orders: int) -> None:
         if buyer in late:
             late.discard(buyer)
             await feed.send(ReferralBound(customer_id=buyer, promoter_id=referrer[buyer], promoter_code="x", source="link",
-                                          mode="first_touch", bound_at=paid_at - timedelta(milliseconds=5)))
+                                          mode="first_touch", bound_at=paid_at - timedelta(milliseconds=5)),
+                            occurred_at=paid_at - timedelta(milliseconds=5))
         oid = ids(f"o{i}")
         lines = [(f"l{j}", rnd.randint(1, 3), rnd.randint(1, 30_000)) for j in range(rnd.randint(1, 3))]
         await feed.send(OrderPaid(order_id=oid, buyer_id=buyer, postage_fen=0, total_fen=sum(x[2] for x in lines),
                                   transaction_id=f"tx{i}", paid_at=paid_at,
                                   lines=tuple(OrderLine(line_id=l, product_id="sku", quantity=q, unit_price_fen=fen // q,
-                                                        paid_fen=fen) for l, q, fen in lines)), wait=False)
+                                                        paid_fen=fen) for l, q, fen in lines)), wait=False, occurred_at=paid_at)
         if rnd.random() < 0.2:
             l, _, fen = rnd.choice(lines)
             part = rnd.randint(1, fen)
             await feed.send(OrderRefunded(order_id=oid, out_refund_no="r1", amount_fen=part, refunded_at=paid_at,
-                                          lines=(RefundedLine(line_id=l, quantity=1, amount_fen=part),)), wait=False)
+                                          lines=(RefundedLine(line_id=l, quantity=1, amount_fen=part),)), wait=False,
+                            occurred_at=paid_at)
         if rnd.random() < 0.3:
-            await feed.send(OrderCompleted(order_id=oid, reason="after_sale_window_closed", completed_at=paid_at), wait=False)
+            await feed.send(OrderCompleted(order_id=oid, reason="after_sale_window_closed", completed_at=paid_at), wait=False,
+                            occurred_at=paid_at)
     await feed.flush()
 
 
