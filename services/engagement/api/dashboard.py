@@ -10,7 +10,7 @@ from services.engagement.api.deps import ConnDep, SettingsDep, may_read, utcnow
 from services.engagement.api.schemas import (
     Balance, BoardRow, Dashboard, DaySums, Funnel, Leaderboard, PeriodSums, ProductEarning,
 )
-from services.engagement.domain.display import mask_nickname
+from shared.display import mask_nickname
 from services.engagement.domain.errors import BadPeriodError
 from services.engagement.domain.periods import period_of
 from services.engagement.store import stats

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal, Mapping
 from zoneinfo import ZoneInfo
 
-from services.engagement.domain.display import format_fen
+from shared.display import format_fen
 from services.engagement.domain.errors import BadTemplateError
 from shared.contracts.commission import CommissionAccrued, CommissionReversed, CommissionSettled
 from shared.contracts.payout import (

@@ -10,7 +10,7 @@ from services.referral.api import schemas
 from services.referral.api.deps import NowDep, RuntimeDep, read
 from services.referral.domain import binding as rules
 from services.referral.domain import errors
-from services.referral.domain.display import mask_nickname
+from shared.display import mask_nickname
 from services.referral.store import bindings as bindings_store
 from services.referral.store import chain as chain_store
 from services.referral.store import promoters as promoters_store

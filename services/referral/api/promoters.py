@@ -9,7 +9,7 @@ from services.referral import flows
 from services.referral.api import schemas
 from services.referral.api.deps import NowDep, RuntimeDep, SettingsDep, in_transaction, read
 from services.referral.domain import codes, errors
-from services.referral.domain.display import mask_nickname
+from shared.display import mask_nickname
 from services.referral.domain.promoters import Application, Promoter
 from services.referral.posters.service import CodeSource
 from services.referral.store import merchant as merchant_store

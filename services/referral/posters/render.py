@@ -12,7 +12,7 @@ from pathlib import Path
 import segno
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from services.referral.domain.display import format_fen
+from shared.display import format_fen
 
 FONT_PATH = Path(__file__).resolve().parents[1] / "assets" / "wqy-microhei-gb2312.ttf"
 LAYOUT_VERSION = "poster-v1"  # part of the cache key: a new layout re-renders every poster

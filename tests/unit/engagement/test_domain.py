@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.engagement.domain import honours
-from services.engagement.domain.display import mask_nickname
+from shared.display import mask_nickname
 from services.engagement.domain.errors import BadTemplateError, PerkAlreadyClaimedError
 from services.engagement.domain.notices import Notice, check_fields, notice_for, render_data, yuan
 from services.engagement.domain.perks import check_repeat, grant_id

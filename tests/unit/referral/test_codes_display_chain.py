@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from services.referral.domain.chain import Link, chain_at
 from services.referral.domain.codes import SCENE_MAX, derived_code, is_valid_scene, looks_like_code, new_code
-from services.referral.domain.display import format_fen, mask_nickname
+from shared.display import format_fen, mask_nickname
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -1,4 +1,10 @@
-"""How money and people are shown: prices from fen, nicknames masked for team views."""
+"""How money and people are shown to users: fen as yuan, nicknames masked in others' views.
+
+Why here (shared/ is plumbing only): these are presentation helpers, not rules of the
+distribution business. They decide nothing, hold no state and read no service's data;
+like the log redaction in shared.telemetry they only format a value for display. Referral
+(team views, posters) and engagement (leaderboards, notices) must show money and masked
+nicknames the same way, so one copy lives here instead of one per service (which drifted)."""
 from __future__ import annotations
 
 
