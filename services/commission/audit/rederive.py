@@ -57,8 +57,9 @@ REFERRAL_TYPES = frozenset({"PromoterEnrolled", "PromoterStatusChanged", "Referr
 ORDER_TYPES = frozenset({"OrderPaid", "OrderRefunded", "OrderCompleted"})
 PAYOUT_MONEY = frozenset({"WithdrawalRequested", "WithdrawalRejected", "WithdrawalReleased", "WithdrawalPaid"})
 PUBLISHED_MONEY = frozenset({"CommissionAccrued", "CommissionReversed", "CommissionSettled"})
+PLAN_TYPES = frozenset({"CommissionPlanPublished"})
 WANTED = {REFERRAL_EVENTS: REFERRAL_TYPES, ORDER_EVENTS: ORDER_TYPES, PAYOUT_EVENTS: PAYOUT_MONEY,
-          COMMISSION_EVENTS: PUBLISHED_MONEY | {"CommissionPlanPublished"}}
+          COMMISSION_EVENTS: PUBLISHED_MONEY | PLAN_TYPES}
 
 
 # -- what is derived ---------------------------------------------------------------------------
@@ -473,35 +474,10 @@ async def rederive(settings: Any, live_schema: str, *, period: tuple[datetime | 
             ranges[tp] = (snap.origin.get(tp, 0), off)
 
     src, pub = Source(), Published()
-    stop = period[1]
-
-    def on_record(tp: TopicPartition, rec: Any) -> None:
-        wanted = WANTED[tp.topic]
-        et = logread.header(rec, "event_type")
-        if et is not None and et not in wanted:
-            return
-        try:
-            env = Envelope.from_bytes(rec.value)
-            if env.event_type not in wanted:
-                return
-            payload = catalog.payload(env)
-        except Exception:
-            src.unparseable += 1  # the live projection dead-letters these
-            return
-        if tp.topic == COMMISSION_EVENTS:
-            if env.event_type == "CommissionPlanPublished":
-                src.add(env, payload)
-            elif env.event_id in recorded:
-                pub.add(env, payload)
-            return
-        if env.event_id in held:
-            return
-        if stop is not None and env.event_type in ORDER_TYPES and env.occurred_at >= stop:
-            return
-        src.add(env, payload)
-
     t0 = time.perf_counter()
-    result.events_read = await logread.read(bootstrap, ranges, on_record, progress=progress, desc="read log")
+    stop = period[1]
+    result.events_read = await read_source(bootstrap, ranges, src, until=stop, published=pub, recorded=recorded,
+                                           held=held, progress=progress)
     result.read_seconds = time.perf_counter() - t0
     if src.unparseable:
         result.notes.append(f"{src.unparseable} unparseable records skipped (the live service dead-letters them)")
@@ -527,6 +503,46 @@ async def rederive(settings: Any, live_schema: str, *, period: tuple[datetime | 
         result.into = into
     result.seconds = time.perf_counter() - started
     return result
+
+
+async def read_source(bootstrap: str, ranges: logread.Ranges, src: Source, *, until: datetime | None = None,
+                      published: Published | None = None, recorded: set[uuid.UUID] | None = None,
+                      held: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(), progress: bool = False) -> int:
+    """Read the source events of `ranges` into `src` (the one loader of the re-deriving audit,
+    the plan simulator and the compliance report); returns the records read.
+
+    Only the WANTED types are parsed; an unparseable record is counted (the live projection
+    dead-letters it). Order events that occurred at or after `until` are left out, and so are
+    the events in `held` (held back by the live ordering guard at the audit's cut). Commission's
+    plans go to `src`; its money events go to `published` when given (only those in `recorded`,
+    when given: what the live service had recorded at the cut), else they are not read."""
+
+    def on_record(tp: TopicPartition, rec: Any) -> None:
+        wanted = WANTED[tp.topic]
+        if tp.topic == COMMISSION_EVENTS and published is None:
+            wanted = PLAN_TYPES
+        et = logread.header(rec, "event_type")
+        if et is not None and et not in wanted:
+            return
+        try:
+            env = Envelope.from_bytes(rec.value)
+            if env.event_type not in wanted:
+                return
+            payload = catalog.payload(env)
+        except Exception:
+            src.unparseable += 1  # the live projection dead-letters these
+            return
+        if env.event_type in PUBLISHED_MONEY:
+            if published is not None and (recorded is None or env.event_id in recorded):
+                published.add(env, payload)
+            return
+        if env.event_id in held:
+            return
+        if until is not None and env.event_type in ORDER_TYPES and env.occurred_at >= until:
+            return
+        src.add(env, payload)
+
+    return await logread.read(bootstrap, ranges, on_record, progress=progress, desc="read log")
 
 
 async def asyncio_sleep(s: float) -> None:

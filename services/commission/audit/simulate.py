@@ -19,11 +19,10 @@ from typing import Any
 from aiokafka import TopicPartition
 
 import shared.contracts  # noqa: F401  (registers every event type)
-from services.commission.audit.rederive import ORDER_TYPES, PUBLISHED_MONEY, WANTED, Derived, Published, Source, derive
+from services.commission.audit.rederive import Derived, Published, Source, derive, read_source
 from services.commission.domain.ledger import PlanBook
 from services.commission.domain.plan import Plan
 from shared import logread
-from shared.events import Envelope, catalog
 from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
 
 DRAFT_VERSION = 10**9  # a version no real plan has
@@ -58,32 +57,9 @@ async def load_source(bootstrap: str, *, until: datetime | None = None, progress
     tps = [TopicPartition(t, p) for t in topics for p in parts.get(t, [])]
     begin, end = await logread.offsets(bootstrap, tps)
     src = Source()
-
-    def on_record(tp: TopicPartition, rec: Any) -> None:
-        wanted = WANTED[tp.topic]
-        if tp.topic == COMMISSION_EVENTS and published is None:
-            wanted = frozenset({"CommissionPlanPublished"})
-        et = logread.header(rec, "event_type")
-        if et is not None and et not in wanted:
-            return
-        try:
-            env = Envelope.from_bytes(rec.value)
-            if env.event_type not in wanted:
-                return
-            payload = catalog.payload(env)
-        except Exception:
-            src.unparseable += 1
-            return
-        if until is not None and env.event_type in ORDER_TYPES and env.occurred_at >= until:
-            return
-        if published is not None and env.event_type in PUBLISHED_MONEY:
-            published.add(env, payload)
-            return
-        src.add(env, payload)
-
     origin = origin or {}
-    await logread.read(bootstrap, {tp: (max(begin[tp], origin.get(tp, 0)), end[tp]) for tp in tps}, on_record,
-                       progress=progress, desc="read log")
+    await read_source(bootstrap, {tp: (max(begin[tp], origin.get(tp, 0)), end[tp]) for tp in tps}, src,
+                      until=until, published=published, progress=progress)
     return src
 
 
