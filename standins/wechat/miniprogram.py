@@ -140,6 +140,17 @@ def _err(errcode: int, errmsg: str) -> JSONResponse:
     return JSONResponse({"errcode": errcode, "errmsg": errmsg})
 
 
+class Call:
+    """One recorded call (`MiniProgramState.requests`): `fail` records the errcode it answers."""
+
+    def __init__(self, rec: dict[str, Any]) -> None:
+        self.rec = rec
+
+    def fail(self, code: int, msg: str) -> JSONResponse:
+        self.rec["errcode"] = code
+        return _err(code, msg)
+
+
 def make_router(state: MiniProgramState) -> APIRouter:
     router = APIRouter()
 
@@ -150,48 +161,46 @@ def make_router(state: MiniProgramState) -> APIRouter:
             return None
         return data if isinstance(data, dict) else None
 
+    async def receive(request: Request, path: str, *, with_token: bool = True) -> tuple[Call, dict[str, Any] | JSONResponse]:
+        """Every call's prologue: record it, check its access_token (when the API takes one) and
+        that its body is a JSON object. Returns the call and its body, or WeChat's error answer."""
+        body = await _json(request)
+        call = Call({"path": path, "json": body})
+        if with_token:
+            call.rec["access_token"] = token = request.query_params.get("access_token")
+        state.requests.append(call.rec)
+        if with_token and (bad_token := state.token_error(token)):
+            return call, call.fail(*bad_token)
+        if body is None:
+            return call, call.fail(47001, "data format error")
+        return call, body
+
     @router.post("/cgi-bin/stable_token")
     async def stable_token(request: Request) -> JSONResponse:
-        body = await _json(request)
-        rec: dict[str, Any] = {"path": "/cgi-bin/stable_token", "json": body}
-        state.requests.append(rec)
-        if body is None:
-            rec["errcode"] = 47001
-            return _err(47001, "data format error")
+        call, body = await receive(request, "/cgi-bin/stable_token", with_token=False)
+        if isinstance(body, JSONResponse):
+            return body
+        fail = call.fail
         if body.get("grant_type") != "client_credential":
-            rec["errcode"] = 40002
-            return _err(40002, "invalid grant_type")
+            return fail(40002, "invalid grant_type")
         if body.get("appid") != state.appid:
-            rec["errcode"] = 40013
-            return _err(40013, "invalid appid")
+            return fail(40013, "invalid appid")
         if body.get("secret") != state.secret:
-            rec["errcode"] = 40125
-            return _err(40125, "invalid appsecret")
+            return fail(40125, "invalid appsecret")
         force = body.get("force_refresh", False)
         if not isinstance(force, bool):
-            rec["errcode"] = 40097
-            return _err(40097, "invalid args: force_refresh")
+            return fail(40097, "invalid args: force_refresh")
         tok = state.issue(force)
-        rec["errcode"] = 0
-        rec["access_token"] = tok.value
+        call.rec["errcode"] = 0
+        call.rec["access_token"] = tok.value
         return JSONResponse({"access_token": tok.value, "expires_in": max(int(tok.expires_at - time.time()), 0)})
 
     @router.post("/wxa/getwxacodeunlimit")
     async def getwxacodeunlimit(request: Request) -> Response:
-        token = request.query_params.get("access_token")
-        body = await _json(request)
-        rec: dict[str, Any] = {"path": "/wxa/getwxacodeunlimit", "access_token": token, "json": body}
-        state.requests.append(rec)
-
-        def fail(code: int, msg: str) -> JSONResponse:
-            rec["errcode"] = code
-            return _err(code, msg)
-
-        bad_token = state.token_error(token)
-        if bad_token:
-            return fail(*bad_token)
-        if body is None:
-            return fail(47001, "data format error")
+        call, body = await receive(request, "/wxa/getwxacodeunlimit")
+        if isinstance(body, JSONResponse):
+            return body
+        fail, rec = call.fail, call.rec
         scene = body.get("scene")
         if not isinstance(scene, str) or not SCENE_RE.match(scene):
             return fail(40169, "invalid length for scene, or the data is not json string")
@@ -215,20 +224,10 @@ def make_router(state: MiniProgramState) -> APIRouter:
 
     @router.post("/cgi-bin/message/subscribe/send")
     async def subscribe_send(request: Request) -> JSONResponse:
-        token = request.query_params.get("access_token")
-        body = await _json(request)
-        rec: dict[str, Any] = {"path": "/cgi-bin/message/subscribe/send", "access_token": token, "json": body}
-        state.requests.append(rec)
-
-        def fail(code: int, msg: str) -> JSONResponse:
-            rec["errcode"] = code
-            return _err(code, msg)
-
-        bad_token = state.token_error(token)
-        if bad_token:
-            return fail(*bad_token)
-        if body is None:
-            return fail(47001, "data format error")
+        call, body = await receive(request, "/cgi-bin/message/subscribe/send")
+        if isinstance(body, JSONResponse):
+            return body
+        fail, rec = call.fail, call.rec
         touser = body.get("touser")
         if not isinstance(touser, str) or not OPENID_RE.match(touser):
             return fail(40003, "invalid openid")
