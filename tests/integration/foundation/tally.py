@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import ClassVar
+from typing import AsyncIterator, ClassVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.events import EventPayload, derive_event_id, new_event, register
 from shared.events.catalog import catalog
-from shared.projector import Batch
+from shared.projector import Batch, Projector
 from shared.service import ServiceSpec, create_app
 from shared.settings import CommonSettings
 
@@ -60,6 +63,28 @@ class TallyProjection:
         for a in batch.events:
             echo = TallyEchoed(counter=a.payload.counter, source_event_id=str(a.envelope.event_id))
             batch.emit(self.out_topic, new_event(echo, event_id=derive_event_id(a.envelope.event_id, "echo"), cause=a.envelope))
+
+
+@asynccontextmanager
+async def by_hand(bootstrap: str, pool, projection: TallyProjection, *,
+                  assign: bool = True) -> AsyncIterator[tuple[AIOKafkaConsumer, Projector, TopicPartition]]:
+    """A tally projector driven by hand on partition 0 of the projection's topic, with its own
+    consumer (assigned there, and the projector too unless `assign=False`). On exit: a position
+    retry still pending is cancelled and the consumer stopped (the caller closes the pool)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    tp = TopicPartition(projection.topics[0], 0)
+    consumer.assign([tp])
+    projector = Projector(projection, pool, service="tally")
+    projector.bind_consumer(lambda: consumer)
+    try:
+        if assign:
+            await projector.assign([tp])
+        yield consumer, projector, tp
+    finally:
+        if projector._position_retry:  # noqa: SLF001
+            projector._position_retry.cancel()  # noqa: SLF001
+        await consumer.stop()
 
 
 def make_app():

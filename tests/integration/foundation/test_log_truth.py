@@ -17,11 +17,11 @@ from aiokafka.admin.records_to_delete import RecordsToDelete
 
 from shared import db
 from shared.events import new_event
-from shared.projector import PARTITION_HALTED, LogHoleError, Projector, check_positions
+from shared.projector import PARTITION_HALTED, LogHoleError, check_positions
 from shared.telemetry import CONSUMER_LAG
 from shared.topics import LogRetentionError, TopicSettings, ensure_topics
 from tests.conftest import create_topics, eventually
-from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection
+from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection, by_hand
 from tests.integration.foundation.test_projector import ROOT, totals
 
 pytestmark = pytest.mark.integration
@@ -103,22 +103,12 @@ async def test_a_stored_position_below_the_log_start_refuses_the_start_and_halts
         with pytest.raises(LogHoleError, match=rf"tally: {topic}\[0\] position 0 < log start 3"):
             await check_positions(pool, [projection], infra["kafka"])
         # at run time (a rebalance) the partition is halted, not seeked back and forth
-        from aiokafka import AIOKafkaConsumer
-        consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tp = TopicPartition(topic, 0)
-            consumer.assign([tp])
-            projector = Projector(projection, pool, service="tally")
-            projector.bind_consumer(lambda: consumer)
-            await projector.assign([tp])
+        async with by_hand(infra["kafka"], pool, projection) as (consumer, projector, tp):
             state = projector.readiness()
             assert state["ready"] is False
             assert "below the log start 3" in state["halted"][f"{topic}[0]"]["reason"]
             assert await consumer.getmany(timeout_ms=1000) == {}  # paused: nothing is read past the hole
             assert (await totals(infra["db"], fresh_schema))[0] == 0
-        finally:
-            await consumer.stop()
     finally:
         await pool.close()
 
@@ -145,38 +135,30 @@ async def test_a_newer_version_halts_its_partition_and_unknown_fields_and_types_
     ])
     await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
     pool = await db.create_pool(infra["db"], fresh_schema)
-    from aiokafka import AIOKafkaConsumer
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
-    await consumer.start()
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    projector = Projector(TallyProjection(topic, out), pool, service="tally")
-    projector.bind_consumer(lambda: consumer)
     try:
-        await projector.assign([tp])
-        records = []
-        while len(records) < 5:
-            got = await consumer.getmany(timeout_ms=2000)
-            records += [r for rs in got.values() for r in rs]
-        await projector.handle(records)
-        assert (await totals(infra["db"], fresh_schema))[:2] == (2, 3)  # amounts 1 and 2; not 40, not 300
-        assert projector.positions[tp] == 3  # stopped at the newer event, not past it
-        state = projector.readiness()
-        assert state["ready"] is False
-        halt = state["halted"][f"{topic}[0]"]
-        assert (halt["offset"], halt["event_type"], halt["event_version"]) == (3, "TallyAdded", 2)
-        assert PARTITION_HALTED.labels("tally", "tally", topic, "0", "TallyAdded", "2")._value.get() == 1
-        await projector.handle(records)  # the same records again (a redelivery): nothing moves
-        assert (await totals(infra["db"], fresh_schema))[:2] == (2, 3)
-        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = $1", topic + ".dlq") == 0  # nothing dead-lettered
-        # the lag covers the halted partition too
-        await projector.refresh_lag()
-        assert CONSUMER_LAG.labels("tally", "tally", topic, "0")._value.get() == 2
-        # a restart with code that reads it (here: the same code, re-assigned) picks up exactly there
-        projector.revoke([tp])
-        assert projector.readiness()["ready"] is True
+        async with by_hand(infra["kafka"], pool, TallyProjection(topic, out)) as (consumer, projector, tp):
+            records = []
+            while len(records) < 5:
+                got = await consumer.getmany(timeout_ms=2000)
+                records += [r for rs in got.values() for r in rs]
+            await projector.handle(records)
+            assert (await totals(infra["db"], fresh_schema))[:2] == (2, 3)  # amounts 1 and 2; not 40, not 300
+            assert projector.positions[tp] == 3  # stopped at the newer event, not past it
+            state = projector.readiness()
+            assert state["ready"] is False
+            halt = state["halted"][f"{topic}[0]"]
+            assert (halt["offset"], halt["event_type"], halt["event_version"]) == (3, "TallyAdded", 2)
+            assert PARTITION_HALTED.labels("tally", "tally", topic, "0", "TallyAdded", "2")._value.get() == 1
+            await projector.handle(records)  # the same records again (a redelivery): nothing moves
+            assert (await totals(infra["db"], fresh_schema))[:2] == (2, 3)
+            assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = $1", topic + ".dlq") == 0  # nothing dead-lettered
+            # the lag covers the halted partition too
+            await projector.refresh_lag()
+            assert CONSUMER_LAG.labels("tally", "tally", topic, "0")._value.get() == 2
+            # a restart with code that reads it (here: the same code, re-assigned) picks up exactly there
+            projector.revoke([tp])
+            assert projector.readiness()["ready"] is True
     finally:
-        await consumer.stop()
         await pool.close()
 
 
@@ -186,28 +168,19 @@ async def test_position_loading_is_retried_and_readiness_waits_for_it(infra, fre
     await _send(infra["kafka"], topic, [new_event(TallyAdded(counter="r", amount=7)).to_bytes()])
     await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
     pool = await db.create_pool(infra["db"], fresh_schema)
-    from aiokafka import AIOKafkaConsumer
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
-    await consumer.start()
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    projector = Projector(TallyProjection(topic, out), pool, service="tally")
-    projector.bind_consumer(lambda: consumer)
     try:
-        await pool.execute("ALTER TABLE projector_offsets RENAME TO projector_offsets_away")  # a real database error
-        await projector.assign([tp])  # gives up inline after a few tries, keeps retrying in the background
-        state = projector.readiness()
-        assert state["ready"] is False and state["waiting_for_position"] == [f"{topic}[0]"]
-        assert await consumer.getmany(timeout_ms=500) == {}  # still paused: nothing read from an unknown position
-        await pool.execute("ALTER TABLE projector_offsets_away RENAME TO projector_offsets")
-        await eventually(lambda: _ready(projector), timeout=30)
-        got = await consumer.getmany(timeout_ms=5000)
-        await projector.handle([r for rs in got.values() for r in rs])
-        assert (await totals(infra["db"], fresh_schema))[:2] == (1, 7)
+        async with by_hand(infra["kafka"], pool, TallyProjection(topic, out), assign=False) as (consumer, projector, tp):
+            await pool.execute("ALTER TABLE projector_offsets RENAME TO projector_offsets_away")  # a real database error
+            await projector.assign([tp])  # gives up inline after a few tries, keeps retrying in the background
+            state = projector.readiness()
+            assert state["ready"] is False and state["waiting_for_position"] == [f"{topic}[0]"]
+            assert await consumer.getmany(timeout_ms=500) == {}  # still paused: nothing read from an unknown position
+            await pool.execute("ALTER TABLE projector_offsets_away RENAME TO projector_offsets")
+            await eventually(lambda: _ready(projector), timeout=30)
+            got = await consumer.getmany(timeout_ms=5000)
+            await projector.handle([r for rs in got.values() for r in rs])
+            assert (await totals(infra["db"], fresh_schema))[:2] == (1, 7)
     finally:
-        if projector._position_retry:
-            projector._position_retry.cancel()
-        await consumer.stop()
         await pool.close()
 
 
@@ -239,15 +212,8 @@ async def test_redrive_republishes_selected_dead_letters_once_and_they_are_appli
     assert "re-drove 1 record(s)" in r.stdout
     await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
     pool = await db.create_pool(infra["db"], fresh_schema)
-    from aiokafka import AIOKafkaConsumer
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
-    await consumer.start()
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    projector = Projector(TallyProjection(topic, out), pool, service="tally")
-    projector.bind_consumer(lambda: consumer)
 
-    async def drain(expect_records: int):
+    async def drain(consumer, projector, expect_records: int):
         seen = 0
         while seen < expect_records:
             got = await consumer.getmany(timeout_ms=3000)
@@ -257,19 +223,18 @@ async def test_redrive_republishes_selected_dead_letters_once_and_they_are_appli
             await projector.handle(recs)
 
     try:
-        await projector.assign([tp])
-        await drain(1)
-        assert (await totals(infra["db"], fresh_schema))[:2] == (1, 10)
-        r = redrive("--all")  # the first one again (deduped by its event id), the second, and the garbage
-        assert r.returncode == 0, r.stderr
-        assert "re-drove 3 record(s)" in r.stdout
-        await drain(3)
-        assert (await totals(infra["db"], fresh_schema))[:2] == (2, 42)
-        # the unparseable one was parked again (by this projection), the valid ones were not
-        dead = await pool.fetch("SELECT value FROM outbox WHERE topic = $1", dlq)
-        assert [d["value"] for d in dead] == [b"\x00garbage"]
+        async with by_hand(infra["kafka"], pool, TallyProjection(topic, out)) as (consumer, projector, _):
+            await drain(consumer, projector, 1)
+            assert (await totals(infra["db"], fresh_schema))[:2] == (1, 10)
+            r = redrive("--all")  # the first one again (deduped by its event id), the second, and the garbage
+            assert r.returncode == 0, r.stderr
+            assert "re-drove 3 record(s)" in r.stdout
+            await drain(consumer, projector, 3)
+            assert (await totals(infra["db"], fresh_schema))[:2] == (2, 42)
+            # the unparseable one was parked again (by this projection), the valid ones were not
+            dead = await pool.fetch("SELECT value FROM outbox WHERE topic = $1", dlq)
+            assert [d["value"] for d in dead] == [b"\x00garbage"]
     finally:
-        await consumer.stop()
         await pool.close()
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared import db
 from shared.events import new_event
 from shared.projector import Projector
 from tests.conftest import create_topics, eventually
-from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection
+from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection, by_hand
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -162,18 +162,6 @@ async def _done(infra, schema, n):
     return (await totals(infra["db"], schema))[0] >= n
 
 
-async def _projector_on_partition_0(infra, pool, topic: str, out: str):
-    """A tally projector driven by hand on partition 0 (the caller stops the consumer)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra["kafka"], enable_auto_commit=False)
-    await consumer.start()
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    projector = Projector(TallyProjection(topic, out), pool, service="tally")
-    projector.bind_consumer(lambda: consumer)
-    await projector.assign([tp])
-    return consumer, projector, tp
-
-
 def _envelope_id(raw: bytes) -> str:
     import json
     return json.loads(raw)["event_id"]
@@ -263,27 +251,26 @@ async def test_redelivered_and_duplicate_records_are_applied_once(infra, fresh_s
     for _ in range(2):  # the same event published twice: offsets 0 and 1
         await producer.send_and_wait(topic, env.to_bytes(), key=b"r")
     await producer.stop()
-    consumer, projector, tp = await _projector_on_partition_0(infra, pool, topic, out)
     try:
-        records = []
-        while len(records) < 2:
-            got = await consumer.getmany(timeout_ms=2000)
-            records += [r for rs in got.values() for r in rs]
-        await projector.handle(records[:1])
-        await projector.handle(records[:1])   # redelivery of offset 0: dropped by position
-        await projector.handle(records)        # offset 0 again + offset 1 (same event id): applied nothing new
-        assert await totals(infra["db"], fresh_schema) == (1, 5, 1, 1)
-        stored = await pool.fetchval("SELECT next_offset FROM projector_offsets WHERE projection='tally' AND topic=$1", topic)
-        assert stored == 2
-        # a second projector instance that still believes the old position cannot commit (compare-and-set)
-        stale = Projector(TallyProjection(topic, out), pool, service="tally")
-        stale.bind_consumer(lambda: consumer)
-        stale.positions[tp] = 1
-        assert await stale.handle(records[1:]) is None
-        assert stale.positions[tp] == 2  # re-read from the store
-        assert await totals(infra["db"], fresh_schema) == (1, 5, 1, 1)
+        async with by_hand(infra["kafka"], pool, TallyProjection(topic, out)) as (consumer, projector, tp):
+            records = []
+            while len(records) < 2:
+                got = await consumer.getmany(timeout_ms=2000)
+                records += [r for rs in got.values() for r in rs]
+            await projector.handle(records[:1])
+            await projector.handle(records[:1])   # redelivery of offset 0: dropped by position
+            await projector.handle(records)        # offset 0 again + offset 1 (same event id): applied nothing new
+            assert await totals(infra["db"], fresh_schema) == (1, 5, 1, 1)
+            stored = await pool.fetchval("SELECT next_offset FROM projector_offsets WHERE projection='tally' AND topic=$1", topic)
+            assert stored == 2
+            # a second projector instance that still believes the old position cannot commit (compare-and-set)
+            stale = Projector(TallyProjection(topic, out), pool, service="tally")
+            stale.bind_consumer(lambda: consumer)
+            stale.positions[tp] = 1
+            assert await stale.handle(records[1:]) is None
+            assert stale.positions[tp] == 2  # re-read from the store
+            assert await totals(infra["db"], fresh_schema) == (1, 5, 1, 1)
     finally:
-        await consumer.stop()
         await pool.close()
 
 
@@ -312,16 +299,15 @@ async def test_trace_context_follows_an_event_into_the_events_it_causes(infra, f
     await producer.send_and_wait(topic, env.to_bytes(), key=b"t",
                                  headers=[("traceparent", f"00-{trace_id}-{'1' * 16}-01".encode())])
     await producer.stop()
-    consumer, projector, tp = await _projector_on_partition_0(infra, pool, topic, out)
     try:
-        got = await consumer.getmany(timeout_ms=5000)
-        batch = await projector.handle([r for rs in got.values() for r in rs])
-        assert batch is not None and len(batch.emitted) == 1
-        assert batch.emitted[0].headers["traceparent"].split("-")[1] == trace_id
-        row = await pool.fetchrow("SELECT headers FROM outbox WHERE event_id = $1", batch.emitted[0].event_id)
-        assert trace_id in row["headers"]
+        async with by_hand(infra["kafka"], pool, TallyProjection(topic, out)) as (consumer, projector, tp):
+            got = await consumer.getmany(timeout_ms=5000)
+            batch = await projector.handle([r for rs in got.values() for r in rs])
+            assert batch is not None and len(batch.emitted) == 1
+            assert batch.emitted[0].headers["traceparent"].split("-")[1] == trace_id
+            row = await pool.fetchrow("SELECT headers FROM outbox WHERE event_id = $1", batch.emitted[0].event_id)
+            assert trace_id in row["headers"]
     finally:
-        await consumer.stop()
         await pool.close()
 
 
