@@ -50,10 +50,33 @@ async def end_offsets(bootstrap: str, topics: tuple[str, ...] = (COMMISSION_EVEN
         await producer.stop()
 
 
-async def rebuild(dsn: str, bootstrap: str, schema: str, stop_at: dict[TopicPartition, int] | None = None) -> int:
-    """Fold commission and payout events into `schema` (migrated here) up to `stop_at`
-    (default: the end of both topics now). Returns the number of records read."""
+async def start_ledger_at(dsn: str, schema: str, positions: dict[TopicPartition, int],
+                          projection: LedgerProjection | None = None) -> None:
+    """Migrate `schema` and store `positions` as where its ledger projection starts reading
+    (the partitions of the projection's topics only). Production reads the log from its
+    beginning; tests start a schema at the current end of the session's shared topics, so that
+    events earlier tests published are not folded into their ledgers."""
     await db.migrate(dsn, schema, MIGRATIONS)
+    projection = projection or LedgerProjection()
+    rows = [(projection.name, tp.topic, tp.partition, offset) for tp, offset in positions.items()
+            if tp.topic in projection.topics]
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": db.check_schema(schema)})
+    try:
+        await conn.executemany("INSERT INTO projector_offsets (projection, topic, partition, next_offset) "
+                               "VALUES ($1, $2, $3, $4)", rows)
+    finally:
+        await conn.close()
+
+
+async def rebuild(dsn: str, bootstrap: str, schema: str, stop_at: dict[TopicPartition, int] | None = None,
+                  *, start_at: dict[TopicPartition, int] | None = None) -> int:
+    """Fold commission and payout events into `schema` (migrated here) from `start_at` (default:
+    the beginning of the log) up to `stop_at` (default: the end of both topics now). Returns the
+    number of records read."""
+    if start_at:
+        await start_ledger_at(dsn, schema, start_at, LedgerProjection(include_withdrawals=True))
+    else:
+        await db.migrate(dsn, schema, MIGRATIONS)
     stop_at = stop_at if stop_at is not None else await end_offsets(bootstrap)
     pool = await db.create_pool(dsn, schema)
     try:

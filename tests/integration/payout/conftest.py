@@ -1,6 +1,7 @@
 """Fixtures for the payout integration tests: the app on a fresh schema (one or more
 instances), the WeChat transfer stand-in in process (httpx ASGI transports both ways), the
-gateway's identity header, and commission events published to the real topic."""
+gateway's identity header, and commission events published to the real topic. Each test's
+ledger starts at the topics' end (`origin`), as commission's tests do."""
 from __future__ import annotations
 
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -12,11 +13,13 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
+from aiokafka import TopicPartition
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from services.payout.main import create_app
+from services.payout.replay import end_offsets, start_ledger_at
 from services.payout.settings import PayoutSettings
 from shared.contracts.commission import CommissionReversed, CommissionSettled
 from shared.events import new_event
@@ -38,6 +41,16 @@ def merchant_key() -> rsa.RSAPrivateKey:
 @pytest_asyncio.fixture(scope="session")
 async def topics(infra) -> None:
     await create_topics(infra["kafka"], list(ALL_TOPICS))
+
+
+@pytest_asyncio.fixture
+async def origin(infra, topics, fresh_schema) -> dict[TopicPartition, int]:
+    """Where the test's ledger starts: the current end of the commission and payout topics,
+    taken before the test publishes anything (as commission's `start_at_end`). A full run
+    shares the topics of one namespace: earlier tests' events are not this ledger's to fold."""
+    ends = await end_offsets(infra["kafka"])
+    await start_ledger_at(infra["db"], fresh_schema, ends)
+    return ends
 
 
 @pytest_asyncio.fixture
@@ -110,7 +123,7 @@ def settings_for(standin: TransferStandin, merchant_key: rsa.RSAPrivateKey, **ov
 
 
 @pytest.fixture
-def make_svc(infra, topics, fresh_schema, standin, merchant_key):
+def make_svc(infra, topics, fresh_schema, origin, standin, merchant_key):
     """`async with make_svc(**settings) as svc:` runs the payout app on the test's schema;
     `make_svc(instances=2)` yields a list of instances sharing the schema."""
 
