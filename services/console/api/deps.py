@@ -17,6 +17,7 @@ from services.console.domain.roles import ROLE_NAMES, can, require
 from services.console.domain.sessions import COOKIE, Lifetime, csrf_ok, token_hash
 from services.console.store import accounts
 from shared.contracts.console import OperatorActionRecorded
+from shared.deps import RuntimeDep, get_runtime  # noqa: F401
 from shared.events import new_event
 from shared.outbox import record_events
 from shared.service import Runtime
@@ -59,13 +60,6 @@ class Operator:
 
     def require(self, action: str) -> None:
         require(self.role, action)
-
-
-async def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def now_of(rt: Runtime) -> datetime:

@@ -1,43 +1,13 @@
-"""Dependencies the routes share: the runtime, a connection, the clock."""
+"""Dependencies the routes share (shared.deps: the runtime, a connection, the clock) with
+orders' settings, and the buyer's openid."""
 from __future__ import annotations
 
-from typing import Annotated, AsyncIterator
+from fastapi import Request
 
-import asyncpg
-from fastapi import Depends, Request
-
-from services.orders.clock import Clock
 from services.orders.settings import OrdersSettings
-from shared.service import Runtime
+from shared.deps import ClockDep, ConnDep, RuntimeDep, get_clock, get_conn, get_runtime, settings_dependency  # noqa: F401
 
-
-async def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-async def get_conn(rt: RuntimeDep) -> AsyncIterator[asyncpg.Connection]:
-    async with rt.pool.acquire() as conn:
-        yield conn
-
-
-ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
-
-
-async def get_clock(rt: RuntimeDep) -> Clock:
-    return rt.extras["clock"]
-
-
-ClockDep = Annotated[Clock, Depends(get_clock)]
-
-
-async def get_settings(rt: RuntimeDep) -> OrdersSettings:
-    return rt.settings  # type: ignore[return-value]
-
-
-SettingsDep = Annotated[OrdersSettings, Depends(get_settings)]
+SettingsDep = settings_dependency(OrdersSettings)
 
 
 def payer_openid(request: Request, who) -> str | None:

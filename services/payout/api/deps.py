@@ -1,40 +1,12 @@
-"""Dependencies of the payout routes: the runtime, its pool and settings."""
+"""Dependencies of the payout routes: the shared ones (shared.deps: the runtime, a connection,
+the clock) with payout's settings, and waking the relay and the transfer follower."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, AsyncIterator
-
-import asyncpg
-from fastapi import Depends, Request
-
 from services.payout.settings import PayoutSettings
+from shared.deps import ConnDep, RuntimeDep, get_runtime, settings_dependency, utcnow  # noqa: F401
 from shared.service import Runtime
 
-
-async def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-async def get_settings(rt: RuntimeDep) -> PayoutSettings:
-    return rt.settings  # type: ignore[return-value]
-
-
-SettingsDep = Annotated[PayoutSettings, Depends(get_settings)]
-
-
-async def get_conn(rt: RuntimeDep) -> AsyncIterator[asyncpg.Connection]:
-    async with rt.pool.acquire() as conn:
-        yield conn
-
-
-ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+SettingsDep = settings_dependency(PayoutSettings)
 
 
 def kick(rt: Runtime) -> None:

@@ -1,37 +1,21 @@
-"""Request-scoped dependencies: the runtime, the service clock, and one transaction helper
-that writes a use case's events to the outbox with its state change."""
+"""Request-scoped dependencies: the shared ones (shared.deps: the runtime, the service clock)
+with referral's settings, and one transaction helper that writes a use case's events to the
+outbox with its state change."""
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
-from fastapi import Depends, Request
 
 from services.referral.settings import ReferralSettings
+from shared.deps import NowDep, RuntimeDep, get_now, get_runtime, settings_dependency  # noqa: F401
 from shared.events import Envelope
 from shared.outbox import record_events
 from shared.service import Runtime
 from shared.topics import REFERRAL_EVENTS
 
 T = TypeVar("T")
-
-
-async def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-async def get_now(request: Request) -> datetime:
-    return request.app.state.runtime.extras["clock"]()
-
-
-async def get_settings(request: Request) -> ReferralSettings:
-    return request.app.state.runtime.settings  # type: ignore[return-value]
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-NowDep = Annotated[datetime, Depends(get_now)]
-SettingsDep = Annotated[ReferralSettings, Depends(get_settings)]
+SettingsDep = settings_dependency(ReferralSettings)
 
 
 async def in_transaction(rt: Runtime, work: Callable[[asyncpg.Connection], Awaitable[tuple[T, list[Envelope]]]]) -> T:
