@@ -57,8 +57,10 @@ class ServiceSpec:
     #: extra start-up, e.g. building WeChat clients; may put things into runtime.extras
     on_start: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
     on_stop: Sequence[Callable[[Runtime], Awaitable[None]]] = ()
+    #: the service's root error: one handler answers every subclass with `error_status(exc)` and
+    #: `error_body(exc)`; by default the status is the class's `status` attribute (422 without one)
     error_root: type[Exception] | None = None
-    error_status: Callable[[Exception], int] = lambda exc: 422
+    error_status: Callable[[Exception], int] = lambda exc: status_of(exc)
     title: str = ""
     schema: str | None = None        # defaults to `service`; tests use a fresh one
     #: (path regex, bytes): body limits of routes that take more than the default 64 KiB
@@ -277,6 +279,32 @@ async def make_rate_limiter(pool, defaults: Mapping[str, tuple[str, str]]) -> Ra
     return limiter
 
 
+def status_of(exc: Exception) -> int:
+    """The HTTP status of a refusal: its class's `status` (every service's errors carry one), else 422."""
+    return getattr(exc, "status", 422)
+
+
+def _with_extra(name: str, verb: str, act: Callable[[Any], Awaitable[Any]]) -> Callable[[Runtime], Awaitable[None]]:
+    async def step(rt: Runtime) -> None:
+        made = rt.extras.get(name)
+        if made is not None:
+            await act(made)
+
+    step.__name__ = f"{verb}_{name}"
+    return step
+
+
+def run_extra(name: str) -> Callable[[Runtime], Awaitable[None]]:
+    """A background job that runs `runtime.extras[name].run()` when start-up made one (a follower
+    or sender exists only when its WeChat keys are configured), else returns at once."""
+    return _with_extra(name, "run", lambda worker: worker.run())
+
+
+def close_extra(name: str) -> Callable[[Runtime], Awaitable[None]]:
+    """A stop hook that closes `runtime.extras[name]` (an HTTP client) when start-up made one."""
+    return _with_extra(name, "close", lambda client: client.aclose())
+
+
 def error_body(exc: Exception) -> dict:
     """`{"code": "<snake_case of the error class>", "message": ...}`: the rule that was broken."""
     name = type(exc).__name__.removesuffix("Error")
@@ -308,3 +336,9 @@ def run(app: FastAPI, port: int) -> None:
     import uvicorn
 
     uvicorn.Server(server_config(app, port)).run()
+
+
+def serve(create: Callable[[Any], FastAPI], settings_type: Callable[[], CommonSettings]) -> None:
+    """A composition root's `__main__`: settings from the environment, the app, served on its port."""
+    settings = settings_type()
+    run(create(settings), settings.port)  # type: ignore[attr-defined]

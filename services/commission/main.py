@@ -18,7 +18,7 @@ from services.commission.handlers.reference import ReferenceProjection
 from services.commission.handlers.plans import restore_plans
 from services.commission.handlers.settlement import run_scheduler
 from services.commission.settings import CommissionSettings
-from shared.service import Runtime, ServiceSpec, create_app as build_app, run
+from shared.service import Runtime, ServiceSpec, create_app as build_app, serve
 from shared.topics import ORDER_EVENTS
 
 log = structlog.get_logger(__name__)
@@ -98,7 +98,6 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
         background=(settlement_scheduler, release_held),
         on_start=(provide_clock, plans_from_log),
         error_root=CommissionError,
-        error_status=lambda exc: getattr(exc, "status", 422),
         title="fenxiao commission",
         schema=schema,
     )
@@ -106,5 +105,4 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
 
 
 if __name__ == "__main__":
-    s = CommissionSettings()
-    run(create_app(s), s.port)
+    serve(create_app, CommissionSettings)

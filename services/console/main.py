@@ -27,7 +27,7 @@ from services.console.domain.sessions import Lifetime
 from services.console.handlers.overview import OverviewProjection
 from services.console.settings import ConsoleSettings
 from services.console.store import accounts
-from shared.service import Runtime, ServiceSpec, create_app as build_app, run
+from shared.service import Runtime, ServiceSpec, close_extra, create_app as build_app, serve
 
 log = structlog.get_logger(__name__)
 HERE = Path(__file__).parent
@@ -65,9 +65,6 @@ def create_app(settings: ConsoleSettings | None = None, *, schema: str | None = 
         if accounts_to_create:
             log.info("operators_bootstrapped", operators=[(n, r) for n, r, _ in accounts_to_create])
 
-    async def stop(rt: Runtime) -> None:
-        await rt.extras["backends"].aclose()
-
     spec = ServiceSpec(
         service="console",
         migrations=MIGRATIONS,
@@ -75,7 +72,7 @@ def create_app(settings: ConsoleSettings | None = None, *, schema: str | None = 
                  audit.router),
         projections=(lambda rt: OverviewProjection(ZoneInfo(settings.business_timezone)),),
         on_start=(start,),
-        on_stop=(stop,),
+        on_stop=(close_extra("backends"),),
         title="fenxiao console",
         schema=schema,
     )
@@ -102,5 +99,4 @@ def create_app(settings: ConsoleSettings | None = None, *, schema: str | None = 
 
 
 if __name__ == "__main__":
-    s = ConsoleSettings()
-    run(create_app(s), s.port)
+    serve(create_app, ConsoleSettings)

@@ -45,26 +45,18 @@ def create_app(settings: EngagementSettings | None = None, *, schema: str | None
         else:
             log.warning("wechat_subscribe_not_configured", hint="set ENGAGEMENT_WECHAT_APPID and _SECRET")
 
-    async def stop(rt: Runtime) -> None:
+    async def stop_hub(rt: Runtime) -> None:
         await rt.extras["hub"].stop()
-        if "http" in rt.extras:
-            await rt.extras["http"].aclose()
-
-    async def send_messages(rt: Runtime) -> None:
-        sender = rt.extras.get("sender")
-        if sender is not None:
-            await sender.run()
 
     spec = ServiceSpec(
         service="engagement",
         migrations=MIGRATIONS,
         routers=[notices.router, dashboard.router, profile.router, admin.router, erasure.router],
         projections=[lambda rt: ActivityProjection(settings.business_timezone, settings.top_n_of_month)],
-        background=[send_messages],
+        background=[service.run_extra("sender")],
         on_start=[start],
-        on_stop=[stop],
+        on_stop=[stop_hub, service.close_extra("http")],
         error_root=EngagementError,
-        error_status=lambda exc: getattr(exc, "status", 422),
         title="fenxiao engagement",
         schema=schema,
     )
@@ -72,5 +64,4 @@ def create_app(settings: EngagementSettings | None = None, *, schema: str | None
 
 
 if __name__ == "__main__":
-    _settings = EngagementSettings()
-    service.run(create_app(_settings), _settings.port)
+    service.serve(create_app, EngagementSettings)

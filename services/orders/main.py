@@ -74,27 +74,16 @@ def create_app(settings: OrdersSettings | None = None, *, schema: str | None = N
             log.warning("wechatpay_calls_not_configured",
                         hint="set ORDERS_WECHATPAY_BASE_URL, _MERCHANT_SERIAL, _MERCHANT_KEY, _PLATFORM_KEYS, _NOTIFY_URL")
 
-    async def unwire(rt: service.Runtime) -> None:
-        calls = rt.extras.get("pay_calls")
-        if calls is not None:
-            await calls.aclose()
-
-    async def follow(rt: service.Runtime) -> None:
-        follower = rt.extras.get("pay")
-        if follower is not None:
-            await follower.run()
-
     spec = service.ServiceSpec(
         service="orders",
         migrations=MIGRATIONS,
         routers=(orders.router, notify.router, promoters.router, admin.router),
         projections=(lambda rt: PromoterCodes(),),
-        background=(sweeper, follow, reconcile_scheduler),
+        background=(sweeper, service.run_extra("pay"), reconcile_scheduler),
         on_start=(wire,),
-        on_stop=(unwire,),
+        on_stop=(service.close_extra("pay_calls"),),
         rate_limits={"order": ("30/min,10", "600/min,200")},
         error_root=OrdersError,
-        error_status=lambda exc: getattr(exc, "status", 422),
         title="fenxiao orders",
         schema=schema,
     )
@@ -102,5 +91,4 @@ def create_app(settings: OrdersSettings | None = None, *, schema: str | None = N
 
 
 if __name__ == "__main__":
-    _settings = OrdersSettings()
-    service.run(create_app(_settings), _settings.port)
+    service.serve(create_app, OrdersSettings)

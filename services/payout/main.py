@@ -51,27 +51,16 @@ def create_app(settings: PayoutSettings | None = None, *, schema: str | None = N
             rt.pool, client, terms=settings.terms(), mchid=settings.wechat_mchid, timing=timing,
             interval_s=settings.follow_interval_s, lease_s=settings.lease_s)
 
-    async def stop_transfer(rt: Runtime) -> None:
-        client = rt.extras.get("transfer_client")
-        if client is not None:
-            await client.aclose()
-
-    async def follow_transfers(rt: Runtime) -> None:
-        follower = rt.extras.get("follower")
-        if follower is not None:
-            await follower.run()
-
     spec = ServiceSpec(
         service="payout",
         migrations=MIGRATIONS,
         routers=[withdrawals.router, admin.router, notify.router, tax.router],
         projections=[lambda rt: LedgerProjection()],
-        background=[follow_transfers],
+        background=[service.run_extra("follower")],
         on_start=[start_transfer],
-        on_stop=[stop_transfer],
+        on_stop=[service.close_extra("transfer_client")],
         error_root=PayoutError,
         rate_limits={"withdrawal": ("10/min,5", "120/min,40")},
-        error_status=lambda exc: getattr(exc, "status", 422),
         title="fenxiao payout",
         schema=schema,
     )
@@ -79,5 +68,4 @@ def create_app(settings: PayoutSettings | None = None, *, schema: str | None = N
 
 
 if __name__ == "__main__":
-    _settings = PayoutSettings()
-    service.run(create_app(_settings), _settings.port)
+    service.serve(create_app, PayoutSettings)
