@@ -331,10 +331,29 @@ def server_config(app: FastAPI, port: int):
                           timeout_graceful_shutdown=int(os.environ.get("FENXIAO_GRACEFUL_SHUTDOWN_S", "25")))
 
 
+def tune_gc() -> None:
+    """Make the cyclic garbage collector's full collections rare and smaller (process start only).
+
+    A full collection walks every tracked object (a commission process holds a few hundred
+    thousand: reference data, caches, the app) and stops the event loop meanwhile. With
+    Python's default thresholds it ran every 1-2 s in a commission process under load, 0.1-0.45 s
+    each (bench, load average 5-6): 8 % of its CPU and most of its latency tail. Such collections
+    found almost nothing to free (0-84 objects: nearly all garbage here is freed by reference
+    counting). So: what exists at start (modules, schemas, the app) is moved out of the
+    collector's sight (`gc.freeze`), and a full collection waits for `FENXIAO_GC_FULL_EVERY`
+    (1000) young-generation collections instead of 10. Young collections are unchanged."""
+    import gc
+
+    gc.freeze()
+    g0, g1, _ = gc.get_threshold()
+    gc.set_threshold(g0, g1, int(os.environ.get("FENXIAO_GC_FULL_EVERY", "1000")))
+
+
 def run(app: FastAPI, port: int) -> None:
     """Serve a service; `PORT` (set by Kubernetes or the local launcher) overrides the default."""
     import uvicorn
 
+    tune_gc()
     uvicorn.Server(server_config(app, port)).run()
 
 
