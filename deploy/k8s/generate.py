@@ -44,13 +44,26 @@ class Svc:
     #: False: one replica, Recreate (a service whose consumers must not overlap); no HPA
     scales_out: bool = True
     key_files: tuple[tuple[str, str], ...] = ()  # (setting, file) mounted from <name>-wechatpay-keys
-    settings: tuple[tuple[str, str], ...] = ()   # non-secret settings of its own
+    #: further files of <name>-wechatpay-keys that a setting names in its JSON (orders' platform keys)
+    extra_key_files: tuple[str, ...] = ()
+    settings: tuple[tuple[str, str], ...] = ()   # non-secret settings of its own, the same in every overlay
+    #: its own ConfigMap (envFrom): made by kustomize's configMapGenerator in base/kustomization.yaml,
+    #: each overlay merging in its environment's non-secret values (overlays/<env>/<config_map>.env)
+    config_map: str | None = None
+    #: settings its server must get from <name>-app (secrets.sh): named one by one, so that a pod
+    #: without them does not start (CreateContainerConfigError) instead of running unconfigured
+    secret_env: tuple[str, ...] = ()
     calls: tuple[str, ...] = ()                  # services whose HTTP APIs it calls (the console)
 
 
 SERVICES = (
     Svc("referral", 8101, (topics.REFERRAL_EVENTS, topics.ORDER_EVENTS), wechat=True),
-    Svc("orders", 8102, (topics.REFERRAL_EVENTS,), wechat=True),
+    # WeChat Pay calls and notices: the merchant's private key and WeChat Pay's public key as files
+    # (orders-wechatpay-keys), the APIv3 key from orders-app, and the merchant, app, serials and
+    # notify URL from the overlay's ConfigMap orders-wechatpay (docs/deploy.md)
+    Svc("orders", 8102, (topics.REFERRAL_EVENTS,), wechat=True,
+        key_files=(("ORDERS_WECHATPAY_MERCHANT_KEY", "apiclient_key.pem"),), extra_key_files=("pub_key.pem",),
+        config_map="orders-wechatpay", secret_env=("ORDERS_WECHATPAY_APIV3_KEY",)),
     # scales out by partitions (order workers share the order partitions; reference data has its
     # own consumer group): the same HPA as the others
     Svc("commission", 8103, (topics.REFERRAL_EVENTS, topics.ORDER_EVENTS, topics.PAYOUT_EVENTS, topics.COMMISSION_EVENTS),
@@ -116,8 +129,9 @@ def volumes(s: Svc) -> tuple[list[dict], list[dict]]:
     mounts = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "kafka-ca", "mountPath": "/var/run/secrets/kafka", "readOnly": True},
               {"name": "pg-ca", "mountPath": "/etc/fenxiao/pg-ca", "readOnly": True}]
     if s.key_files:
+        files = [f for _, f in s.key_files] + list(s.extra_key_files)
         vols.append({"name": "wechatpay-keys", "secret": {"secretName": f"{s.name}-wechatpay-keys",
-                                                          "items": [{"key": f, "path": f} for _, f in s.key_files]}})
+                                                          "items": [{"key": f, "path": f} for f in files]}})
         mounts.append({"name": "wechatpay-keys", "mountPath": "/var/run/secrets/wechatpay", "readOnly": True})
     return vols, mounts
 
@@ -128,9 +142,13 @@ def container(s: Svc, command: list[str], *, server: bool) -> dict:
         "name": s.name,
         "image": "fenxiao",
         "command": command,
-        "envFrom": [{"configMapRef": {"name": "fenxiao-common"}}, {"secretRef": {"name": f"{s.name}-app"}}],
+        "envFrom": [{"configMapRef": {"name": "fenxiao-common"}}]
+                   + ([{"configMapRef": {"name": s.config_map}}] if s.config_map else [])
+                   + [{"secretRef": {"name": f"{s.name}-app"}}],
         "env": env(s) + ([{"name": "HTTPS_PROXY", "valueFrom": {"configMapKeyRef": {"name": "fenxiao-common", "key": "WECHAT_EGRESS_PROXY"}}}]
-                         if s.wechat and server else []),
+                         if s.wechat and server else [])
+               + ([{"name": k, "valueFrom": {"secretKeyRef": {"name": f"{s.name}-app", "key": k}}} for k in s.secret_env]
+                  if server else []),
         "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory_limit}},
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": mounts,

@@ -3,7 +3,9 @@
 # exists is left as it is (to rotate one, delete it and run this again, then restart the pods).
 #
 #   export FENXIAO_IDENTITY_SECRET=...            # shared with the gateway (shared/identity.py)
-#   export ORDERS_WECHATPAY_MCHID=... ...         # every ORDERS_*, PAYOUT_*, REFERRAL_*, ENGAGEMENT_*, CONSOLE_*, COMMISSION_*
+#   export ORDERS_WECHATPAY_APIV3_KEY=...         # required: orders' APIv3 key (32 characters)
+#   export PAYOUT_WECHAT_APIV3_KEY=... ...        # the secret ORDERS_*, PAYOUT_*, REFERRAL_*, ENGAGEMENT_*, CONSOLE_*, COMMISSION_*
+#   export ORDERS_MERCHANT_KEY_FILE=apiclient_key.pem ORDERS_PLATFORM_KEY_FILE=pub_key.pem
 #   export PAYOUT_MERCHANT_KEY_FILE=apiclient_key.pem PAYOUT_PLATFORM_KEY_FILE=pub_key.pem
 #   deploy/k8s/secrets.sh [namespace]             # default: fenxiao
 #
@@ -11,8 +13,13 @@
 #   <service>-pg    kubernetes.io/basic-auth, the service's PostgreSQL role: username = the
 #                   service, a generated password; CloudNativePG sets it on the role (managed.roles)
 #   <service>-app   FENXIAO_IDENTITY_* and the variables with the service's prefix (its
-#                   WeChat credentials: only orders, payout, referral and engagement have any)
-#   payout-wechatpay-keys   the merchant private key and WeChat Pay's public key, as files
+#                   WeChat credentials: only orders, payout, referral and engagement have any);
+#                   orders-app must hold ORDERS_WECHATPAY_APIV3_KEY (its Deployment names it)
+#   orders-wechatpay-keys, payout-wechatpay-keys   the merchant private key and WeChat Pay's
+#                   public key, as the files apiclient_key.pem and pub_key.pem
+# orders' non-secret WeChat Pay settings (merchant, appid, serials, notify URL) are not here: they
+# are in the overlay's ConfigMap (overlays/<env>/orders-wechatpay.env); a variable given here too
+# overrides it.
 # Not here: the Kafka credentials (Strimzi's User Operator makes the Secret <service> for each
 # KafkaUser), fenxiao-pg-app (CloudNativePG), fenxiao-kafka-cluster-ca-cert (Strimzi).
 # With External Secrets or sealed secrets, produce the same names and keys instead.
@@ -22,6 +29,20 @@ ns="${1:-fenxiao}"
 
 exists() { kubectl -n "$ns" get secret "$1" >/dev/null 2>&1; }
 apply() { kubectl -n "$ns" apply -f - >/dev/null; echo "created secret/$1"; }
+need() { [[ -n "${!1:-}" ]] || { echo "secrets.sh: set $1 ($2)" >&2; exit 1; }; }
+
+# Check everything before creating anything: a half-made set of Secrets is worse than none.
+if ! exists orders-app; then
+  need ORDERS_WECHATPAY_APIV3_KEY "orders' WeChat Pay APIv3 key"
+  (( ${#ORDERS_WECHATPAY_APIV3_KEY} == 32 )) || { echo "secrets.sh: ORDERS_WECHATPAY_APIV3_KEY must be 32 characters" >&2; exit 1; }
+fi
+for svc in orders payout; do
+  if ! exists "$svc-wechatpay-keys"; then
+    up="$(tr '[:lower:]' '[:upper:]' <<<"$svc")"
+    need "${up}_MERCHANT_KEY_FILE" "the merchant API private key file, apiclient_key.pem"
+    need "${up}_PLATFORM_KEY_FILE" "WeChat Pay's public key file, pub_key.pem"
+  fi
+done
 
 for svc in referral orders commission payout engagement console; do
   if ! exists "$svc-pg"; then
@@ -44,10 +65,12 @@ for svc in referral orders commission payout engagement console; do
   fi
 done
 
-if ! exists payout-wechatpay-keys; then
-  : "${PAYOUT_MERCHANT_KEY_FILE:?set PAYOUT_MERCHANT_KEY_FILE (apiclient_key.pem)}"
-  : "${PAYOUT_PLATFORM_KEY_FILE:?set PAYOUT_PLATFORM_KEY_FILE (WeChat Pay public key, pub_key.pem)}"
-  kubectl -n "$ns" create secret generic payout-wechatpay-keys \
-    --from-file=apiclient_key.pem="$PAYOUT_MERCHANT_KEY_FILE" --from-file=pub_key.pem="$PAYOUT_PLATFORM_KEY_FILE" \
-    --dry-run=client -o yaml | apply payout-wechatpay-keys
-fi
+for svc in orders payout; do
+  if ! exists "$svc-wechatpay-keys"; then
+    up="$(tr '[:lower:]' '[:upper:]' <<<"$svc")"
+    merchant="${up}_MERCHANT_KEY_FILE" platform="${up}_PLATFORM_KEY_FILE"
+    kubectl -n "$ns" create secret generic "$svc-wechatpay-keys" \
+      --from-file=apiclient_key.pem="${!merchant}" --from-file=pub_key.pem="${!platform}" \
+      --dry-run=client -o yaml | apply "$svc-wechatpay-keys"
+  fi
+done

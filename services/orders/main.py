@@ -1,7 +1,6 @@
 """Composition root of the orders service: `python -m services.orders.main` serves it."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -20,15 +19,14 @@ from services.orders.store import MIGRATIONS
 import structlog
 
 from shared import service
-from shared.wechatpay import NotifyVerifier, load_private_key, load_public_key
+from shared.wechatpay import NotifyVerifier, load_private_key, load_public_key, read_pem
 from shared.wechatpay.client import WeChatPayClient
 
 
-def read_pem(value: str) -> str:
-    """A PEM given inline or as a path to a file."""
-    if not value or "-----BEGIN" in value:
-        return value
-    return Path(value).expanduser().read_text()
+def platform_keys(settings: OrdersSettings) -> dict:
+    """Every configured platform key by serial, each PEM given inline or as a file path (the
+    Kubernetes manifests mount them from the orders-wechatpay-keys Secret)."""
+    return {serial: load_public_key(read_pem(pem)) for serial, pem in settings.wechatpay_platform_keys.items()}
 
 
 def build_calls(settings: OrdersSettings, transport: httpx.AsyncBaseTransport | None = None) -> PayCalls:
@@ -38,7 +36,7 @@ def build_calls(settings: OrdersSettings, transport: httpx.AsyncBaseTransport | 
         base_url=settings.wechatpay_base_url, mchid=settings.wechatpay_mchid,
         merchant_serial=settings.wechatpay_merchant_serial,
         merchant_key=load_private_key(read_pem(settings.wechatpay_merchant_key)),
-        platform_keys={serial: load_public_key(pem) for serial, pem in settings.wechatpay_platform_keys.items()},
+        platform_keys=platform_keys(settings),
         timeout_s=settings.wechatpay_timeout_s, transport=transport, user_agent="fenxiao-orders/1")
     return PayCalls(api, mchid=settings.wechatpay_mchid)
 
@@ -49,7 +47,7 @@ log = structlog.get_logger(__name__)
 def build_verifier(settings: OrdersSettings) -> NotifyVerifier:
     """Parse the configured platform keys once, at start: a bad PEM stops the service here,
     not in the webhook."""
-    keys = {serial: load_public_key(pem) for serial, pem in settings.wechatpay_platform_keys.items()}
+    keys = platform_keys(settings)
     apiv3 = settings.wechatpay_apiv3_key.encode()
     if apiv3 and len(apiv3) != 32:
         raise ValueError("ORDERS_WECHATPAY_APIV3_KEY must be 32 bytes")

@@ -25,7 +25,8 @@ class OrdersSettings(CommonSettings):
     #: the APIv3 key (32 ASCII characters) that encrypts notice resources
     wechatpay_apiv3_key: str = ""
     #: `Wechatpay-Serial` -> PEM (platform certificate, or the WeChat Pay public key for a
-    #: `PUB_KEY_ID_...`); during a switch of modes both are configured. JSON in the environment.
+    #: `PUB_KEY_ID_...`), given inline or as a file path; during a switch of modes both are configured.
+    #: JSON in the environment.
     wechatpay_platform_keys: dict[str, str] = Field(default_factory=dict)
     #: |now - Wechatpay-Timestamp| must be below this
     wechatpay_notice_freshness_s: int = Field(300, ge=1, le=300)  # never more: stale notices are replays

@@ -11,12 +11,12 @@ from services.payout import service_layer as sl
 from services.payout.api import admin, notify, tax, withdrawals
 from services.payout.domain.errors import PayoutError
 from services.payout.handlers.ledger import LedgerProjection
-from services.payout.settings import PayoutSettings, read_pem
+from services.payout.settings import PayoutSettings
 from services.payout.transfer.client import TransferClient
 from services.payout.transfer.follower import TransferFollower
 from shared import service
 from shared.service import Runtime, ServiceSpec
-from shared.wechatpay import NotifyVerifier, load_private_key, load_public_key
+from shared.wechatpay import NotifyVerifier, load_private_key, load_public_key, read_pem
 
 log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"

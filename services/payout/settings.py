@@ -1,7 +1,6 @@
 """Payout settings (env prefix `PAYOUT_`), e.g. PAYOUT_AUTO_APPROVE_MAX_FEN=10000."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -9,13 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from services.payout.domain.policy import WithdrawalPolicy
 from services.payout.domain.withdrawal import TransferTerms
 from shared.settings import CommonSettings
-
-
-def read_pem(value: str) -> str:
-    """A PEM given inline or as a path to a file."""
-    if not value or "-----BEGIN" in value:
-        return value
-    return Path(value).expanduser().read_text()
+from shared.wechatpay import read_pem
 
 
 class PayoutSettings(CommonSettings):

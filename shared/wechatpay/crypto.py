@@ -7,6 +7,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -23,6 +24,13 @@ def load_private_key(pem: bytes | str) -> rsa.RSAPrivateKey:
     key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     return key
+
+
+def read_pem(value: str) -> str:
+    """A PEM given inline or as a path to a file (a key mounted from a Kubernetes Secret)."""
+    if not value or "-----BEGIN" in value:
+        return value
+    return Path(value).expanduser().read_text()
 
 
 def load_public_key(pem: bytes | str) -> rsa.RSAPublicKey:

@@ -80,6 +80,33 @@ def matches(selector: dict | None, labels: dict) -> bool:
     return True
 
 
+def config_maps(objs: list[dict]) -> dict[str, dict[str, str]]:
+    return {o["metadata"]["name"]: o.get("data") or {} for o in objs if o["kind"] == "ConfigMap"}
+
+
+def container_env(objs: list[dict], container: dict) -> dict[str, tuple[str, str]]:
+    """What each environment variable of `container` is set from, as the kubelet resolves it (a
+    later `envFrom` source wins over an earlier one, `env` over all): ("value", text),
+    ("configmap", text) or ("secret", "<secret>/<key>"). Whole Secrets (`envFrom: secretRef`) are
+    made outside git, so their keys are unknown here: only variables named one by one count."""
+    cms = config_maps(objs)
+    out: dict[str, tuple[str, str]] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            out.update({k: ("configmap", v) for k, v in cms.get(source["configMapRef"]["name"], {}).items()})
+    for e in container.get("env", []):
+        ref = e.get("valueFrom", {})
+        if "value" in e:
+            out[e["name"]] = ("value", e["value"])
+        elif "secretKeyRef" in ref:
+            out[e["name"]] = ("secret", f"{ref['secretKeyRef']['name']}/{ref['secretKeyRef']['key']}")
+        elif "configMapKeyRef" in ref:
+            cm = ref["configMapKeyRef"]
+            if cm["key"] in cms.get(cm["name"], {}):
+                out[e["name"]] = ("configmap", cms[cm["name"]][cm["key"]])
+    return out
+
+
 def lint(objs: list[dict]) -> list[str]:
     problems: list[str] = []
     by_kind: dict[str, list[dict]] = {}
@@ -92,6 +119,17 @@ def lint(objs: list[dict]) -> list[str]:
 
     for o in by_kind.get("Secret", []):
         problems.append(f"{name(o)}: Secrets are made outside git (deploy/k8s/secrets.sh), never committed")
+    cms = config_maps(objs)
+    for o in objs:  # a ConfigMap a pod reads must be rendered (an overlay may not forget one)
+        for c in (pod_template(o) or {}).get("spec", {}).get("containers", []):
+            refs = [(f["configMapRef"]["name"], None, f["configMapRef"].get("optional")) for f in c.get("envFrom", [])
+                    if "configMapRef" in f]
+            refs += [(r["name"], r["key"], r.get("optional")) for e in c.get("env", [])
+                     if (r := e.get("valueFrom", {}).get("configMapKeyRef"))]
+            for cm, key, optional in refs:
+                if not optional and (cm not in cms or (key is not None and key not in cms[cm])):
+                    problems.append(f"{name(o)} container {c['name']}: reads ConfigMap {cm}"
+                                    + (f" key {key}" if key else "") + ", which is not here")
     for d in deployments.values():
         if not matches(d["spec"]["selector"], d["spec"]["template"]["metadata"].get("labels", {})):
             problems.append(f"{name(d)}: selector does not match its pod template's labels")

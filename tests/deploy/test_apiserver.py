@@ -20,10 +20,12 @@ BUILD = k8s.ROOT / "deploy" / "validate" / "apiserver-build.sh"
 SECRETS_TEST = r"""
 set -euo pipefail
 export FENXIAO_IDENTITY_SECRET=$(openssl rand -hex 32) ORDERS_WECHATPAY_MCHID=1900000109 REFERRAL_CODE_SECRET=$(openssl rand -hex 32)
-export PAYOUT_MERCHANT_KEY_FILE=$(mktemp) PAYOUT_PLATFORM_KEY_FILE=$(mktemp)
+export ORDERS_WECHATPAY_APIV3_KEY=$(openssl rand -hex 16)
+export PAYOUT_MERCHANT_KEY_FILE=$(mktemp) PAYOUT_PLATFORM_KEY_FILE=$(mktemp) ORDERS_MERCHANT_KEY_FILE=$(mktemp) ORDERS_PLATFORM_KEY_FILE=$(mktemp)
 echo merchant > "$PAYOUT_MERCHANT_KEY_FILE"; echo platform > "$PAYOUT_PLATFORM_KEY_FILE"
+echo orders-merchant > "$ORDERS_MERCHANT_KEY_FILE"; echo orders-platform > "$ORDERS_PLATFORM_KEY_FILE"
 first=$(bash deploy/k8s/secrets.sh fenxiao)
-echo "$first" | grep -c '^created' | grep -qx 13          # 6 x (-pg, -app) + payout-wechatpay-keys
+echo "$first" | grep -c '^created' | grep -qx 14          # 6 x (-pg, -app) + orders- and payout-wechatpay-keys
 g() { kubectl -n fenxiao get secret "$1" -o "jsonpath={$2}"; }
 [ "$(g referral-pg .type)" = kubernetes.io/basic-auth ]
 [ "$(g referral-pg .data.username | base64 -d)" = referral ]
@@ -32,6 +34,8 @@ pw=$(g referral-pg .data.password)
 [ -z "$(g commission-app .data.ORDERS_WECHATPAY_MCHID)" ]      # WeChat keys only where used
 [ -n "$(g referral-app .data.REFERRAL_CODE_SECRET)" ] && [ -z "$(g orders-app .data.REFERRAL_CODE_SECRET)" ]
 [ "$(g payout-wechatpay-keys '.data.apiclient_key\.pem' | base64 -d)" = merchant ]
+[ "$(g orders-wechatpay-keys '.data.pub_key\.pem' | base64 -d)" = orders-platform ]
+[ "$(g orders-app .data.ORDERS_WECHATPAY_APIV3_KEY | base64 -d)" = "$ORDERS_WECHATPAY_APIV3_KEY" ]
 second=$(bash deploy/k8s/secrets.sh fenxiao)
 [ -z "$second" ] && [ "$(g referral-pg .data.password)" = "$pw" ]   # idempotent: nothing replaced
 """

@@ -6,9 +6,11 @@ without them these tests skip, except under CI where they fail."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -270,3 +272,109 @@ def test_the_staged_apply_in_docs_deploy_md_brings_what_each_step_needs(objects)
     jobs = [o for o in objs if component(o) == "migration"]
     assert sorted(j["metadata"]["name"] for j in jobs) == sorted(f"{s}-migrate" for s in OWN)
     assert all(j["kind"] == "Job" for j in jobs)
+
+
+# ---- orders' WeChat Pay settings ----------------------------------------------------------
+
+def _orders_required() -> set[str]:
+    """Every WeChat Pay setting of orders without a usable default (services/orders/settings.py):
+    a new one is required here too without editing this test."""
+    from services.orders.settings import OrdersSettings
+
+    return {f"ORDERS_{name.upper()}" for name, f in OrdersSettings.model_fields.items()
+            if name.startswith("wechatpay_") and f.get_default(call_default_factory=True) in ("", {}, None)}
+
+
+ORDERS_SECRETS = {"ORDERS_WECHATPAY_APIV3_KEY"}  # only from the orders-app Secret (secrets.sh)
+KEYS_DIR = "/var/run/secrets/wechatpay/"
+
+
+def _as_the_service_reads(settings_type, env: dict[str, str]):
+    """The settings the service builds from these variables (JSON values parsed as from the
+    environment), read from a dotenv file: this process's own environment stays as it is."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "env")
+        with open(path, "w") as f:
+            f.writelines(f"{k}='{v}'\n" for k, v in env.items() if "'" not in v)
+        return settings_type(_env_file=path)
+
+
+def orders_wechatpay_problems(objs: list[dict]) -> list[str]:
+    """What keeps the rendered orders server from calling WeChat Pay and verifying its notices:
+    a required setting unset, a secret outside its Secret, a key file that is not mounted, a
+    value the service would refuse."""
+    from services.orders.api.notify import NOTIFY_PATH
+    from services.orders.settings import OrdersSettings
+
+    c = one(objs, "Deployment", "orders")["spec"]["template"]["spec"]
+    (container,) = c["containers"]
+    env = k8s.container_env(objs, container)
+    problems = [f"{n}: not set" for n in sorted(_orders_required() - set(env))]
+    for n in sorted(ORDERS_SECRETS & set(env)):
+        if env[n] != ("secret", f"orders-app/{n}"):
+            problems.append(f"{n}: must come from the orders-app Secret, not {env[n][0]}")
+    cms = k8s.config_maps(objs)
+    for source in container.get("envFrom", []):  # even where `env` overrides it
+        for n, value in cms.get(source.get("configMapRef", {}).get("name"), {}).items():
+            if "PRIVATE KEY" in value or n in ORDERS_SECRETS:
+                problems.append(f"{n}: a secret in a ConfigMap")
+    mounted = {m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", []) if m["name"] == "wechatpay-keys"}
+    (keys,) = [v["secret"] for v in c["volumes"] if v["name"] == "wechatpay-keys"] or [{}]
+    files = {KEYS_DIR + i["path"] for i in keys.get("items", [])} if mounted == {KEYS_DIR} else set()
+    if keys and keys["secretName"] != "orders-wechatpay-keys":
+        problems.append(f"key files from {keys['secretName']}")
+    plain = {n: v for n, (kind, v) in env.items() if kind != "secret"}
+    try:
+        platform = json.loads(plain.get("ORDERS_WECHATPAY_PLATFORM_KEYS", "{}"))
+    except ValueError:
+        platform = {}
+        problems.append("ORDERS_WECHATPAY_PLATFORM_KEYS: not JSON")
+    for what, path in [("ORDERS_WECHATPAY_MERCHANT_KEY", plain.get("ORDERS_WECHATPAY_MERCHANT_KEY"))] + [
+            (f"platform key {serial}", p) for serial, p in platform.items()]:
+        if path is not None and path not in files:
+            problems.append(f"{what}: {path} is not a file mounted from orders-wechatpay-keys")
+    settings = _as_the_service_reads(OrdersSettings, {**plain, "ORDERS_WECHATPAY_APIV3_KEY": "k" * 32})
+    if not settings.calls_configured:
+        problems.append("WeChat Pay calls would be off (calls_configured is false)")
+    url = urlsplit(settings.wechatpay_notify_url)
+    if url.scheme != "https" or url.query or url.path != NOTIFY_PATH:
+        problems.append(f"ORDERS_WECHATPAY_NOTIFY_URL: {settings.wechatpay_notify_url!r} is not https://<host>{NOTIFY_PATH}")
+    if settings.wechatpay_base_url != "https://api.mch.weixin.qq.com":
+        problems.append(f"ORDERS_WECHATPAY_BASE_URL: {settings.wechatpay_base_url!r}")
+    if not (settings.wechatpay_mchid.isdigit() and settings.wechatpay_appid.startswith("wx")):
+        problems.append("ORDERS_WECHATPAY_MCHID / _APPID: not a merchant number and an appid")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", k8s.OVERLAYS)
+def test_orders_gets_every_wechatpay_setting(objects, overlay):
+    assert {"ORDERS_WECHATPAY_BASE_URL", "ORDERS_WECHATPAY_NOTIFY_URL", "ORDERS_WECHATPAY_MERCHANT_KEY",
+            "ORDERS_WECHATPAY_PLATFORM_KEYS", "ORDERS_WECHATPAY_APIV3_KEY"} <= _orders_required()
+    assert orders_wechatpay_problems(objects[overlay]) == []
+    # the non-secret ones are the overlay's own (ConfigMap), the notify URL differs per environment
+    env = k8s.container_env(objects[overlay], one(objects[overlay], "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0])
+    assert env["ORDERS_WECHATPAY_NOTIFY_URL"][0] == env["ORDERS_WECHATPAY_MCHID"][0] == "configmap"
+    assert env["ORDERS_WECHATPAY_MERCHANT_KEY"] == ("value", KEYS_DIR + "apiclient_key.pem")
+
+
+def test_overlays_set_their_own_notify_url(objects):
+    urls = {o: k8s.container_env(objects[o], one(objects[o], "Deployment", "orders")["spec"]["template"]["spec"]["containers"][0])
+            ["ORDERS_WECHATPAY_NOTIFY_URL"][1] for o in k8s.OVERLAYS}
+    assert len(set(urls.values())) == len(k8s.OVERLAYS), urls
+
+
+def test_a_missing_or_misplaced_orders_wechatpay_setting_is_caught(objects):
+    objs = copy.deepcopy(objects["prod"])
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("orders-wechatpay")]
+    del cm["data"]["ORDERS_WECHATPAY_NOTIFY_URL"]
+    cm["data"]["ORDERS_WECHATPAY_APIV3_KEY"] = "committed-by-mistake-32-bytes-xx"
+    cm["data"]["ORDERS_WECHATPAY_PLATFORM_KEYS"] = json.dumps({"PUB_KEY_ID_1": "/var/run/secrets/wechatpay/other.pem"})
+    problems = orders_wechatpay_problems(objs)
+    assert "ORDERS_WECHATPAY_NOTIFY_URL: not set" in problems
+    assert "ORDERS_WECHATPAY_APIV3_KEY: a secret in a ConfigMap" in problems
+    assert any(p.startswith("platform key PUB_KEY_ID_1: /var/run/secrets/wechatpay/other.pem is not a file mounted") for p in problems)
+    # and a ConfigMap an overlay forgot is reported by the lint
+    objs.remove(cm)
+    assert any("reads ConfigMap orders-wechatpay" in p and "which is not here" in p for p in k8s.lint(objs))

@@ -41,6 +41,22 @@ def test_both_keys_verify_during_the_switch(pay):
         v.verify_and_decrypt(n.headers, n.body)
 
 
+def test_platform_keys_may_be_files_as_kubernetes_mounts_them(pay, tmp_path):
+    """deploy/k8s: ORDERS_WECHATPAY_PLATFORM_KEYS maps each serial to a file of the mounted
+    orders-wechatpay-keys Secret; a key given by path verifies as the inline one does."""
+    settings = pay.notifier_settings()
+    files = {}
+    for i, (serial, pem) in enumerate(settings["wechatpay_platform_keys"].items()):
+        (tmp_path / f"key{i}.pem").write_text(pem)
+        files[serial] = str(tmp_path / f"key{i}.pem")
+    v = build_verifier(OrdersSettings(**{**settings, "wechatpay_platform_keys": files}))
+    for serial in files:
+        n = pay.payment_notice("T1234567", 2300, notice={"serial": serial})
+        v.verify_and_decrypt(n.headers, n.body)
+    with pytest.raises(FileNotFoundError):  # a missing mount stops the start, not a notice later
+        build_verifier(OrdersSettings(**{**settings, "wechatpay_platform_keys": {"X": str(tmp_path / "absent.pem")}}))
+
+
 @pytest.mark.parametrize("variant, code", [
     ({"forge": True}, "bad_signature"),
     ({"probe": True}, "bad_signature"),
