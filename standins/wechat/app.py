@@ -59,6 +59,8 @@ def create(key_dir: Path, port: int = 8199) -> WeChatStandins:
         p = pay.WeChatPayStandin.load(str(pay_file))
     else:
         p = pay.WeChatPayStandin()
+    # WeChat's notice retries, compressed from 15 s ... 6 h so a demo sees them through
+    p.notify_retry_s = (1, 2, 4, 8, 15, 30, 60)
     if not p.merchant_private_pem:  # the merchant API key orders signs prepay/close/refund calls with
         p.ensure_merchant_key()
         p.save(str(pay_file))

@@ -190,6 +190,11 @@ class WeChatPayStandin:
     bill_files: dict[str, bytes] = field(default_factory=dict)
     #: corrupt bill downloads (the hash no longer matches): to test the merchant's check
     corrupt_bills: bool = False
+    #: seconds between attempts when a payment notice is not acknowledged (refused, or the merchant
+    #: unreachable): WeChat's documented 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h
+    #: (24h4m in all); a demo or test may compress it
+    notify_retry_s: tuple[float, ...] = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800,
+                                         21600, 21600)
     _tasks: set[Any] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -527,9 +532,36 @@ class WeChatPayStandin:
         resource = self.settle_payment(trade)
         if not deliver:
             return resource, None
-        resp = await self.deliver(trade.request["notify_url"], self.notice("TRANSACTION.SUCCESS", resource),
-                                  client=client)
+        notice = self.notice("TRANSACTION.SUCCESS", resource)
+        try:
+            resp = await self.deliver(trade.request["notify_url"], notice, client=client)
+        except httpx.TransportError as e:
+            # the buyer has paid whatever happens to the notice: WeChat keeps trying on its schedule
+            self.deliveries.append(Delivery(trade.request["notify_url"], notice.notice_id, notice.event_type, 0,
+                                            f"{type(e).__name__}: {e}"))
+            self._redeliver(trade.request["notify_url"], notice)
+            return resource, None
+        if resp.status_code not in (200, 204):
+            self._redeliver(trade.request["notify_url"], notice)
         return resource, resp
+
+    def _redeliver(self, notify_url: str, notice: Notice) -> None:
+        """WeChat's retries of a notice not acknowledged: the same notice (same id, a fresh
+        signature, as WeChat signs each delivery) until 200/204 or the schedule ends."""
+        async def retries() -> None:
+            for wait in self.notify_retry_s:
+                await asyncio.sleep(wait)
+                again = self.notice(notice.event_type, notice.resource, notice_id=notice.notice_id)
+                try:
+                    if (await self.deliver(notify_url, again)).status_code in (200, 204):
+                        return
+                except httpx.TransportError as e:
+                    self.deliveries.append(Delivery(notify_url, notice.notice_id, notice.event_type, 0,
+                                                    f"{type(e).__name__}: {e}"))
+
+        task = asyncio.get_running_loop().create_task(retries())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def close(self, out_trade_no: str, body: Any) -> None:
         """`POST .../out-trade-no/{no}/close`: 204 (also when repeated). A trade in
@@ -941,7 +973,9 @@ def make_router(pay: WeChatPayStandin) -> APIRouter:
             return Response(json.dumps({"errMsg": f"requestPayment:fail {e.code} {e.message}"}, ensure_ascii=False),
                             status_code=e.status, media_type="application/json")
         body = {"errMsg": "requestPayment:ok", "transaction_id": res["transaction_id"],
-                "notify_status": resp.status_code if resp is not None else None}
+                "notify_status": resp.status_code if resp is not None else None,
+                # not acknowledged at once: WeChat retries on its schedule (the buyer has paid)
+                "notify_retrying": deliver and (resp is None or resp.status_code not in (200, 204))}
         return Response(json.dumps(body), media_type="application/json")
 
     @router.get("/v3/refund/domestic/refunds/{out_refund_no}")
