@@ -587,22 +587,22 @@ def publish(ledger: Ledger, out: "_Outgoing") -> list[tuple[Any, Any]]:
 
 
 async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: list, tier_epoch: timedelta | None = None) -> None:
-    """Everything the ledger changed, in the caller's transaction (records before balances, the
-    lock order the settlement scheduler uses too)."""
-    await store.write_new_orders(conn, ledger.new_orders)
-    await store.write_new_accruals(conn, accrual_rows)
+    """Everything the ledger changed, in the caller's transaction: what only some batches change
+    (existing accruals, refunds, settlement dues, tier changes) by a statement each when there is
+    any, then what every batch adds in one statement (`store.write_batch`: new orders, accruals
+    and skips, record buckets, first purchases, balances; records before balances, the lock order
+    the settlement scheduler uses too)."""
     await store.update_accruals(conn, [s for s in ledger.by_id.values() if s.dirty and not s.new])
-    await store.write_skips(conn, [(s.order_id, s.line_id, s.beneficiary_id, s.level, s.reason, at) for s, at, _ in ledger.skips])
     await store.write_refunds_applied(conn, ledger.refunds_applied)
     await store.write_dues(conn, ledger.dues)
     await store.delete_dues(conn, [st.accrual_id for st, _, _, _ in ledger.settlements])
     await store.write_tier_changes(conn, ledger.tier_changes)
+    buckets: dict[tuple[str, int], list[int]] = {}
+    firsts: dict[tuple[str, str], datetime] = {}
     if tier_epoch is None:
         await store.write_records(conn, {k: ledger.records[k] for k in ledger.touched_records})
         await store.write_pairs(conn, ledger.new_pairs)
-    elif ledger.contributions:
-        buckets: dict[tuple[str, int], list[int]] = {}
-        firsts: dict[tuple[str, str], datetime] = {}
+    else:
         for promoter, at, orders, buyer, sales in ledger.contributions:
             if orders or sales:
                 v = buckets.setdefault((promoter, epoch_of(at, tier_epoch)), [0, 0])
@@ -610,9 +610,10 @@ async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: lis
                 v[1] += sales
             if buyer is not None and ((promoter, buyer) not in firsts or at < firsts[(promoter, buyer)]):
                 firsts[(promoter, buyer)] = at
-        await store.add_to_record_buckets(conn, buckets)
-        await store.write_first_pairs(conn, firsts)
-    await store.add_to_balances(conn, ledger.deltas)
+    if ledger.new_orders or accrual_rows or ledger.skips or buckets or firsts or ledger.deltas:
+        await store.write_batch(conn, ledger.new_orders, accrual_rows,
+                                [(s.order_id, s.line_id, s.beneficiary_id, s.level, s.reason, at) for s, at, _ in ledger.skips],
+                                buckets, firsts, ledger.deltas)
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

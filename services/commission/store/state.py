@@ -216,23 +216,82 @@ ACCRUAL_COLUMNS = [
 ]
 
 
-async def write_new_orders(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime]]) -> None:
-    if rows:
-        await conn.copy_records_to_table("paid_orders", records=rows, columns=["order_id", "buyer_id", "paid_at"])
+_ACCRUAL_TYPES = ["text", "text", "text", "text", "text", "text", "text", "bigint", "int", "int", "int", "bigint", "bigint",
+                  "bigint", "bigint", "timestamptz", "int", "text", "int", "text", "timestamptz", "uuid"]
+
+# A batch's new rows, its record buckets and first purchases and its balance deltas in one
+# statement (one round trip, whatever the batch holds; empty arrays insert nothing). Each step
+# reads the previous one's RETURNING count, which makes PostgreSQL run them in this order:
+# records before balances, the lock order every writer of these tables follows (the settlement
+# scheduler writes through here too), and rows sorted by key within each step.
+_WRITE_BATCH = f"""
+WITH o AS (
+    INSERT INTO paid_orders (order_id, buyer_id, paid_at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) RETURNING 1
+), a AS (
+    INSERT INTO accruals ({", ".join(ACCRUAL_COLUMNS)})
+    SELECT * FROM unnest({", ".join(f"${i + 4}::{t}[]" for i, t in enumerate(_ACCRUAL_TYPES))}) RETURNING 1
+), s AS (
+    INSERT INTO accrual_skips (order_id, line_id, beneficiary_id, level, reason, paid_at)
+    SELECT * FROM unnest($26::text[], $27::text[], $28::text[], $29::text[], $30::text[], $31::timestamptz[]) RETURNING 1
+), r AS (
+    INSERT INTO promoter_record_buckets AS r (promoter_id, bucket, orders, settled_sales_fen)
+    SELECT u.* FROM unnest($32::text[], $33::bigint[], $34::int[], $35::bigint[]) AS u
+    WHERE (SELECT count(*) FROM o) + (SELECT count(*) FROM a) + (SELECT count(*) FROM s) >= 0
+    ON CONFLICT (promoter_id, bucket) DO UPDATE SET orders = r.orders + EXCLUDED.orders,
+        settled_sales_fen = r.settled_sales_fen + EXCLUDED.settled_sales_fen
+    RETURNING 1
+), f AS (
+    INSERT INTO direct_buyers AS d (promoter_id, buyer_id, first_paid_at)
+    SELECT u.* FROM unnest($36::text[], $37::text[], $38::timestamptz[]) AS u
+    WHERE (SELECT count(*) FROM r) >= 0
+    ON CONFLICT (promoter_id, buyer_id) DO UPDATE SET first_paid_at = EXCLUDED.first_paid_at
+    WHERE d.first_paid_at > EXCLUDED.first_paid_at
+    RETURNING 1
+), b AS (
+    INSERT INTO balances (promoter_id, frozen_fen, available_fen, reserved_fen, withdrawn_fen, reversed_fen)
+    SELECT u.* FROM unnest($39::text[], $40::bigint[], $41::bigint[], $42::bigint[], $43::bigint[], $44::bigint[]) AS u
+    WHERE (SELECT count(*) FROM f) >= 0
+    ON CONFLICT (promoter_id) DO UPDATE SET
+        frozen_fen = balances.frozen_fen + EXCLUDED.frozen_fen,
+        available_fen = balances.available_fen + EXCLUDED.available_fen,
+        reserved_fen = balances.reserved_fen + EXCLUDED.reserved_fen,
+        withdrawn_fen = balances.withdrawn_fen + EXCLUDED.withdrawn_fen,
+        reversed_fen = balances.reversed_fen + EXCLUDED.reversed_fen,
+        updated_at = now()
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM b)"""
 
 
-async def write_new_accruals(conn: asyncpg.Connection, states: list[tuple[AccrualState, uuid.UUID]]) -> None:
-    """COPY the accruals created in this batch, in their end-of-batch state."""
-    if not states:
-        return
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    return [list(c) for c in zip(*rows)] if rows else [[] for _ in range(width)]
+
+
+async def write_batch(conn: asyncpg.Connection, orders: list[tuple[str, str, datetime]],
+                      accruals: list[tuple[AccrualState, uuid.UUID]], skips: list[tuple],
+                      buckets: dict[tuple[str, int], list[int]], firsts: dict[tuple[str, str], datetime],
+                      batch_deltas: Deltas) -> None:
+    """What a batch adds, in one round trip: paid orders, new accruals (in their end-of-batch
+    state), skips, (promoter, epoch) record buckets added to, first purchases per direct buyer
+    (the earliest wins), and each promoter's summed balance delta (in promoter order)."""
     recs = []
-    for st, event_id in states:
+    for st, event_id in accruals:
         a = st.accrual
         assert a is not None
         recs.append((a.accrual_id, a.order_id, a.line_id, a.level, a.beneficiary_id, a.buyer_id, a.product_id, a.base_fen,
                      a.quantity, a.rate_bp, a.fixed_fen_per_unit, a.amount_fen, st.reversed_fen, st.line_refunded_fen,
                      st.settled_fen, st.settled_at, a.plan_version, a.tier, a.freeze_days, a.unfreeze, a.paid_at, event_id))
-    await conn.copy_records_to_table("accruals", records=recs, columns=ACCRUAL_COLUMNS)
+    bkeys = sorted(buckets)
+    fkeys = sorted(firsts)
+    deltas = batch_deltas.items() if batch_deltas else {}
+    ids = sorted(deltas)
+    await conn.fetchval(
+        _WRITE_BATCH,
+        *_columns(orders, 3), *_columns(recs, 22), *_columns(skips, 6),
+        [k[0] for k in bkeys], [k[1] for k in bkeys], [buckets[k][0] for k in bkeys], [buckets[k][1] for k in bkeys],
+        [k[0] for k in fkeys], [k[1] for k in fkeys], [firsts[k] for k in fkeys],
+        ids, *_columns([deltas[i].as_tuple() for i in ids], 5))
 
 
 async def update_accruals(conn: asyncpg.Connection, states: list[AccrualState]) -> None:
@@ -246,12 +305,6 @@ async def update_accruals(conn: asyncpg.Connection, states: list[AccrualState]) 
            WHERE a.accrual_id = u.id""",
         [s.accrual_id for s in states], [s.reversed_fen for s in states], [s.line_refunded_fen for s in states],
         [s.settled_fen for s in states], [s.settled_at for s in states])
-
-
-async def write_skips(conn: asyncpg.Connection, rows: list[tuple[str, str | None, str, str, str, datetime]]) -> None:
-    if rows:
-        await conn.copy_records_to_table("accrual_skips", records=rows,
-                                         columns=["order_id", "line_id", "beneficiary_id", "level", "reason", "paid_at"])
 
 
 async def write_refunds_applied(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> None:
@@ -294,33 +347,6 @@ async def write_records(conn: asyncpg.Connection, records: dict[str, PromoterRec
                settled_sales_fen = EXCLUDED.settled_sales_fen""",
         ids, [records[i].orders for i in ids], [records[i].direct_buyers for i in ids],
         [records[i].settled_sales_fen for i in ids])
-
-
-async def add_to_record_buckets(conn: asyncpg.Connection, buckets: dict[tuple[str, int], list[int]]) -> None:
-    """Add (never overwrite) each promoter's orders and settled sales of an epoch: several workers
-    count into the same rows."""
-    if not buckets:
-        return
-    keys = sorted(buckets)
-    await conn.execute(
-        """INSERT INTO promoter_record_buckets AS r (promoter_id, bucket, orders, settled_sales_fen)
-           SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[])
-           ON CONFLICT (promoter_id, bucket) DO UPDATE SET orders = r.orders + EXCLUDED.orders,
-               settled_sales_fen = r.settled_sales_fen + EXCLUDED.settled_sales_fen""",
-        [k[0] for k in keys], [k[1] for k in keys], [buckets[k][0] for k in keys], [buckets[k][1] for k in keys])
-
-
-async def write_first_pairs(conn: asyncpg.Connection, firsts: dict[tuple[str, str], datetime]) -> None:
-    """Direct buyers with their first purchase through the promoter (the earliest paid_at wins)."""
-    if not firsts:
-        return
-    keys = sorted(firsts)
-    await conn.execute(
-        """INSERT INTO direct_buyers AS d (promoter_id, buyer_id, first_paid_at)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
-           ON CONFLICT (promoter_id, buyer_id) DO UPDATE SET first_paid_at = EXCLUDED.first_paid_at
-           WHERE d.first_paid_at > EXCLUDED.first_paid_at""",
-        [k[0] for k in keys], [k[1] for k in keys], [firsts[k] for k in keys])
 
 
 async def records_before(conn: asyncpg.Connection, promoters: list[str], epochs: list[int],
@@ -370,27 +396,6 @@ async def write_pairs(conn: asyncpg.Connection, pairs: list[tuple[str, str]]) ->
         await conn.execute(
             "INSERT INTO direct_buyers SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
             [p[0] for p in pairs], [p[1] for p in pairs])
-
-
-async def add_to_balances(conn: asyncpg.Connection, batch_deltas: Deltas) -> None:
-    """One upsert for the whole batch: each promoter's columns move by the batch's summed delta
-    (in promoter order, the lock order every writer of balances follows)."""
-    if not batch_deltas:
-        return
-    deltas = batch_deltas.items()
-    ids = sorted(deltas)
-    cols = list(zip(*(deltas[i].as_tuple() for i in ids)))
-    await conn.execute(
-        """INSERT INTO balances (promoter_id, frozen_fen, available_fen, reserved_fen, withdrawn_fen, reversed_fen)
-           SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-           ON CONFLICT (promoter_id) DO UPDATE SET
-               frozen_fen = balances.frozen_fen + EXCLUDED.frozen_fen,
-               available_fen = balances.available_fen + EXCLUDED.available_fen,
-               reserved_fen = balances.reserved_fen + EXCLUDED.reserved_fen,
-               withdrawn_fen = balances.withdrawn_fen + EXCLUDED.withdrawn_fen,
-               reversed_fen = balances.reversed_fen + EXCLUDED.reversed_fen,
-               updated_at = now()""",
-        ids, *[list(c) for c in cols])
 
 
 async def notify_due(conn: asyncpg.Connection, channel: str) -> None:
