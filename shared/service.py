@@ -61,7 +61,7 @@ class ServiceSpec:
     #: `error_body(exc)`; by default the status is the class's `status` attribute (422 without one)
     error_root: type[Exception] | None = None
     error_status: Callable[[Exception], int] = lambda exc: status_of(exc)
-    title: str = ""
+    title: str = ""                  # OpenAPI title; default "fenxiao <service>"
     schema: str | None = None        # defaults to `service`; tests use a fresh one
     #: (path regex, bytes): body limits of routes that take more than the default 64 KiB
     body_limits: Sequence[tuple[str, int]] = ()

@@ -98,7 +98,6 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
         background=(settlement_scheduler, release_held),
         on_start=(provide_clock, plans_from_log),
         error_root=CommissionError,
-        title="fenxiao commission",
         schema=schema,
     )
     return build_app(spec, settings)

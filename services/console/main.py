@@ -73,7 +73,6 @@ def create_app(settings: ConsoleSettings | None = None, *, schema: str | None = 
         projections=(lambda rt: OverviewProjection(ZoneInfo(settings.business_timezone)),),
         on_start=(start,),
         on_stop=(close_extra("backends"),),
-        title="fenxiao console",
         schema=schema,
     )
     app = build_app(spec, settings)

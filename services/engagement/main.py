@@ -57,7 +57,6 @@ def create_app(settings: EngagementSettings | None = None, *, schema: str | None
         on_start=[start],
         on_stop=[stop_hub, service.close_extra("http")],
         error_root=EngagementError,
-        title="fenxiao engagement",
         schema=schema,
     )
     return service.create_app(spec, settings)

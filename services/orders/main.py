@@ -82,7 +82,6 @@ def create_app(settings: OrdersSettings | None = None, *, schema: str | None = N
         on_stop=(service.close_extra("pay_calls"),),
         rate_limits={"order": ("30/min,10", "600/min,200")},
         error_root=OrdersError,
-        title="fenxiao orders",
         schema=schema,
     )
     return service.create_app(spec, settings)

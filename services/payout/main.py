@@ -61,7 +61,6 @@ def create_app(settings: PayoutSettings | None = None, *, schema: str | None = N
         on_stop=[service.close_extra("transfer_client")],
         error_root=PayoutError,
         rate_limits={"withdrawal": ("10/min,5", "120/min,40")},
-        title="fenxiao payout",
         schema=schema,
     )
     return service.create_app(spec, settings)

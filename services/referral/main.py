@@ -73,7 +73,6 @@ def create_app(settings: ReferralSettings | None = None, *, schema: str | None =
         # posters and products may carry an inline image (8 MB of base64)
         body_limits=[(r"^/v1/posters$", 9 * 1024 * 1024), (r"^/v1/admin/products/", 9 * 1024 * 1024)],
         rate_limits={"bind": ("20/min,10", "600/min,200"), "poster": ("20/min,10", "300/min,60")},
-        title="fenxiao referral",
         schema=schema,
     )
     return service.create_app(spec, settings)

@@ -29,7 +29,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import segno
 from fastapi import APIRouter, Request
@@ -161,25 +161,31 @@ def make_router(state: MiniProgramState) -> APIRouter:
             return None
         return data if isinstance(data, dict) else None
 
-    async def receive(request: Request, path: str, *, with_token: bool = True) -> tuple[Call, dict[str, Any] | JSONResponse]:
-        """Every call's prologue: record it, check its access_token (when the API takes one) and
-        that its body is a JSON object. Returns the call and its body, or WeChat's error answer."""
-        body = await _json(request)
-        call = Call({"path": path, "json": body})
-        if with_token:
-            call.rec["access_token"] = token = request.query_params.get("access_token")
-        state.requests.append(call.rec)
-        if with_token and (bad_token := state.token_error(token)):
-            return call, call.fail(*bad_token)
-        if body is None:
-            return call, call.fail(47001, "data format error")
-        return call, body
+    def api(path: str, *, with_token: bool = True):
+        """A WeChat API at `path`, with every call's prologue: record it, check its access_token
+        (when the API takes one) and that its body is a JSON object; the handler gets the call
+        and the body only when they pass, else WeChat's error is the answer."""
 
-    @router.post("/cgi-bin/stable_token")
-    async def stable_token(request: Request) -> JSONResponse:
-        call, body = await receive(request, "/cgi-bin/stable_token", with_token=False)
-        if isinstance(body, JSONResponse):
-            return body
+        def register(handle: Callable[[Call, dict[str, Any]], Awaitable[Response]]):
+            @router.post(path, name=handle.__name__)
+            async def receive(request: Request) -> Response:
+                body = await _json(request)
+                call = Call({"path": path, "json": body})
+                if with_token:
+                    call.rec["access_token"] = token = request.query_params.get("access_token")
+                state.requests.append(call.rec)
+                if with_token and (bad_token := state.token_error(token)):
+                    return call.fail(*bad_token)
+                if body is None:
+                    return call.fail(47001, "data format error")
+                return await handle(call, body)
+
+            return receive
+
+        return register
+
+    @api("/cgi-bin/stable_token", with_token=False)
+    async def stable_token(call: Call, body: dict[str, Any]) -> JSONResponse:
         fail = call.fail
         if body.get("grant_type") != "client_credential":
             return fail(40002, "invalid grant_type")
@@ -195,11 +201,8 @@ def make_router(state: MiniProgramState) -> APIRouter:
         call.rec["access_token"] = tok.value
         return JSONResponse({"access_token": tok.value, "expires_in": max(int(tok.expires_at - time.time()), 0)})
 
-    @router.post("/wxa/getwxacodeunlimit")
-    async def getwxacodeunlimit(request: Request) -> Response:
-        call, body = await receive(request, "/wxa/getwxacodeunlimit")
-        if isinstance(body, JSONResponse):
-            return body
+    @api("/wxa/getwxacodeunlimit")
+    async def getwxacodeunlimit(call: Call, body: dict[str, Any]) -> Response:
         fail, rec = call.fail, call.rec
         scene = body.get("scene")
         if not isinstance(scene, str) or not SCENE_RE.match(scene):
@@ -222,11 +225,8 @@ def make_router(state: MiniProgramState) -> APIRouter:
         rec["errcode"] = 0
         return Response(buf.getvalue(), media_type="image/png")
 
-    @router.post("/cgi-bin/message/subscribe/send")
-    async def subscribe_send(request: Request) -> JSONResponse:
-        call, body = await receive(request, "/cgi-bin/message/subscribe/send")
-        if isinstance(body, JSONResponse):
-            return body
+    @api("/cgi-bin/message/subscribe/send")
+    async def subscribe_send(call: Call, body: dict[str, Any]) -> JSONResponse:
         fail, rec = call.fail, call.rec
         touser = body.get("touser")
         if not isinstance(touser, str) or not OPENID_RE.match(touser):

@@ -87,6 +87,15 @@ async def by_hand(bootstrap: str, pool, projection: TallyProjection, *,
         await consumer.stop()
 
 
+async def take(consumer: AIOKafkaConsumer, n: int, timeout_ms: int = 2000) -> list:
+    """At least `n` records from the hand-driven consumer, in partition order."""
+    records: list = []
+    while len(records) < n:
+        got = await consumer.getmany(timeout_ms=timeout_ms)
+        records += [r for rs in got.values() for r in rs]
+    return records
+
+
 def make_app():
     """Built from the environment so tests can run it as a separate process."""
     topic, out = os.environ["TALLY_TOPIC"], os.environ["TALLY_OUT_TOPIC"]

@@ -21,7 +21,7 @@ from shared.projector import PARTITION_HALTED, LogHoleError, check_positions
 from shared.telemetry import CONSUMER_LAG
 from shared.topics import LogRetentionError, TopicSettings, ensure_topics
 from tests.conftest import create_topics, eventually
-from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection, by_hand
+from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection, by_hand, take
 from tests.integration.foundation.test_projector import ROOT, totals
 
 pytestmark = pytest.mark.integration
@@ -137,10 +137,7 @@ async def test_a_newer_version_halts_its_partition_and_unknown_fields_and_types_
     pool = await db.create_pool(infra["db"], fresh_schema)
     try:
         async with by_hand(infra["kafka"], pool, TallyProjection(topic, out)) as (consumer, projector, tp):
-            records = []
-            while len(records) < 5:
-                got = await consumer.getmany(timeout_ms=2000)
-                records += [r for rs in got.values() for r in rs]
+            records = await take(consumer, 5)
             await projector.handle(records)
             assert (await totals(infra["db"], fresh_schema))[:2] == (2, 3)  # amounts 1 and 2; not 40, not 300
             assert projector.positions[tp] == 3  # stopped at the newer event, not past it

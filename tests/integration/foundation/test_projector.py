@@ -20,7 +20,7 @@ from shared import db
 from shared.events import new_event
 from shared.projector import Projector
 from tests.conftest import create_topics, eventually
-from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection, by_hand
+from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection, by_hand, take
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -253,10 +253,7 @@ async def test_redelivered_and_duplicate_records_are_applied_once(infra, fresh_s
     await producer.stop()
     try:
         async with by_hand(infra["kafka"], pool, TallyProjection(topic, out)) as (consumer, projector, tp):
-            records = []
-            while len(records) < 2:
-                got = await consumer.getmany(timeout_ms=2000)
-                records += [r for rs in got.values() for r in rs]
+            records = await take(consumer, 2)
             await projector.handle(records[:1])
             await projector.handle(records[:1])   # redelivery of offset 0: dropped by position
             await projector.handle(records)        # offset 0 again + offset 1 (same event id): applied nothing new
