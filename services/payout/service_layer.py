@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable, Literal
 
 import asyncpg
@@ -19,7 +19,8 @@ from services.payout.domain.errors import (
     AlreadyDecidedError, IdempotencyKeyReusedError, InsufficientBalanceError, ReasonRequiredError,
     TransferNotConfiguredError, WithdrawalNotFoundError,
 )
-from services.payout.domain.policy import WithdrawalPolicy, check_request, needs_review, quote, check_real_name
+from services.payout.domain.policy import WithdrawalPolicy, after_tax, check_request, needs_review, quote, check_real_name
+from services.payout.domain.tax import Withheld, Withholding, withholding_on
 from services.payout.store import ledger as ledger_store
 from services.payout.store import withdrawals as wd
 from shared.contracts.payout import (
@@ -39,6 +40,15 @@ def _event(payload: EventPayload, w_id: uuid.UUID, step: str, *parts: object, at
     # deterministic ids: whatever path writes a step twice, consumers see it once
     return new_event(payload, event_id=derive_event_id(w_id, step, *parts), occurred_at=at,
                      correlation_id=derive_event_id(w_id, "requested"))
+
+
+async def withholding_for(conn: asyncpg.Connection, promoter_id: str, amount_fen: int, day: date) -> Withholding:
+    """The income tax a withdrawal of `amount_fen` requested on business day `day` withholds, after the
+    promoter's withdrawals of the year not returned (paid or in flight) and the tax withheld on each.
+    The request (under the promoter's balance lock) and the quote shown before it use this one function."""
+    rows = await wd.tax_basis(conn, promoter_id, date(day.year, 1, 1), day)
+    return withholding_on([Withheld(r["business_day"], r["amount_fen"], r["tax_withheld_fen"]) for r in rows],
+                          amount_fen, day)
 
 
 @dataclass(frozen=True)
@@ -71,13 +81,16 @@ async def request_withdrawal(conn: asyncpg.Connection, cmd: RequestWithdrawal, *
         day = rules.business_day(now, tz)
         usage = await wd.day_usage(conn, cmd.promoter_id, day)
         q = check_request(policy, cmd.amount_fen, cmd.real_name, balance["available_fen"] if balance else 0, usage)
+        # the tax is fixed now, under the lock: this promoter's earlier requests are all counted
+        q = after_tax(q, (await withholding_for(conn, cmd.promoter_id, q.amount_fen, day)).withheld_fen)
         if not await ledger_store.reserve(conn, cmd.promoter_id, q.amount_fen):
             raise InsufficientBalanceError("available balance is lower than the amount")
         w_id = uuid.uuid4()
         automatic = not needs_review(policy, q.amount_fen)
         row = await wd.insert(
             conn, withdrawal_id=w_id, promoter_id=cmd.promoter_id, idempotency_key=cmd.idempotency_key,
-            amount_fen=q.amount_fen, fee_fen=q.fee_fen, net_fen=q.net_fen, openid=cmd.openid,
+            amount_fen=q.amount_fen, fee_fen=q.fee_fen, net_fen=q.net_fen, tax_withheld_fen=q.tax_withheld_fen,
+            openid=cmd.openid,
             user_name_cipher=cipher, user_name_serial=serial,
             status="approved" if automatic else "pending_review", business_day=day, requested_at=now,
             automatic=automatic, decided_at=now if automatic else None,
@@ -85,14 +98,16 @@ async def request_withdrawal(conn: asyncpg.Connection, cmd: RequestWithdrawal, *
             next_check_at=now if automatic else None,
         )
         events = [_event(WithdrawalRequested(withdrawal_id=str(w_id), promoter_id=cmd.promoter_id,
-                                             amount_fen=q.amount_fen, fee_fen=q.fee_fen, requested_at=now),
+                                             amount_fen=q.amount_fen, fee_fen=q.fee_fen, requested_at=now,
+                                             tax_withheld_fen=q.tax_withheld_fen),
                          w_id, "requested", at=now)]
         if automatic:
             events.append(_event(WithdrawalApproved(withdrawal_id=str(w_id), promoter_id=cmd.promoter_id,
                                                     automatic=True, approved_at=now), w_id, "approved", at=now))
         await record_events(conn, PAYOUT_EVENTS, events)
     log.info("withdrawal_requested", withdrawal_id=str(w_id), promoter_id=cmd.promoter_id,
-             amount_fen=q.amount_fen, fee_fen=q.fee_fen, automatic=automatic)
+             amount_fen=q.amount_fen, fee_fen=q.fee_fen, tax_withheld_fen=q.tax_withheld_fen, net_fen=q.net_fen,
+             automatic=automatic)
     return row, True
 
 
@@ -190,7 +205,8 @@ async def apply_bill(conn: asyncpg.Connection, bill: dict[str, Any], *, mchid: s
             await ledger_store.pay(conn, promoter, w["amount_fen"])
             fields.update(status="paid", finished_at=now, next_check_at=None)
             events.append(_event(WithdrawalPaid(withdrawal_id=str(w_id), promoter_id=promoter, amount_fen=w["amount_fen"],
-                                                fee_fen=w["fee_fen"], out_bill_no=bill_no, paid_at=now),
+                                                fee_fen=w["fee_fen"], out_bill_no=bill_no, paid_at=now,
+                                                tax_withheld_fen=w["tax_withheld_fen"]),
                                  w_id, "paid", bill_no, at=now))
         elif outcome.kind == "released":
             await ledger_store.release(conn, promoter, w["amount_fen"])

@@ -66,8 +66,9 @@ def notice_for(p) -> Notice | None:
         return Notice(p.promoter_id, "withdrawal_changed", "请确认收款", "在小程序中确认后，提现到微信零钱",
                       None, p.created_at, "待确认", p.withdrawal_id)
     if isinstance(p, WithdrawalPaid):
-        return Notice(p.promoter_id, "withdrawal_changed", f"提现到账 {format_fen(p.amount_fen - p.fee_fen)}",
-                      "已转入微信零钱", p.amount_fen - p.fee_fen, p.paid_at, "已到账", p.withdrawal_id)
+        body = "已转入微信零钱" + (f"（代扣个人所得税 {format_fen(p.tax_withheld_fen)}）" if p.tax_withheld_fen else "")
+        return Notice(p.promoter_id, "withdrawal_changed", f"提现到账 {format_fen(p.transfer_fen)}",
+                      body, p.transfer_fen, p.paid_at, "已到账", p.withdrawal_id)
     if isinstance(p, WithdrawalReleased):
         return Notice(p.promoter_id, "withdrawal_changed", f"提现未完成 {format_fen(p.amount_fen)}",
                       f"{_RELEASE.get(p.reason, p.reason)}，金额已退回可提现余额", p.amount_fen, p.released_at,

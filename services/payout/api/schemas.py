@@ -47,6 +47,9 @@ class WithdrawalPublic(BaseModel):
     promoter_id: str
     amount_fen: int
     fee_fen: int
+    #: income tax withheld (docs/tax.md); the transfer is amount - fee - tax
+    tax_withheld_fen: int
+    #: what the WeChat transfer pays into the promoter's WeChat balance
     net_fen: int
     status: str
     requested_at: datetime
@@ -71,7 +74,7 @@ class WithdrawalPublic(BaseModel):
             confirm = ConfirmInfo(mchId=mchid, appId=appid, package=w["package_info"], openId=w["openid"])
         return cls(
             withdrawal_id=w["withdrawal_id"], promoter_id=w["promoter_id"], amount_fen=w["amount_fen"],
-            fee_fen=w["fee_fen"], net_fen=w["net_fen"], status=w["status"], requested_at=w["requested_at"],
+            fee_fen=w["fee_fen"], tax_withheld_fen=w["tax_withheld_fen"], net_fen=w["net_fen"], status=w["status"], requested_at=w["requested_at"],
             automatic=w["automatic"], decided_by=w["decided_by"], decided_at=w["decided_at"],
             reject_reason=w["reject_reason"], out_bill_no=w["out_bill_no"], transfer_bill_no=w["transfer_bill_no"],
             bill_state=w["bill_state"], fail_reason=w["fail_reason"], release_reason=w["release_reason"],

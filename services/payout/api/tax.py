@@ -8,9 +8,8 @@ import csv
 import hashlib
 import io
 import os
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.payout.api.deps import ConnDep, SettingsDep, utcnow
 from services.payout.domain import payee as rules
 from services.payout.domain import policy
-from services.payout.domain.tax import Payment, next_withholding, year_of_withholdings
+from services.payout.service_layer import withholding_for
 from services.payout.domain.withdrawal import business_day
 from services.payout.store import payee as store
 from fastapi import Depends
@@ -88,10 +87,13 @@ async def get_payee_identity(identity: CurrentIdentity, conn: ConnDep) -> PayeeI
 class TaxQuote(BaseModel):
     amount_fen: int
     fee_fen: int
+    #: amount - fee (before tax; kept for clients written before the tax was deducted)
     net_fen: int
     income_fen: int
     withheld_fen: int
     after_tax_fen: int
+    #: what the WeChat transfer will pay into the promoter's WeChat balance: amount - fee - withheld
+    transfer_fen: int
     months: int
     cumulative_income_fen: int
     cumulative_expense_fen: int
@@ -104,25 +106,20 @@ class TaxQuote(BaseModel):
     basis: str = "cumulative prepayment of labour remuneration, STA announcement 2025 No. 16"
 
 
-def _year_start(day: date, tz: str) -> datetime:
-    return datetime.combine(date(day.year, 1, 1), time(0), ZoneInfo(tz)).astimezone(timezone.utc)
-
-
 @router.get("/v1/promoters/me/tax-quote", response_model=TaxQuote)
 async def tax_quote(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep,
                     amount_fen: Annotated[int, Query(gt=0, le=10**12)]) -> TaxQuote:
-    """The tax a withdrawal of `amount_fen` now would withhold, after this year's earlier payments
-    (paid, and requested ones not returned), shown before the promoter confirms."""
-    now = utcnow()
-    tz = settings.business_timezone
-    today = business_day(now, tz)
-    rows = await store.payments(conn, [identity.user_id], _year_start(today, tz), now + timedelta(days=1), in_flight=True)
-    earlier = [Payment(business_day(r["paid_at"], tz), r["amount_fen"]) for r in rows]
-    w = next_withholding(earlier, amount_fen, today)
+    """The tax a withdrawal of `amount_fen` now would withhold, after this year's earlier withdrawals
+    (paid, and requested ones not returned, with the tax withheld on each), and what the transfer
+    would then pay: shown before the promoter confirms. A request made now withholds the same
+    (the same function, `service_layer.withholding_for`), unless another withdrawal lands in between."""
+    today = business_day(utcnow(), settings.business_timezone)
+    w = await withholding_for(conn, identity.user_id, amount_fen, today)
     q = policy.quote(settings.policy(), amount_fen)
     return TaxQuote(amount_fen=amount_fen, fee_fen=q.fee_fen, net_fen=q.net_fen, income_fen=w.income_fen,
-                    withheld_fen=w.withheld_fen, after_tax_fen=w.after_tax_fen, months=w.months,
-                    cumulative_income_fen=w.cumulative_income_fen, cumulative_expense_fen=int(w.cumulative_expense_fen),
+                    withheld_fen=w.withheld_fen, after_tax_fen=w.after_tax_fen, transfer_fen=q.net_fen - w.withheld_fen,
+                    months=w.months, cumulative_income_fen=w.cumulative_income_fen,
+                    cumulative_expense_fen=int(w.cumulative_expense_fen),
                     cumulative_basic_deduction_fen=w.cumulative_basic_deduction_fen, taxable_fen=int(w.taxable_fen),
                     rate_bp=w.rate_bp, quick_deduction_fen=w.quick_deduction_fen, cumulative_tax_fen=w.cumulative_tax_fen,
                     withheld_before_fen=w.withheld_before_fen)
@@ -133,28 +130,21 @@ REPORT_COLUMNS = ("promoter_id", "real_name", "id_number", "identity", "payments
 
 
 async def income_report(conn: Any, tz: str, start: date, end: date) -> list[dict[str, Any]]:
-    """Per person paid in [start, end) (business days): payments, income, tax withheld by the
-    cumulative method (computed over the person's payments of each year up to `end`)."""
-    since = _year_start(start, tz)
-    until = datetime.combine(end, time(0), ZoneInfo(tz)).astimezone(timezone.utc)
-    rows = await store.payments(conn, None, since, until)
+    """Per person paid in [start, end) (the withdrawals' business days): payments, income, and the tax
+    withheld on them as recorded when each was requested (the amount kept out of its transfer)."""
+    rows = await store.paid_in(conn, start, end)
     by_person: dict[str, list[Any]] = {}
     for r in rows:
         by_person.setdefault(r["promoter_id"], []).append(r)
     ids = await store.load_identities(conn, master_key(), list(by_person))
     out = []
     for pid, rs in sorted(by_person.items()):
-        pays = [Payment(business_day(r["paid_at"], tz), r["amount_fen"]) for r in rs]
-        ws = year_of_withholdings(pays)
-        inside = [(p, w) for p, w in zip(sorted(pays, key=lambda p: p.paid_on), ws) if start <= p.paid_on < end]
-        if not inside:
-            continue
         who = ids.get(pid)
         status = "missing" if who is None else ("erased" if who["real_name"] is None else "ok")
-        income = sum(p.income_fen for p, _ in inside)
-        withheld = sum(w.withheld_fen for _, w in inside)
+        income = sum(r["amount_fen"] for r in rs)
+        withheld = sum(r["tax_withheld_fen"] for r in rs)
         out.append({"promoter_id": pid, "real_name": (who or {}).get("real_name") or "", "id_number": (who or {}).get("id_number") or "",
-                    "identity": status, "payments": len(inside), "income_fen": income, "withheld_fen": withheld,
+                    "identity": status, "payments": len(rs), "income_fen": income, "withheld_fen": withheld,
                     "after_tax_fen": income - withheld, "income_yuan": f"{income / 100:.2f}", "withheld_yuan": f"{withheld / 100:.2f}"})
     return out
 

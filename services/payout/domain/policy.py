@@ -50,11 +50,14 @@ class WithdrawalPolicy:
 
 @dataclass(frozen=True)
 class Quote:
-    """What leaves the balance (`amount_fen`), what the merchant keeps, what is transferred."""
+    """What leaves the balance (`amount_fen`), what the merchant keeps (`fee_fen`), the income tax
+    withheld (`tax_withheld_fen`), and what is transferred to the WeChat balance (`net_fen`):
+    amount = fee + tax + net."""
 
     amount_fen: int
     fee_fen: int
     net_fen: int
+    tax_withheld_fen: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,17 @@ def quote(policy: WithdrawalPolicy, amount_fen: int) -> Quote:
     if net <= 0:
         raise NetNotPositiveError(f"the fee of {fee} fen leaves nothing to transfer")
     return Quote(amount_fen, fee, net)
+
+
+def after_tax(q: Quote, withheld_fen: int) -> Quote:
+    """The quote with the income tax withheld taken out of the transfer (the balance still moves by
+    the whole amount: the tax is part of the promoter's remuneration, paid to the tax authority)."""
+    if withheld_fen < 0:
+        raise ValueError("withheld tax is >= 0 fen")
+    net = q.amount_fen - q.fee_fen - withheld_fen
+    if net <= 0:
+        raise NetNotPositiveError(f"the fee of {q.fee_fen} fen and the tax of {withheld_fen} fen leave nothing to transfer")
+    return Quote(q.amount_fen, q.fee_fen, net, withheld_fen)
 
 
 def check_real_name(policy: WithdrawalPolicy, amount_fen: int, real_name: str | None) -> None:

@@ -130,3 +130,32 @@ def next_withholding(earlier: Iterable[Payment], income_fen: int, on: date) -> W
     if income_fen <= 0:
         raise ValueError("a payment is more than 0 fen")
     return year_of_withholdings([*earlier, Payment(on, income_fen)])[-1]
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """An earlier payment of this platform to the person: its date, income and the tax actually
+    withheld on it (what the formula's "tax already withheld" means)."""
+
+    paid_on: date
+    income_fen: int
+    withheld_fen: int
+
+
+def withholding_on(earlier: Iterable[Withheld], income_fen: int, on: date) -> Withholding:
+    """The withholding fixed on a payment of `income_fen` on `on` (the figure deducted from the
+    transfer and the one quoted before it), after the person's earlier payments with the tax really
+    withheld on each. The cumulation is the unbroken run of paid months of `on`'s year ending with
+    `on`'s month (as `year_of_withholdings`); payments after `on` are not counted. When every earlier
+    payment was withheld by this function, the results equal `year_of_withholdings`."""
+    if income_fen <= 0:
+        raise ValueError("a payment is more than 0 fen")
+    m = _month_index(on)
+    before = [e for e in earlier if e.paid_on <= on]
+    paid_months = {_month_index(e.paid_on) for e in before}
+    start = m
+    while start - 1 in paid_months and (start - 1) // 12 == m // 12:
+        start -= 1
+    run = [e for e in before if start <= _month_index(e.paid_on) <= m]
+    return withhold(income_fen, months=m - start + 1, income_before_fen=sum(e.income_fen for e in run),
+                    withheld_before_fen=sum(e.withheld_fen for e in run))

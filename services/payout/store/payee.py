@@ -1,7 +1,7 @@
 """SQL for payee identities, per-person keys, erasures and the payments tax is computed on."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -58,16 +58,12 @@ async def load_identities(conn: asyncpg.Connection, master: bytes, person_ids: l
     return out
 
 
-async def payments(conn: asyncpg.Connection, person_ids: list[str] | None, since: datetime, until: datetime,
-                   *, in_flight: bool = False) -> list[asyncpg.Record]:
-    """Paid withdrawals (labour remuneration paid) finished in [since, until), oldest first; with
-    `in_flight`, also those requested and not yet paid or returned (dated when requested)."""
-    statuses = ["paid"] + (["pending_review", "approved", "transferring"] if in_flight else [])
+async def paid_in(conn: asyncpg.Connection, start: date, end: date) -> list[asyncpg.Record]:
+    """Paid withdrawals (labour remuneration paid) of business days [start, end), with the tax withheld on each."""
     return await conn.fetch(
-        """SELECT withdrawal_id, promoter_id, amount_fen, status, coalesce(finished_at, requested_at) AS paid_at
-           FROM withdrawals WHERE status = ANY($1::text[]) AND ($2::text[] IS NULL OR promoter_id = ANY($2::text[]))
-             AND coalesce(finished_at, requested_at) >= $3 AND coalesce(finished_at, requested_at) < $4
-           ORDER BY coalesce(finished_at, requested_at), withdrawal_id""", statuses, person_ids, since, until)
+        """SELECT withdrawal_id, promoter_id, amount_fen, tax_withheld_fen, business_day FROM withdrawals
+           WHERE status = 'paid' AND business_day >= $1 AND business_day < $2
+           ORDER BY promoter_id, business_day, requested_at""", start, end)
 
 
 async def erase(conn: asyncpg.Connection, person_id: str, by: str, reason: str, at: datetime) -> dict[str, int]:

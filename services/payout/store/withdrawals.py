@@ -118,3 +118,13 @@ async def remember_notice(conn: asyncpg.Connection, *, notice_id: str, event_typ
 
 async def set_notice_outcome(conn: asyncpg.Connection, notice_id: str, outcome: str) -> None:
     await conn.execute("UPDATE transfer_notices SET outcome = $2 WHERE notice_id = $1", notice_id, outcome)
+
+
+async def tax_basis(conn: asyncpg.Connection, promoter_id: str, since: date, until: date) -> list[asyncpg.Record]:
+    """The promoter's withdrawals of business days [since, until] whose money did not come back (paid
+    or still in flight), with the tax withheld on each: what a new withholding is computed after."""
+    return await conn.fetch(
+        """SELECT business_day, amount_fen, tax_withheld_fen FROM withdrawals
+           WHERE promoter_id = $1 AND business_day >= $2 AND business_day <= $3 AND status <> ALL($4::text[])
+           ORDER BY business_day, requested_at""",
+        promoter_id, since, until, list(RETURNED_STATUSES))

@@ -8,7 +8,11 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, strategies as st
 
-from services.payout.domain.tax import BRACKETS, Payment, bracket, next_withholding, withhold, year_of_withholdings
+from services.payout.domain.errors import NetNotPositiveError
+from services.payout.domain.policy import WithdrawalPolicy, after_tax, quote
+from services.payout.domain.tax import (
+    BRACKETS, Payment, Withheld, bracket, next_withholding, withhold, withholding_on, year_of_withholdings,
+)
 
 Y = 100  # fen per yuan
 
@@ -86,3 +90,73 @@ def test_withholding_is_whole_fen_never_negative_and_adds_up_to_the_cumulative_t
     for w in ws:
         withheld = w.withheld_before_fen + w.withheld_fen
         assert withheld >= w.cumulative_tax_fen
+
+
+def _one_by_one(payments: list[Payment]) -> list[int]:
+    """Withhold each payment as the request path does: after the earlier ones and what was withheld on them."""
+    done: list[Withheld] = []
+    for p in sorted(payments, key=lambda p: p.paid_on):
+        w = withholding_on(done, p.income_fen, p.paid_on)
+        done.append(Withheld(p.paid_on, p.income_fen, w.withheld_fen))
+    return [d.withheld_fen for d in done]
+
+
+def test_withholding_at_each_request_follows_the_worked_example():
+    # Jan 10,000, Feb 20,000, Mar 50,000 yuan: 90, 330, 1,960 withheld, each fixed when requested
+    pays = [Payment(date(2026, 1, 20), 10_000 * Y), Payment(date(2026, 2, 20), 20_000 * Y), Payment(date(2026, 3, 20), 50_000 * Y)]
+    assert _one_by_one(pays) == [90 * Y, 330 * Y, 1_960 * Y]
+    # the tax already withheld is what was really withheld: had nothing been withheld in Jan and Feb
+    # (payments from before the deduction), March withholds the whole cumulative 2,380
+    unwithheld = [Withheld(date(2026, 1, 20), 10_000 * Y, 0), Withheld(date(2026, 2, 20), 20_000 * Y, 0)]
+    assert withholding_on(unwithheld, 50_000 * Y, date(2026, 3, 20)).withheld_fen == 2_380 * Y
+    # a gap month and a new year start new cumulations; later payments are not counted
+    assert withholding_on([Withheld(date(2026, 1, 5), 10_000 * Y, 90 * Y)], 10_000 * Y, date(2026, 3, 5)).months == 1
+    assert withholding_on([Withheld(date(2025, 12, 5), 10_000 * Y, 90 * Y)], 10_000 * Y, date(2026, 1, 5)).withheld_fen == 90 * Y
+    assert withholding_on([Withheld(date(2026, 4, 5), 90_000 * Y, 0)], 10_000 * Y, date(2026, 3, 5)).withheld_fen == 90 * Y
+    with pytest.raises(ValueError):
+        withholding_on([], 0, date(2026, 3, 5))
+
+
+@given(st.lists(st.tuples(st.integers(1, 12), st.integers(1, 28), st.integers(1, 30_000_000)), min_size=1, max_size=12))
+def test_withholding_at_each_request_equals_the_year_recomputed(rows):
+    payments = [Payment(date(2026, m, d), fen) for m, d, fen in rows]
+    assert _one_by_one(payments) == [w.withheld_fen for w in year_of_withholdings(payments)]
+
+
+def test_the_transfer_is_the_amount_less_fee_and_tax():
+    policy = WithdrawalPolicy(max_fen=10**9, fee_bp=100, fee_max_fen=500)
+    q = after_tax(quote(policy, 1_000_000), 9_000)     # 10,000 yuan: 5 yuan fee (capped), 90 yuan tax
+    assert (q.amount_fen, q.fee_fen, q.tax_withheld_fen, q.net_fen) == (1_000_000, 500, 9_000, 990_500)
+    assert after_tax(quote(policy, 200), 0).net_fen == 198
+    with pytest.raises(NetNotPositiveError):
+        after_tax(quote(policy, 200), 198)
+    with pytest.raises(ValueError):
+        after_tax(quote(policy, 200), -1)
+
+
+@given(st.integers(100, 10**9), st.integers(0, 9_999), st.integers(0, 10**6), st.lists(st.integers(1, 10**8), max_size=5))
+def test_fee_tax_and_transfer_add_up_to_the_amount(amount, fee_bp, fee_max, earlier):
+    policy = WithdrawalPolicy(max_fen=10**9, fee_bp=fee_bp, fee_max_fen=fee_max)
+    done = [Withheld(date(2026, 5, 1), fen, 0) for fen in earlier]
+    w = withholding_on(done, amount, date(2026, 5, 2))
+    try:
+        q = after_tax(quote(policy, amount), w.withheld_fen)
+    except NetNotPositiveError:
+        assert amount - min(amount * fee_bp // 10_000, fee_max) - w.withheld_fen <= 0
+        return
+    assert q.fee_fen + q.tax_withheld_fen + q.net_fen == q.amount_fen == amount and q.net_fen > 0
+
+
+def test_events_written_before_the_tax_field_read_as_nothing_withheld():
+    import json
+    from pathlib import Path
+
+    from shared.contracts.payout import WithdrawalPaid, WithdrawalRequested
+    from shared.events import Envelope, catalog
+
+    samples = Path(__file__).resolve().parents[2] / "contracts_samples"
+    for name, cls in (("WithdrawalPaid", WithdrawalPaid), ("WithdrawalRequested", WithdrawalRequested)):
+        raw = json.loads((samples / f"{name}.v1.json").read_text())
+        assert "tax_withheld_fen" not in raw["payload"]          # the frozen witness predates the field
+        p = catalog.payload(Envelope.model_validate(raw))
+        assert isinstance(p, cls) and p.tax_withheld_fen == 0 and p.transfer_fen == p.amount_fen - p.fee_fen
