@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from services.orders.api import admin, notify, orders, promoters
+from services.orders.api import admin, erasure, notify, orders, promoters
 from services.orders.clock import Clock, system_clock
 from services.orders.domain.errors import OrdersError
 from services.orders.domain.rules import Merchant
@@ -75,7 +75,7 @@ def create_app(settings: OrdersSettings | None = None, *, schema: str | None = N
     spec = service.ServiceSpec(
         service="orders",
         migrations=MIGRATIONS,
-        routers=(orders.router, notify.router, promoters.router, admin.router),
+        routers=(orders.router, notify.router, promoters.router, admin.router, erasure.router),
         projections=(lambda rt: PromoterCodes(),),
         background=(sweeper, service.run_extra("pay"), reconcile_scheduler),
         on_start=(wire,),
