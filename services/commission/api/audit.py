@@ -1,15 +1,20 @@
-"""Audit routes (as-of: any operator role; the simulator: plan_admin or auditor): time travel and the plan simulator over the log. Read-only; nothing here
-touches the live tables or publishes."""
+"""Audit routes (as-of: any operator role; the simulator: plan_admin or auditor; the compliance report:
+auditor): time travel, the plan simulator and the compliance report over the log. Read-only; nothing
+here touches the live tables or publishes."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aiokafka import TopicPartition
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.commission.audit import compliance
 from services.commission.audit.asof import as_json, as_of
+from services.commission.audit.rederive import Published
 from services.commission.audit.simulate import load_source, simulate
 from services.commission.domain.plan import parse_plan
 from fastapi import Depends
@@ -55,3 +60,40 @@ async def simulate_plan(body: SimulationRequest, request: Request,
     src = await load_source(rt.settings.kafka_bootstrap_servers, until=end, origin=origin)
     epoch = getattr(rt.settings, "tier_epoch_s", None)
     return simulate(src, draft, start, end, tier_epoch=timedelta(seconds=epoch) if epoch else None).as_json(body.top)
+
+
+async def _origin(request: Request) -> dict[TopicPartition, int]:
+    async with request.app.state.runtime.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT topic, partition, from_offset FROM replay_origin")
+    return {TopicPartition(r["topic"], r["partition"]): r["from_offset"] for r in rows}
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    return t if t is None or t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+@audit.get("/compliance-report", response_class=Response,
+           responses={200: {"content": {"text/html": {}, "text/csv": {}},
+                            "description": "the report; `X-Compliance-Result: pass|fail`"}})
+async def compliance_report(request: Request, _: Annotated[Identity, Depends(require_role(Role.AUDITOR))],
+                            from_: Annotated[datetime | None, Query(alias="from", description="orders paid (refunds made) at or after (ISO 8601)")] = None,
+                            to: Annotated[datetime | None, Query(description="... and before; teams: bindings in force then")] = None,
+                            format: Annotated[Literal["html", "csv", "teams.csv"], Query(description="the readable report, the checks as CSV, or the teams as CSV")] = "html",
+                            top: Annotated[int, Query(ge=1, le=1000)] = 10) -> Response:
+    """The compliance report of a period (the CLI's `compliance`): levels paid, commission share per
+    line, payments backed by paid orders, no reward for recruitment, refunds reversed, largest teams.
+    The answer is 200 whatever the verdict; `X-Compliance-Result` says pass or fail."""
+    start, end = _utc(from_), _utc(to)
+    if start is not None and end is not None and start >= end:
+        raise HTTPException(status_code=422, detail={"code": "empty_period", "message": "`from` must be before `to`"})
+    pub = Published()
+    src = await load_source(request.app.state.runtime.settings.kafka_bootstrap_servers, published=pub,
+                            origin=await _origin(request))
+    report = await asyncio.to_thread(compliance.check, src, pub, (start, end), top=top)
+    verdict = {"X-Compliance-Result": "pass" if report.passed else "fail"}
+    if format == "html":
+        return Response(compliance.html_report(report), media_type="text/html; charset=utf-8", headers=verdict)
+    body = compliance.checks_csv(report) if format == "csv" else compliance.teams_csv(report)
+    name = "compliance.csv" if format == "csv" else "teams.csv"
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={**verdict, "Content-Disposition": f'attachment; filename="{name}"'})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -249,23 +250,35 @@ def text(r: Report, out: Any) -> None:
         print(f"    {t.promoter_id}: {t.size} people, {t.depth} levels{'  <- threshold' if t.at_threshold else ''}", file=out)
 
 
+def checks_csv(r: Report) -> str:
+    """compliance.csv: one row per check, then one per finding."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["check", "result", "value", "finding"])
+    for c in r.checks:
+        w.writerow([c.name, "pass" if c.passed else "fail", c.value, ""])
+        for x in c.findings:
+            w.writerow([c.name, "finding", "", x])
+    return buf.getvalue()
+
+
+def teams_csv(r: Report) -> str:
+    """teams.csv: the largest teams by size and by depth."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["ranking", "promoter_id", "team_size", "team_depth", "at_threshold"])
+    for name, rows in (("by_size", r.teams_by_size), ("by_depth", r.teams_by_depth)):
+        for t in rows:
+            w.writerow([name, t.promoter_id, t.size, t.depth, t.at_threshold])
+    return buf.getvalue()
+
+
 def write(r: Report, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "compliance.csv", out_dir / "teams.csv", out_dir / "compliance.html"]
-    with paths[0].open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["check", "result", "value", "finding"])
-        for c in r.checks:
-            w.writerow([c.name, "pass" if c.passed else "fail", c.value, ""])
-            for x in c.findings:
-                w.writerow([c.name, "finding", "", x])
-    with paths[1].open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["ranking", "promoter_id", "team_size", "team_depth", "at_threshold"])
-        for name, rows in (("by_size", r.teams_by_size), ("by_depth", r.teams_by_depth)):
-            for t in rows:
-                w.writerow([name, t.promoter_id, t.size, t.depth, t.at_threshold])
-    paths[2].write_text(html_report(r), encoding="utf-8")
+    for path, text_ in zip(paths, (checks_csv(r), teams_csv(r), html_report(r))):
+        with path.open("w", newline="", encoding="utf-8") as f:
+            f.write(text_)
     return paths
 
 

@@ -1,6 +1,7 @@
 """审计: run the commission and payout audit replays (the services' own commands, as
-subprocesses with their schemas), show what they printed and download it; the operators'
-recent actions (the console's own events)."""
+subprocesses with their schemas), show what they printed and download it; the compliance report of a
+period (commission's `GET /v1/admin/compliance-report`, auditors); the operators' recent actions (the
+console's own events)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from services.console.api.actions import back
-from services.console.api.deps import FormOperatorDep, OperatorDep, RuntimeDep, now_of, record_action, render
+from services.console.api.deps import FormOperatorDep, OperatorDep, RuntimeDep, backends, now_of, record_action, render
+from services.console.clients.backends import Reply
 from services.console.domain.roles import PermissionDenied, can
 from services.console.store import audit as store
 
@@ -77,3 +79,40 @@ async def report(rt: RuntimeDep, op: OperatorDep, run_id: uuid.UUID):
             f"finished at {r['finished_at'].isoformat() if r['finished_at'] else '-'}\nexit code {r['exit_code']}\n\n")
     return PlainTextResponse(head + (r["output"] or ""), headers={
         "Content-Disposition": f'attachment; filename="audit-{r["kind"]}-{run_id}.txt"'})
+
+
+def _day_start(day: str) -> str | None:
+    """A form's date (YYYY-MM-DD) as the start of that day in China time; None when empty."""
+    from datetime import date
+
+    return f"{date.fromisoformat(day).isoformat()}T00:00:00+08:00" if day else None
+
+
+@router.get("/audit/compliance")
+async def compliance_report(rt: RuntimeDep, op: OperatorDep, start: str = "", end: str = "", format: str = "html"):
+    """The compliance report of a period (orders paid from `start` to the day before `end`), as HTML
+    or CSV, fetched from commission with the operator's own identity (commission checks the role again)."""
+    if not can(op.role, "compliance.report"):
+        await record_action(rt, operator=op.username, role=op.role, action="compliance.report", outcome="refused",
+                            detail={"why": "role_not_allowed"})
+        raise PermissionDenied(op.role, "compliance.report")
+    if format not in ("html", "csv", "teams.csv"):
+        return back("/audit", error="未知的格式")
+    try:
+        params = {"from": _day_start(start), "to": _day_start(end), "format": format}
+    except ValueError:
+        return back("/audit", error="日期格式应为 YYYY-MM-DD")
+    r = await backends(rt).fetch("commission", "/v1/admin/compliance-report", username=op.username, role=op.role,
+                                 params=params)
+    if isinstance(r, Reply) or r.status_code != 200:
+        message = r.message if isinstance(r, Reply) else f"HTTP {r.status_code}: {r.text[:200]}"
+        await record_action(rt, operator=op.username, role=op.role, action="compliance.report", outcome="failed",
+                            detail={"message": message[:300]})
+        return back("/audit", error=f"合规报告：{message}")
+    verdict = r.headers.get("x-compliance-result", "")
+    await record_action(rt, operator=op.username, role=op.role, action="compliance.report", target=f"{start}..{end}",
+                        detail={"format": format, "result": verdict})
+    headers = {"X-Compliance-Result": verdict}
+    if format != "html":
+        headers["Content-Disposition"] = f'attachment; filename="compliance-{start or "start"}-{end or "end"}-{format}"'
+    return Response(r.content, media_type=r.headers.get("content-type", "text/html"), headers=headers)

@@ -65,6 +65,15 @@ class Backends:
             body = {"code": f"http_{r.status_code}", "message": r.text[:300]}
         return Reply(r.status_code, body)
 
+    async def fetch(self, service: str, path: str, *, username: str, role: str,
+                    params: dict[str, Any] | None = None) -> httpx.Response | Reply:
+        """A GET whose answer is a document (HTML, CSV), passed on as it came; a Reply when unreachable."""
+        params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        try:
+            return await self.clients[service].get(path, params=params, headers=self.identity(username, role, service))
+        except httpx.HTTPError as exc:
+            return Reply(503, {"code": "backend_unreachable", "message": f"{service}: {type(exc).__name__} {exc}"})
+
     async def aclose(self) -> None:
         for c in self.clients.values():
             await c.aclose()

@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "withdrawal.decide": frozenset({"finance"}),
     "withdrawals.export": frozenset({"finance", "auditor"}),
     "audit.run": frozenset({"auditor", "finance"}),
+    "compliance.report": frozenset({"auditor"}),
 }
 
 

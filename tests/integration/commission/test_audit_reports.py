@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, dbc, tmp_path):
     start = now()
-    async with running_app(create_app(settings(**NO_EPOCH_BOUNDARY), schema=schema)) as client:
+    app = create_app(settings(**NO_EPOCH_BOUNDARY), schema=schema)
+    async with running_app(app) as client:
         people = await play_history(client, feed, dbc, ids)
         end = now() + timedelta(seconds=1)
         b = people["b"]
@@ -57,6 +58,27 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
         assert (await client.post("/v1/admin/plan/simulate", json={"plan": draft, "from": start.isoformat(), "to": end.isoformat()},
                                   headers=who(b))).status_code == 403
 
+        # the compliance report over HTTP, for auditors: HTML, the checks as CSV, the teams as CSV
+        period = {"from": start.isoformat(), "to": end.isoformat()}
+        r = await client.get("/v1/admin/compliance-report", params=period, headers=who("aud", "auditor"))
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), r.text
+        assert r.headers["x-compliance-result"] == "pass" and "Overall: <b>PASS</b>" in r.text
+        r = await client.get("/v1/admin/compliance-report", params={**period, "format": "csv"}, headers=who("aud", "auditor"))
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv"), r.text
+        assert [x["result"] for x in csv.DictReader(r.text.splitlines()) if x["result"] != "finding"] == ["pass"] * 5
+        r = await client.get("/v1/admin/compliance-report", params={**period, "format": "teams.csv"}, headers=who("aud", "auditor"))
+        team = next(t for t in csv.DictReader(r.text.splitlines()) if t["promoter_id"] == people["a"] and t["ranking"] == "by_size")
+        assert (int(team["team_size"]), int(team["team_depth"])) == (4, 2)
+        for refused in (who("op", "plan_admin"), who("op", "operator"), who(b)):
+            r = await client.get("/v1/admin/compliance-report", params=period, headers=refused)
+            assert r.status_code == 403, r.text
+        r = await client.get("/v1/admin/compliance-report", params={"from": end.isoformat(), "to": start.isoformat()},
+                             headers=who("aud", "auditor"))
+        assert r.status_code == 422 and r.json()["detail"]["code"] == "empty_period", r.text
+
+        # and from the console's audit page: an auditor gets commission's report, a finance operator is refused
+        await console_fetches_the_report(infra, app, start, end)
+
     out = tmp_path / "report"
     done = subprocess.run([sys.executable, "-m", "services.commission.audit", "compliance", "--from", start.isoformat(),
                            "--to", end.isoformat(), "--out", str(out), "--quiet", "--schema", schema], cwd=ROOT, env={**os.environ, **ENV},
@@ -75,6 +97,45 @@ async def test_simulate_a_draft_and_report_compliance(infra, schema, feed, ids, 
                           env={**os.environ, **ENV}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"  {b}: current {row['current_fen']}, draft {row['draft_fen']}" in done.stdout
+
+
+async def console_fetches_the_report(infra, commission_app, start, end) -> None:
+    import re
+    import uuid
+
+    import httpx
+
+    from services.console.main import create_app as console_app
+    from services.console.settings import ConsoleSettings
+    from shared.db import drop_schema
+
+    pw = "pass-word-1"
+    console_schema = "t_" + uuid.uuid4().hex[:12]
+    cs = ConsoleSettings(bootstrap_operators=f"aud:auditor:{pw};fin:finance:{pw}", referral_url="http://127.0.0.1:9",
+                         commission_url="http://commission", payout_url="http://127.0.0.1:9", backend_timeout_s=30)
+    try:
+        app = console_app(cs, schema=console_schema, backend_transport=httpx.ASGITransport(app=commission_app))
+        async with running_app(app) as console:
+            async def login(user: str) -> None:
+                console.cookies.clear()
+                page = await console.get("/login")
+                token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+                r = await console.post("/login", data={"username": user, "password": pw, "csrf_token": token, "next": "/audit"})
+                assert r.status_code == 303, r.text
+
+            period = {"start": (start - timedelta(days=1)).date().isoformat(), "end": (end + timedelta(days=1)).date().isoformat()}
+            await login("aud")
+            page = await console.get("/audit")
+            assert 'action="/audit/compliance"' in page.text
+            r = await console.get("/audit/compliance", params=period)
+            assert r.status_code == 200 and "Overall: <b>PASS</b>" in r.text, r.text[:500]
+            r = await console.get("/audit/compliance", params={**period, "format": "csv"})
+            assert r.status_code == 200 and r.text.startswith("check,result,value,finding"), r.text[:300]
+            await login("fin")
+            r = await console.get("/audit/compliance", params=period)
+            assert r.status_code == 403
+    finally:
+        await drop_schema(infra["db"], console_schema)
 
 
 def _write(tmp_path: Path, plan: dict) -> Path:
