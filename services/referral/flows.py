@@ -20,12 +20,14 @@ from services.referral.store import arrivals as arrivals_store
 from services.referral.store import bindings as bindings_store
 from services.referral.store import merchant as merchant_store
 from services.referral.store import orders as orders_store
+from services.referral.store import person_keys
 from services.referral.store import promoters as promoters_store
 from services.referral.store import users as users_store
 from shared.contracts.referral import (
     BindingRefused, PromoterApplicationDecided, PromoterApplicationSubmitted, PromoterEnrolled, PromoterLinkVisited,
     PromoterStatusChanged, ReferralBound, ReferralTakenOver,
 )
+from shared.display import mask_nickname
 from shared.events import Envelope, new_event
 
 
@@ -49,8 +51,11 @@ async def enrol(conn: asyncpg.Connection, user_id: str, enrolled_by: EnrolledBy,
     if not await promoters_store.insert(conn, promoter):
         raise errors.AlreadyPromoterError("already a promoter")
     user = await users_store.get(conn, user_id)
-    evt = PromoterEnrolled(promoter_id=user_id, promoter_code=promoter.code, enrolled_by=enrolled_by,
-                           nickname=user.nickname if user else None, enrolled_at=now)
+    nickname = user.nickname if user else None
+    # personal fields go into the log sealed with the person's key (shredded on erasure)
+    evt = PromoterEnrolled(promoter_id=user_id, promoter_code=promoter.code, enrolled_by=enrolled_by, enrolled_at=now,
+                           nickname_sealed=await person_keys.seal(conn, user_id, "nickname", nickname),
+                           nickname_masked=mask_nickname(nickname) if nickname else None)
     return promoter, [new_event(evt, event_id=event_id, occurred_at=now, cause=cause)]
 
 
@@ -75,7 +80,8 @@ async def submit_application(conn: asyncpg.Connection, user_id: str, note: str |
                                        await promoters_store.application(conn, user_id), user_id, note, now)
     await users_store.touch(conn, user_id, now)
     await promoters_store.save_application(conn, app)
-    evt = PromoterApplicationSubmitted(user_id=user_id, submitted_at=now, note=note)
+    evt = PromoterApplicationSubmitted(user_id=user_id, submitted_at=now,
+                                       note_sealed=await person_keys.seal(conn, user_id, "note", note))
     return app, [new_event(evt, occurred_at=now)]
 
 

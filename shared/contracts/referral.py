@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.events import EventPayload, register
+from shared.display import mask_nickname
+from shared.events import EventPayload, catalog, register
 
 BindingSource = Literal["poster", "link", "qr", "operator"]  # operator: changed by an operator with a reason
 BindingMode = Literal["first_touch", "first_touch_window", "new_users_only", "last_touch"]
@@ -14,13 +15,31 @@ BindingMode = Literal["first_touch", "first_touch_window", "new_users_only", "la
 
 @register
 class PromoterEnrolled(EventPayload):
+    """v2: the nickname is sealed with the person's key, which only referral holds (crypto-shredding:
+    erasing the person shreds the key and the log's copy becomes unreadable, docs/audit.md). Other
+    services show `nickname_masked`, what every user is shown of another (first character, stars)."""
+
     event_type = "PromoterEnrolled"
+    version = 2
     key_field = "promoter_id"
     promoter_id: str
     promoter_code: str = Field(max_length=32)
     enrolled_by: Literal["everyone", "first_order", "spend_threshold", "application", "operator"]
-    nickname: str | None = None
     enrolled_at: datetime
+    #: the nickname sealed with the person's key (shared.shredding.seal_text, field "nickname"): base64 of
+    #: nonce and AES-256-GCM ciphertext; None when the mini-program passed none
+    nickname_sealed: str | None = Field(None, max_length=512)
+    #: what the boards show: 张三丰 -> 张** (shared.display.mask_nickname); None without a nickname
+    nickname_masked: str | None = Field(None, max_length=128)
+    #: only in events written as v1 (in clear, before crypto-shredding); a v2 producer never sets it
+    nickname: str | None = None
+
+
+@catalog.upcaster("PromoterEnrolled", 1)
+def _enrolled_v1_to_v2(data: dict) -> dict:
+    """v1 carried the nickname in clear: kept as it was (the log cannot be rewritten), masked for display."""
+    nick = data.get("nickname")
+    return {**data, "nickname_masked": mask_nickname(nick) if nick else None}
 
 
 @register
@@ -39,11 +58,22 @@ class PromoterStatusChanged(EventPayload):
 
 @register
 class PromoterApplicationSubmitted(EventPayload):
+    """v2: the applicant's free-text note is sealed with their key (it may say anything about them)."""
+
     event_type = "PromoterApplicationSubmitted"
+    version = 2
     key_field = "user_id"
     user_id: str
     submitted_at: datetime
+    #: the note sealed with the person's key (field "note"); None without a note
+    note_sealed: str | None = Field(None, max_length=4096)
+    #: only in events written as v1 (in clear); a v2 producer never sets it
     note: str | None = None
+
+
+@catalog.upcaster("PromoterApplicationSubmitted", 1)
+def _application_v1_to_v2(data: dict) -> dict:
+    return dict(data)
 
 
 @register

@@ -20,6 +20,7 @@ from shared.contracts.engagement import HonourAwarded, PerkGranted
 from shared.contracts.orders import OrderPaid
 from shared.contracts.payout import WithdrawalPaid
 from shared.contracts.referral import PromoterEnrolled, PromoterLinkVisited, PromoterShareMade, ReferralBound, ReferralTakenOver
+from shared.display import mask_nickname
 from shared.events import Envelope, derive_event_id, new_event
 from shared.projector import Batch
 from shared.topics import COMMISSION_EVENTS, ENGAGEMENT_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
@@ -93,7 +94,8 @@ class ActivityProjection:
             elif isinstance(p, OrderPaid):
                 lines += [(p.order_id, line.line_id, line.product_id) for line in p.lines]
             elif isinstance(p, PromoterEnrolled):
-                await facts.set_nickname(conn, p.promoter_id, p.nickname)
+                # only the masked form: the full nickname is sealed with a key engagement does not hold
+                await facts.set_nickname(conn, p.promoter_id, p.nickname_masked or (mask_nickname(p.nickname) if p.nickname else None))
             elif isinstance(p, (ReferralBound, ReferralTakenOver)):
                 steps.append((env.event_id, p.promoter_id, "bind", p.source, p.product_id, p.customer_id, p.bound_at))
             elif isinstance(p, PromoterLinkVisited):

@@ -58,8 +58,11 @@ async def add_channel_steps(conn: asyncpg.Connection, rows: list[tuple]) -> None
 
 
 async def set_nickname(conn: asyncpg.Connection, promoter_id: str, nickname: str | None) -> None:
+    """The (masked) nickname the boards show; never again for a person erased here (a replay of the
+    log must not bring it back)."""
     await conn.execute(
-        """INSERT INTO promoters (promoter_id, nickname) VALUES ($1, $2)
+        """INSERT INTO promoters (promoter_id, nickname)
+           VALUES ($1, CASE WHEN EXISTS (SELECT 1 FROM personal_data_erasures WHERE person_id = $1) THEN NULL ELSE $2 END)
            ON CONFLICT (promoter_id) DO UPDATE SET nickname = COALESCE(EXCLUDED.nickname, promoters.nickname)""",
         promoter_id, nickname)
 

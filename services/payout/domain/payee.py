@@ -19,6 +19,7 @@ from datetime import date
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.payout.domain.errors import PayoutError
+from shared.shredding import new_data_key, unwrap_key, wrap_key  # noqa: F401  (the person keys: shared plumbing)
 
 CONSENT_PURPOSE = "tax_withholding_and_platform_reporting"
 CONSENT_VERSION = "2026-12"
@@ -85,19 +86,6 @@ def mask_id(id_number: str) -> str:
 
 
 # -- keys ---------------------------------------------------------------------------------------
-def new_data_key() -> bytes:
-    return AESGCM.generate_key(bit_length=256)
-
-
-def wrap_key(master: bytes, person_id: str, data_key: bytes) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + AESGCM(master).encrypt(nonce, data_key, f"person-key:{person_id}".encode())
-
-
-def unwrap_key(master: bytes, person_id: str, wrapped: bytes) -> bytes:
-    return AESGCM(master).decrypt(wrapped[:12], wrapped[12:], f"person-key:{person_id}".encode())
-
-
 def seal(data_key: bytes, person_id: str, field: str, text: str) -> bytes:
     nonce = os.urandom(12)
     return nonce + AESGCM(data_key).encrypt(nonce, text.encode(), f"{person_id}:{field}".encode())

@@ -27,9 +27,9 @@ async def board(svc, who: str, period: str, at: datetime, metric: str = "settled
 async def test_weekly_ranks_are_right_across_the_monday_boundary_in_shanghai(make_svc, events):
     a, b, c = uid("a"), uid("b"), uid("c")
     async with make_svc() as svc:
-        await events.send(PromoterEnrolled(promoter_id=a, promoter_code="codeA1", enrolled_by="everyone", nickname="张三丰",
+        await events.send(PromoterEnrolled(promoter_id=a, promoter_code="codeA1", enrolled_by="everyone", nickname_masked="张**",
                                            enrolled_at=MONDAY - timedelta(days=30)))
-        await events.send(PromoterEnrolled(promoter_id=b, promoter_code="codeB1", enrolled_by="everyone", nickname="李四",
+        await events.send(PromoterEnrolled(promoter_id=b, promoter_code="codeB1", enrolled_by="everyone", nickname_masked="李*",
                                            enrolled_at=MONDAY - timedelta(days=30)))
         # a: Sunday 23:59:59 Shanghai (last week); b and c: Monday 00:00:00 and later (this week)
         await events.settle(a, 50_000, at=MONDAY - timedelta(seconds=1))

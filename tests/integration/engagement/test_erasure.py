@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 async def test_an_operator_erases_the_nickname_and_openids_and_the_ranks_stay(make_svc, events):
     a = uid("a")
     async with make_svc() as svc:
-        await events.send(PromoterEnrolled(promoter_id=a, promoter_code="codeE1", enrolled_by="everyone", nickname="王小二",
+        await events.send(PromoterEnrolled(promoter_id=a, promoter_code="codeE1", enrolled_by="everyone", nickname_masked="王**",
                                            enrolled_at=MONDAY - timedelta(days=30)))
         await events.settle(a, 20_000, at=MONDAY + timedelta(hours=1))
 
@@ -38,3 +38,9 @@ async def test_an_operator_erases_the_nickname_and_openids_and_the_ranks_stay(ma
         async with svc.pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM subscriptions WHERE promoter_id = $1", a) == 0
             assert await conn.fetchval("SELECT erased_by FROM personal_data_erasures WHERE person_id = $1", a) == "operator-1"
+            # the log still holds the enrolment: folding it again (a rebuild) does not bring the name back
+            from services.engagement.store import facts
+            await facts.set_nickname(conn, a, "王**")
+            assert await conn.fetchval("SELECT nickname FROM promoters WHERE promoter_id = $1", a) is None
+            await facts.set_nickname(conn, "someone-" + a, "李*")
+            assert await conn.fetchval("SELECT nickname FROM promoters WHERE promoter_id = $1", "someone-" + a) == "李*"

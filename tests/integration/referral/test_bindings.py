@@ -2,6 +2,8 @@
 chain at an instant before and after a takeover. Real Kafka and PostgreSQL."""
 from __future__ import annotations
 
+import json
+
 import asyncio
 from datetime import timedelta
 
@@ -237,8 +239,9 @@ async def test_enrolment_events_and_code_resolution(make_svc, ids, db_conn, fres
         assert r.json() == {"promoter_id": a, "code": code, "nickname_masked": "张*", "active": True}
         assert (await svc.client.get("/v1/promoters/by-code/zzzzzzzzzz", headers=svc.who(a))).status_code == 404
     enrolled = await outbox_events(db_conn, fresh_schema, "PromoterEnrolled")
-    assert [(e["key"], e["payload"]["promoter_code"], e["payload"]["enrolled_by"], e["payload"]["nickname"])
-            for e in enrolled] == [(a, code, "everyone", "张三")]
+    assert [(e["key"], e["payload"]["promoter_code"], e["payload"]["enrolled_by"], e["payload"]["nickname_masked"],
+             e["payload"]["nickname"], e["version"]) for e in enrolled] == [(a, code, "everyone", "张*", None, 2)]
+    assert "张三" not in json.dumps(enrolled, ensure_ascii=False)           # sealed, not in clear
 
 
 async def test_concurrent_last_touch_takeovers_leave_a_clean_history(make_svc, ids, db_conn, fresh_schema):
