@@ -132,4 +132,7 @@ class Available(BaseModel):
 class QuotePublic(BaseModel):
     amount_fen: int
     fee_fen: int
+    #: income tax a request made now would withhold (docs/tax.md; the tax quote has every figure)
+    tax_withheld_fen: int
+    #: what the WeChat transfer would pay: amount - fee - tax (as `net_fen` of a withdrawal)
     net_fen: int

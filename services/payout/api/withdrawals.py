@@ -82,11 +82,14 @@ async def list_withdrawals(identity: CurrentIdentity, conn: ConnDep, settings: S
 
 
 @router.get("/v1/withdrawals/quote", response_model=QuotePublic)
-async def quote(identity: CurrentIdentity, settings: SettingsDep,
+async def quote(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep,
                 amount_fen: Annotated[int, Query(ge=-MAX_FEN, le=MAX_FEN)]) -> QuotePublic:
-    """Fee and transferred amount for `amount_fen` under the merchant's rules (no balance check)."""
+    """Fee, income tax withheld and transferred amount for `amount_fen` requested now, under the
+    merchant's rules and after the promoter's earlier withdrawals this year (no balance check)."""
     q = rules.quote(settings.policy(), amount_fen)
-    return QuotePublic(amount_fen=q.amount_fen, fee_fen=q.fee_fen, net_fen=q.net_fen)
+    w = await sl.withholding_for(conn, identity.user_id, q.amount_fen, business_day(utcnow(), settings.business_timezone))
+    q = rules.after_tax(q, w.withheld_fen)
+    return QuotePublic(amount_fen=q.amount_fen, fee_fen=q.fee_fen, tax_withheld_fen=q.tax_withheld_fen, net_fen=q.net_fen)
 
 
 @router.get("/v1/withdrawals/{withdrawal_id}", response_model=WithdrawalPublic)

@@ -26,7 +26,7 @@ TZ = ZoneInfo("Asia/Shanghai")
 
 
 async def test_the_transfer_is_the_amount_less_fee_and_withheld_tax(make_svc, commission, ids, standin, schema_conn,
-                                                                     infra, fresh_schema):
+                                                                     infra, fresh_schema, origin):
     p = ids("taxed")
     await commission.settle(p, 1_200_000)                                    # 12,000 yuan available
     settings = dict(max_withdrawal_fen=2_000_000, auto_approve_max_fen=2_000_000, fee_bp=100, fee_max_fen=500,
@@ -37,6 +37,8 @@ async def test_the_transfer_is_the_amount_less_fee_and_withheld_tax(make_svc, co
         quote = (await svc.client.get("/v1/promoters/me/tax-quote", params={"amount_fen": 1_000_000},
                                       headers=svc.who(p))).json()
         assert (quote["fee_fen"], quote["withheld_fen"], quote["transfer_fen"]) == (500, 9_000, 990_500), quote
+        short = (await svc.client.get("/v1/withdrawals/quote", params={"amount_fen": 1_000_000}, headers=svc.who(p))).json()
+        assert (short["fee_fen"], short["tax_withheld_fen"], short["net_fen"]) == (500, 9_000, 990_500), short
 
         r = await svc.request(p, 1_000_000, "k1", real_name="张三丰")
         assert r.status_code == 201, r.text
@@ -98,7 +100,7 @@ async def test_the_transfer_is_the_amount_less_fee_and_withheld_tax(make_svc, co
 
     replay_schema = "t_" + uuid.uuid4().hex[:12]
     try:
-        assert await rebuild(infra["db"], infra["kafka"], replay_schema, stop_at) > 0
+        assert await rebuild(infra["db"], infra["kafka"], replay_schema, stop_at, start_at=origin) > 0
         assert await compare(infra["db"], fresh_schema, replay_schema, [p]) == []
     finally:
         await drop_schema(infra["db"], replay_schema)
