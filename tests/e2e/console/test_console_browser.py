@@ -218,8 +218,14 @@ async def test_auditor_runs_the_replays_and_downloads_the_report(console_stack, 
         await page.locator("#audit-runs a", has_text="下载").first.click()
     report = (await (await dl.value).path()).read_text()
     assert report.startswith("fenxiao payout audit replay") and "exit code 0" in report
+    # the compliance report of the whole log, from commission through the console (auditors only)
+    await page.click("#compliance-report")
+    assert await page.inner_text("h1") == "Compliance report"
+    body = await page.inner_text("body")
+    assert "levels paid (never above 2)" in body and "Overall: PASS" in body
     await page.close()
     viewer = await login(browser, console_stack, "view")
     await viewer.goto(console_stack.url("console") + "/audit")
     assert await viewer.locator("#run-commission").is_disabled()
+    assert await viewer.locator("#compliance-report").is_disabled()
     await viewer.close()
