@@ -368,24 +368,28 @@ class Projector:
         async with self.pool.acquire() as conn, conn.transaction():
             if not self.synchronous_commit:
                 await conn.execute("SET LOCAL synchronous_commit = off")
-            moved = await conn.fetch(
-                """UPDATE projector_offsets o SET next_offset = u.nxt, updated_at = now()
-                   FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[]) AS u(topic, part, first, nxt)
-                   WHERE o.projection = $1 AND o.topic = u.topic AND o.partition = u.part AND o.next_offset = u.first
-                   RETURNING o.topic""",
+            # The positions' compare-and-set and the applied ids in one round trip; the ids are
+            # inserted only once every position moved (else the batch rolls back anyway).
+            row = await conn.fetchrow(
+                """WITH moved AS (
+                       UPDATE projector_offsets o SET next_offset = u.nxt, updated_at = now()
+                       FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[]) AS u(topic, part, first, nxt)
+                       WHERE o.projection = $1 AND o.topic = u.topic AND o.partition = u.part AND o.next_offset = u.first
+                       RETURNING 1
+                   ), fresh AS (
+                       INSERT INTO projector_applied (projection, event_id)
+                       SELECT $1, e FROM unnest($6::uuid[]) AS e WHERE (SELECT count(*) FROM moved) = $7
+                       ON CONFLICT DO NOTHING RETURNING event_id
+                   )
+                   SELECT (SELECT count(*) FROM moved) AS moved, (SELECT array_agg(event_id) FROM fresh) AS fresh""",
                 name, [tp.topic for tp in tps], [tp.partition for tp in tps], firsts, nexts,
+                [a.envelope.event_id for a in events], len(tps),
             )
-            if len(moved) != len(tps):
-                raise PositionLostError(f"{len(tps) - len(moved)} partition(s) moved by another consumer")
+            moved = row["moved"]
+            if moved != len(tps):
+                raise PositionLostError(f"{len(tps) - moved} partition(s) moved by another consumer")
             if events:
-                fresh = {
-                    r["event_id"]
-                    for r in await conn.fetch(
-                        """INSERT INTO projector_applied (projection, event_id) SELECT $1, unnest($2::uuid[])
-                           ON CONFLICT DO NOTHING RETURNING event_id""",
-                        name, [a.envelope.event_id for a in events],
-                    )
-                }
+                fresh = set(row["fresh"] or ())
                 if len(fresh) != len(events):
                     EVENTS_DUPLICATE.labels(*self._labels).inc(len(events) - len(fresh))
                     events = [a for a in events if a.envelope.event_id in fresh]
