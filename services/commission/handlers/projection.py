@@ -211,6 +211,8 @@ class CommissionProjection:
         #: every order partition has been folded up to this time (for tiers by epoch)
         self._orders_complete = _NEVER
         self._maybe_held = True  # unknown at start
+        #: the last batch's payments were all covered by the referral watermarks (no end offsets needed)
+        self._covered = False
         self._held_checked = 0.0
         self._lock = asyncio.Lock()
         self._pending_tiers: list[tuple[str, int, Plan, str]] = []
@@ -401,24 +403,34 @@ class CommissionProjection:
             return payouts, self._plans or PlanBook(), set()
         paid_ats = [a.payload.paid_at for a in flow if a.envelope.event_type == "OrderPaid"]  # type: ignore[attr-defined]
         ref = self.reference
-        rows = await store.batch_context(
-            conn, [(ORDER_EVENTS, p, at) for p, at in marks.items()], REFERENCE, REFERRAL_EVENTS, self.name, ORDER_EVENTS,
-            ref.binding_seq, ref.status_seq,
-            [a.payload.order_id for a in flow if a.envelope.event_type == "OrderPaid"])  # type: ignore[attr-defined]
-        streams, known, n_plans = [], set(), 0
-        for r in rows:
-            k = r["kind"]
-            if k == "p":
-                streams.append(r)
-            elif k == "k":
-                known.add(r["a"])
-            elif k == "n":
-                n_plans = r["n1"]
-            else:
-                ref.take(r)  # the same snapshot as the positions: at least as new as they say
-        plans = await self._plan_book(conn, n_plans)
+        # Kafka's end of the referral stream, asked beside the batch's read (the two answers do not
+        # depend on each other, and both come after the batch's orders were read), unless the
+        # last batch found the watermarks past its payments and did not need it.
+        ends = asyncio.ensure_future(self.end_offsets(REFERRAL_EVENTS)) \
+            if self.end_offsets is not None and not self._covered else None
+        try:
+            rows = await store.batch_context(
+                conn, [(ORDER_EVENTS, p, at) for p, at in marks.items()], REFERENCE, REFERRAL_EVENTS, self.name, ORDER_EVENTS,
+                ref.binding_seq, ref.status_seq,
+                [a.payload.order_id for a in flow if a.envelope.event_type == "OrderPaid"])  # type: ignore[attr-defined]
+            streams, known, n_plans = [], set(), 0
+            for r in rows:
+                k = r["kind"]
+                if k == "p":
+                    streams.append(r)
+                elif k == "k":
+                    known.add(r["a"])
+                elif k == "n":
+                    n_plans = r["n1"]
+                else:
+                    ref.take(r)  # the same snapshot as the positions: at least as new as they say
+            plans = await self._plan_book(conn, n_plans)
+        except BaseException:
+            if ends is not None:
+                ends.add_done_callback(_retrieved)
+            raise
         with_tiers = any(p.upgrade_ladder for _, _, p in plans.versions)
-        cutoff = await self._cutoff(streams, paid_ats, with_tiers)
+        cutoff = await self._cutoff(streams, paid_ats, with_tiers, ends)
         work: list[Any] = []
         held: set[str] = set()
         if check_held:
@@ -472,8 +484,10 @@ class CommissionProjection:
         await store.defer(conn, [(a.payload.order_id, a.payload.paid_at if a.envelope.event_type == "OrderPaid" else None,  # type: ignore[attr-defined]
                                   a.envelope.to_bytes(), a.partition) for a in events])
 
-    async def _cutoff(self, streams: list[asyncpg.Record], paid_ats: list[datetime], with_tiers: bool) -> datetime | None:
-        """The latest paid_at that may be decided now (None: any)."""
+    async def _cutoff(self, streams: list[asyncpg.Record], paid_ats: list[datetime], with_tiers: bool,
+                      ends: "asyncio.Future[dict[int, int]] | None" = None) -> datetime | None:
+        """The latest paid_at that may be decided now (None: any). `ends`: the referral stream's
+        end offsets already asked for this batch."""
         ref = [r for r in streams if r["a"] == REFERENCE]
         cutoff: datetime | None = None
         if self.end_offsets is not None:
@@ -483,8 +497,13 @@ class CommissionProjection:
             parts = self.end_offsets.known(REFERRAL_EVENTS)
             covered = latest != _FOREVER and bool(parts) and all(
                 p in marks and marks[p][1] is not None and marks[p][1] - self.skew >= latest for p in parts)
+            self._covered = covered
+            if ends is not None and covered:
+                await asyncio.wait([ends])  # not needed after all: let it finish (it ran beside the read)
+                ends.add_done_callback(_retrieved)
+                ends = None
             if not covered:
-                for p, end in (await self.end_offsets(REFERRAL_EVENTS)).items():
+                for p, end in (await (ends if ends is not None else self.end_offsets(REFERRAL_EVENTS))).items():
                     pos, mark = marks.get(p, (0, None))
                     if pos >= end:
                         continue
@@ -513,6 +532,11 @@ class CommissionProjection:
                         last_ok = epoch_start(e + 2, self.tier_epoch)
                     cutoff = last_ok if cutoff is None else min(cutoff, last_ok)
         return cutoff
+
+
+def _retrieved(f: "asyncio.Future[Any]") -> None:
+    if not f.cancelled():
+        f.exception()  # an unused answer's error is not this batch's
 
 
 class _Cause:
