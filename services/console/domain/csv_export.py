@@ -5,7 +5,7 @@ import csv
 import io
 from typing import Any, Iterable
 
-HEADER = ("withdrawal_id", "promoter_id", "amount_fen", "fee_fen", "net_fen", "status", "automatic", "requested_at",
+HEADER = ("withdrawal_id", "promoter_id", "amount_fen", "fee_fen", "tax_withheld_fen", "net_fen", "status", "automatic", "requested_at",
           "decided_by", "decided_at", "reject_reason", "out_bill_no", "transfer_bill_no", "bill_state", "fail_reason",
           "release_reason", "finished_at")
 

@@ -102,6 +102,7 @@ def test_csv_has_a_bom_a_header_and_neutralises_formulas():
     assert text.startswith("\ufeffwithdrawal_id,promoter_id,amount_fen")
     row = text.splitlines()[1]
     assert row.startswith("w1,'=cmd(),15000,0,") and "'-1+1" in row
+    assert "fee_fen,tax_withheld_fen,net_fen" in text.splitlines()[0]
 
 
 @settings(max_examples=50)
