@@ -140,6 +140,7 @@ WRITERS: dict[tuple[str, str], frozenset[str]] = {
 READERS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/admin/plan/simulate"): frozenset({Role.PLAN_ADMIN, Role.AUDITOR}),
     ("GET", "/v1/admin/tax/income-report"): frozenset({Role.FINANCE, Role.AUDITOR}),
+    ("GET", "/v1/admin/compliance-report"): frozenset({Role.AUDITOR}),
 }
 #: admin POSTs that change nothing (every operator role may call them)
 READ_POSTS = {("POST", "/v1/admin/plan/check")}

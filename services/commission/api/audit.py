@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.commission.audit import compliance
 from services.commission.audit.asof import as_json, as_of
-from services.commission.audit.rederive import Published
+from services.commission.audit.rederive import Published, Source
+from shared import logread
+from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
 from services.commission.audit.simulate import load_source, simulate
 from services.commission.domain.plan import parse_plan
 from fastapi import Depends
@@ -68,6 +70,32 @@ async def _origin(request: Request) -> dict[TopicPartition, int]:
     return {TopicPartition(r["topic"], r["partition"]): r["from_offset"] for r in rows}
 
 
+#: the last log read for a compliance report: (bootstrap, origin, the log's end offsets) -> (source,
+#: published), kept a short while so that the HTML, the CSV and the teams of one period (or an
+#: auditor's several periods) read the log once; a log that moved on is read again
+_SOURCE_TTL_S = 120.0
+_last_source: dict[str, Any] = {}
+
+
+async def _report_source(bootstrap: str, origin: dict[TopicPartition, int]) -> tuple[Source, Published]:
+    tps = [TopicPartition(t, p) for t, ps in (await logread.partitions_of(bootstrap, REPORT_TOPICS)).items() for p in ps]
+    _, end = await logread.offsets(bootstrap, tps)
+    key = (bootstrap, tuple(sorted((tp.topic, tp.partition, o) for tp, o in origin.items())),
+           tuple(sorted((tp.topic, tp.partition, o) for tp, o in end.items())))
+    now = asyncio.get_running_loop().time()
+    hit = _last_source.get("entry")
+    if hit is not None and hit[0] == key and now - hit[1] < _SOURCE_TTL_S:
+        return hit[2], hit[3]
+    _last_source.clear()                     # never hold two logs in memory
+    pub = Published()
+    src = await load_source(bootstrap, published=pub, origin=origin)
+    _last_source["entry"] = (key, now, src, pub)
+    return src, pub
+
+
+REPORT_TOPICS = [REFERRAL_EVENTS, ORDER_EVENTS, COMMISSION_EVENTS, PAYOUT_EVENTS]
+
+
 def _utc(t: datetime | None) -> datetime | None:
     return t if t is None or t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 
@@ -86,9 +114,7 @@ async def compliance_report(request: Request, _: Annotated[Identity, Depends(req
     start, end = _utc(from_), _utc(to)
     if start is not None and end is not None and start >= end:
         raise HTTPException(status_code=422, detail={"code": "empty_period", "message": "`from` must be before `to`"})
-    pub = Published()
-    src = await load_source(request.app.state.runtime.settings.kafka_bootstrap_servers, published=pub,
-                            origin=await _origin(request))
+    src, pub = await _report_source(request.app.state.runtime.settings.kafka_bootstrap_servers, await _origin(request))
     report = await asyncio.to_thread(compliance.check, src, pub, (start, end), top=top)
     verdict = {"X-Compliance-Result": "pass" if report.passed else "fail"}
     if format == "html":
