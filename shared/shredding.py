@@ -13,25 +13,36 @@ No business rule here: which fields are personal and who holds the keys is each 
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["InvalidTag", "master_key_from_env", "new_data_key", "open_text", "seal_text", "unwrap_key", "wrap_key"]
+__all__ = ["InvalidTag", "master_key", "new_data_key", "new_master_key", "open_text", "seal_text", "unwrap_key", "wrap_key"]
 
 
-def master_key_from_env(variable: str, dev_label: str) -> bytes:
-    """A service's master key: `variable` (base64, 32 bytes; from the secret store in production).
-    Unset, a development-only key derived from `dev_label` is used (never in production)."""
-    raw = os.environ.get(variable)
-    if raw:
-        key = base64.b64decode(raw)
-        if len(key) != 32:
-            raise ValueError(f"{variable} must be 32 bytes, base64")
-        return key
-    return hashlib.sha256(f"fenxiao-dev-only:{dev_label}".encode()).digest()
+def master_key(value: str, name: str) -> bytes:
+    """A service's master key from its setting `name` (base64 of 32 random bytes, from the secret
+    store). Guarded like every other secret (shared.identity.check_secret): missing, a published
+    placeholder or short, or not base64 of exactly 32 bytes raises ValueError, and the service
+    calls this before it serves, so it refuses to start. There is no development default: tests and
+    the demo set their own key (tests/conftest.py, simulation/run.py)."""
+    from shared.identity import check_secret
+
+    check_secret(value, name)
+    try:
+        key = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} must be base64 of 32 random bytes") from None
+    if len(key) != 32:
+        raise ValueError(f"{name} must be base64 of 32 random bytes (it is {len(key)} bytes)")
+    return key
+
+
+def new_master_key() -> str:
+    """A fresh master key as the setting takes it (`openssl rand -base64 32` does the same)."""
+    return base64.b64encode(os.urandom(32)).decode()
 
 
 def new_data_key() -> bytes:

@@ -57,8 +57,13 @@ def ensure_keys() -> None:
     `make demo`) gets fresh random ones, inherited by the service processes it starts."""
     import secrets
 
+    from shared import shredding
+
     os.environ.setdefault("FENXIAO_IDENTITY_SECRET", secrets.token_urlsafe(48))
     os.environ.setdefault("REFERRAL_CODE_SECRET", secrets.token_urlsafe(48))
+    # crypto-shredding's master keys (base64 of 32 bytes): a fresh run's sealed data is its own
+    os.environ.setdefault("REFERRAL_PERSONAL_DATA_KEY", shredding.new_master_key())
+    os.environ.setdefault("PAYOUT_IDENTITY_MASTER_KEY", shredding.new_master_key())
     # every simulated user calls from this one address: per-IP limits would be one global limit
     os.environ.setdefault("FENXIAO_RATE_LIMITS", "user")
 

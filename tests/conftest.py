@@ -24,10 +24,14 @@ import pytest_asyncio
 os.environ.setdefault("FENXIAO_TOPIC_NAMESPACE", "test" + uuid.uuid4().hex[:8])
 # Services refuse to start without strong keys: the session's (see tests/identity.py, the one
 # way tests mint identities). Set before any settings object is built; subprocesses inherit them.
-from tests.identity import TEST_CODE_SECRET, TEST_IDENTITY_SECRET  # noqa: E402
+from tests.identity import (  # noqa: E402
+    TEST_CODE_SECRET, TEST_IDENTITY_MASTER_KEY, TEST_IDENTITY_SECRET, TEST_PERSONAL_DATA_KEY,
+)
 
 os.environ.setdefault("FENXIAO_IDENTITY_SECRET", TEST_IDENTITY_SECRET)
 os.environ.setdefault("REFERRAL_CODE_SECRET", TEST_CODE_SECRET)
+os.environ.setdefault("REFERRAL_PERSONAL_DATA_KEY", TEST_PERSONAL_DATA_KEY)
+os.environ.setdefault("PAYOUT_IDENTITY_MASTER_KEY", TEST_IDENTITY_MASTER_KEY)
 # Tests call far faster than a person; the rate-limit tests switch them on for their own app.
 os.environ.setdefault("FENXIAO_RATE_LIMITS", "off")
 

@@ -22,6 +22,9 @@ from shared.identity import DEFAULT_KID, HEADER, sign_identity
 TEST_IDENTITY_SECRET = "test-identity-key-0123456789abcdef-0123456789abcdef"
 #: promoter codes' key in tests (separate from the identity key, as in production)
 TEST_CODE_SECRET = "test-promoter-code-key-0123456789abcdef-0123456789"
+#: crypto-shredding master keys in tests (base64 of 32 bytes, as in production; each its own)
+TEST_PERSONAL_DATA_KEY = "dGVzdC1yZWZlcnJhbC1wZXJzb25hbC1kYXRhLWtleSE="
+TEST_IDENTITY_MASTER_KEY = "dGVzdC1wYXlvdXQtaWRlbnRpdHktbWFzdGVyLWtleSE="
 TEST_APPID = "wxtest0000000000"
 _DEFAULT = object()
 

@@ -57,7 +57,10 @@ class Svc:
 
 
 SERVICES = (
-    Svc("referral", 8101, (topics.REFERRAL_EVENTS, topics.ORDER_EVENTS), wechat=True),
+    # its promoter-code key and crypto-shredding's master key from referral-app (the service refuses
+    # to start without either)
+    Svc("referral", 8101, (topics.REFERRAL_EVENTS, topics.ORDER_EVENTS), wechat=True,
+        secret_env=("REFERRAL_CODE_SECRET", "REFERRAL_PERSONAL_DATA_KEY")),
     # WeChat Pay calls and notices: the merchant's private key and WeChat Pay's public key as files
     # (orders-wechatpay-keys), the APIv3 key from orders-app, and the merchant, app, serials and
     # notify URL from the overlay's ConfigMap orders-wechatpay (docs/deploy.md)
@@ -70,7 +73,9 @@ SERVICES = (
         wechat=False, cpu="500m", memory="512Mi", memory_limit="1Gi"),
     Svc("payout", 8104, (topics.COMMISSION_EVENTS, topics.PAYOUT_EVENTS), wechat=True,
         key_files=(("PAYOUT_WECHAT_MERCHANT_KEY", "apiclient_key.pem"), ("PAYOUT_WECHAT_PLATFORM_KEY", "pub_key.pem")),
-        settings=(("PAYOUT_WECHAT_BASE_URL", "https://api.mch.weixin.qq.com"),)),
+        settings=(("PAYOUT_WECHAT_BASE_URL", "https://api.mch.weixin.qq.com"),),
+        # the payee identities' master key (crypto-shredding) from payout-app: required to start
+        secret_env=("PAYOUT_IDENTITY_MASTER_KEY",)),
     # notices, live SSE streams, subscribe messages (WeChat), boards
     Svc("engagement", 8105, (topics.COMMISSION_EVENTS, topics.PAYOUT_EVENTS, topics.REFERRAL_EVENTS, topics.ORDER_EVENTS),
         wechat=True),

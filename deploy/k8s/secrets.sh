@@ -4,6 +4,11 @@
 #
 #   export FENXIAO_IDENTITY_SECRET=...            # shared with the gateway (shared/identity.py)
 #   export ORDERS_WECHATPAY_APIV3_KEY=...         # required: orders' APIv3 key (32 characters)
+#   export REFERRAL_CODE_SECRET=...               # required: promoter codes' key (>= 32 bytes)
+#   export REFERRAL_PERSONAL_DATA_KEY=... PAYOUT_IDENTITY_MASTER_KEY=...
+#                                                 # required: crypto-shredding's master keys, each
+#                                                 # `openssl rand -base64 32`; keep them in your secret
+#                                                 # store too (lost, the sealed personal data is unreadable)
 #   export PAYOUT_WECHAT_APIV3_KEY=... ...        # the secret ORDERS_*, PAYOUT_*, REFERRAL_*, ENGAGEMENT_*, CONSOLE_*, COMMISSION_*
 #   export ORDERS_MERCHANT_KEY_FILE=apiclient_key.pem ORDERS_PLATFORM_KEY_FILE=pub_key.pem
 #   export PAYOUT_MERCHANT_KEY_FILE=apiclient_key.pem PAYOUT_PLATFORM_KEY_FILE=pub_key.pem
@@ -14,7 +19,9 @@
 #                   service, a generated password; CloudNativePG sets it on the role (managed.roles)
 #   <service>-app   FENXIAO_IDENTITY_* and the variables with the service's prefix (its
 #                   WeChat credentials: only orders, payout, referral and engagement have any);
-#                   orders-app must hold ORDERS_WECHATPAY_APIV3_KEY (its Deployment names it)
+#                   the settings its Deployment names one by one (generate.py `secret_env`) are
+#                   required: orders-app ORDERS_WECHATPAY_APIV3_KEY, referral-app REFERRAL_CODE_SECRET
+#                   and REFERRAL_PERSONAL_DATA_KEY, payout-app PAYOUT_IDENTITY_MASTER_KEY
 #   orders-wechatpay-keys, payout-wechatpay-keys   the merchant private key and WeChat Pay's
 #                   public key, as the files apiclient_key.pem and pub_key.pem
 # orders' non-secret WeChat Pay settings (merchant, appid, serials, notify URL) are not here: they
@@ -30,11 +37,25 @@ ns="${1:-fenxiao}"
 exists() { kubectl -n "$ns" get secret "$1" >/dev/null 2>&1; }
 apply() { kubectl -n "$ns" apply -f - >/dev/null; echo "created secret/$1"; }
 need() { [[ -n "${!1:-}" ]] || { echo "secrets.sh: set $1 ($2)" >&2; exit 1; }; }
+# a crypto-shredding master key: base64 of exactly 32 bytes (shared/shredding.py refuses anything else)
+master_key() {
+  need "$1" "crypto-shredding's master key: openssl rand -base64 32"
+  [[ "$(printf '%s' "${!1}" | base64 -d 2>/dev/null | wc -c)" -eq 32 ]] \
+    || { echo "secrets.sh: $1 must be base64 of 32 bytes (openssl rand -base64 32)" >&2; exit 1; }
+}
 
 # Check everything before creating anything: a half-made set of Secrets is worse than none.
 if ! exists orders-app; then
   need ORDERS_WECHATPAY_APIV3_KEY "orders' WeChat Pay APIv3 key"
   (( ${#ORDERS_WECHATPAY_APIV3_KEY} == 32 )) || { echo "secrets.sh: ORDERS_WECHATPAY_APIV3_KEY must be 32 characters" >&2; exit 1; }
+fi
+if ! exists referral-app; then
+  need REFERRAL_CODE_SECRET "the promoter codes' key, at least 32 random bytes"
+  (( ${#REFERRAL_CODE_SECRET} >= 32 )) || { echo "secrets.sh: REFERRAL_CODE_SECRET must be at least 32 bytes" >&2; exit 1; }
+  master_key REFERRAL_PERSONAL_DATA_KEY
+fi
+if ! exists payout-app; then
+  master_key PAYOUT_IDENTITY_MASTER_KEY
 fi
 for svc in orders payout; do
   if ! exists "$svc-wechatpay-keys"; then

@@ -26,11 +26,13 @@ def create_app(settings: PayoutSettings | None = None, *, schema: str | None = N
                wechat_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     """The payout service. `wechat_transport` lets tests route WeChat calls to a stand-in."""
     settings = settings or PayoutSettings()
+    identity_master = settings.identity_master()  # payee identities' master key (required)
     timing = sl.Timing(open_bill_query_s=settings.open_bill_query_s, retry_base_s=settings.retry_base_s,
                        retry_max_s=settings.retry_max_s)
 
     async def start_transfer(rt: Runtime) -> None:
         rt.extras["timing"] = timing
+        rt.extras["identity_master_key"] = identity_master
         if not settings.transfer_configured:
             log.warning("wechat_transfer_not_configured",
                         hint="set PAYOUT_WECHAT_MERCHANT_KEY/_SERIAL, _PLATFORM_KEY/_SERIAL, _APIV3_KEY")

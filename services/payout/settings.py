@@ -29,6 +29,11 @@ class PayoutSettings(CommonSettings):
     real_name_min_fen: int = 200_000
     business_timezone: str = "Asia/Shanghai"
 
+    #: PAYOUT_IDENTITY_MASTER_KEY: the master key wrapping each person's data key (payee identity,
+    #: crypto-shredding; docs/tax.md): base64 of 32 random bytes, from the secret store; required
+    #: (`identity_master`, checked before the service serves; losing it makes the identities unreadable)
+    identity_master_key: str = Field("", repr=False)
+
     # -- WeChat Pay merchant transfer ------------------------------------------------------------
     wechat_base_url: str = "http://127.0.0.1:8199"
     #: the merchant number and the mini-program appid (no defaults: transfers need the real ones)
@@ -69,6 +74,16 @@ class PayoutSettings(CommonSettings):
         if self.transfer_configured and not (self.wechat_mchid and self.wechat_appid):
             raise ValueError("PAYOUT_WECHAT_MCHID and PAYOUT_WECHAT_APPID are required when the transfer keys are set")
         return self
+
+    def identity_master(self) -> bytes:
+        """The payee-identity master key; a missing, placeholder or malformed one, or an identity key
+        reused, raises ValueError (the service refuses to start, as without its identity key)."""
+        from shared.shredding import master_key
+
+        key = master_key(self.identity_master_key, "PAYOUT_IDENTITY_MASTER_KEY")
+        if self.identity_master_key in (self.identity_secret, self.identity_previous_secret):
+            raise ValueError("PAYOUT_IDENTITY_MASTER_KEY must differ from the identity keys")
+        return key
 
     def policy(self) -> WithdrawalPolicy:
         return WithdrawalPolicy(

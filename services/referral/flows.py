@@ -42,7 +42,7 @@ async def _free_code(conn: asyncpg.Connection, first: str | None) -> str:
     raise RuntimeError("could not draw a free promoter code")  # pragma: no cover - 62**10 codes
 
 
-async def enrol(conn: asyncpg.Connection, user_id: str, enrolled_by: EnrolledBy, now: datetime, *,
+async def enrol(conn: asyncpg.Connection, user_id: str, enrolled_by: EnrolledBy, now: datetime, *, master: bytes,
                 code: str | None = None, event_id: uuid.UUID | None = None, cause: Envelope | None = None,
                 ) -> tuple[Promoter, list[Envelope]]:
     """Make `user_id` an active promoter (the caller has checked they may be one)."""
@@ -54,12 +54,12 @@ async def enrol(conn: asyncpg.Connection, user_id: str, enrolled_by: EnrolledBy,
     nickname = user.nickname if user else None
     # personal fields go into the log sealed with the person's key (shredded on erasure)
     evt = PromoterEnrolled(promoter_id=user_id, promoter_code=promoter.code, enrolled_by=enrolled_by, enrolled_at=now,
-                           nickname_sealed=await person_keys.seal(conn, user_id, "nickname", nickname),
+                           nickname_sealed=await person_keys.seal(conn, master, user_id, "nickname", nickname),
                            nickname_masked=mask_nickname(nickname) if nickname else None)
     return promoter, [new_event(evt, event_id=event_id, occurred_at=now, cause=cause)]
 
 
-async def self_enrol(conn: asyncpg.Connection, user_id: str, now: datetime) -> tuple[Promoter, list[Envelope]]:
+async def self_enrol(conn: asyncpg.Connection, user_id: str, now: datetime, *, master: bytes) -> tuple[Promoter, list[Envelope]]:
     """A user asks to become a promoter; an active one gets their record back unchanged."""
     await promoters_store.lock_user(conn, user_id)
     existing = await promoters_store.get(conn, user_id)
@@ -69,10 +69,10 @@ async def self_enrol(conn: asyncpg.Connection, user_id: str, now: datetime) -> t
         return existing, []
     ms = await merchant_store.load(conn)
     how = enrolment.self_enrolment(ms.enrolment_mode, await orders_store.spend(conn, user_id), ms.spend_threshold_fen)  # type: ignore[arg-type]
-    return await enrol(conn, user_id, how, now)
+    return await enrol(conn, user_id, how, now, master=master)
 
 
-async def submit_application(conn: asyncpg.Connection, user_id: str, note: str | None, now: datetime,
+async def submit_application(conn: asyncpg.Connection, user_id: str, note: str | None, now: datetime, *, master: bytes,
                              ) -> tuple[Application, list[Envelope]]:
     await promoters_store.lock_user(conn, user_id)
     ms = await merchant_store.load(conn)
@@ -81,12 +81,13 @@ async def submit_application(conn: asyncpg.Connection, user_id: str, note: str |
     await users_store.touch(conn, user_id, now)
     await promoters_store.save_application(conn, app)
     evt = PromoterApplicationSubmitted(user_id=user_id, submitted_at=now,
-                                       note_sealed=await person_keys.seal(conn, user_id, "note", note))
+                                       note_sealed=await person_keys.seal(conn, master, user_id, "note", note))
     return app, [new_event(evt, occurred_at=now)]
 
 
 async def decide_application(conn: asyncpg.Connection, user_id: str, approved: bool, reason: str | None,
-                             operator: str, now: datetime) -> tuple[Application, Promoter | None, list[Envelope]]:
+                             operator: str, now: datetime, *, master: bytes,
+                             ) -> tuple[Application, Promoter | None, list[Envelope]]:
     await promoters_store.lock_user(conn, user_id)
     app = enrolment.decide_application(await promoters_store.application(conn, user_id), approved, reason, operator, now)
     promoter = None
@@ -98,16 +99,16 @@ async def decide_application(conn: asyncpg.Connection, user_id: str, approved: b
     evt = PromoterApplicationDecided(user_id=user_id, approved=approved, reason=reason, decided_by=operator, decided_at=now)
     out.append(new_event(evt, occurred_at=now))
     if approved:
-        promoter, enrolled = await enrol(conn, user_id, "application", now)
+        promoter, enrolled = await enrol(conn, user_id, "application", now, master=master)
         out += enrolled
     return app, promoter, out
 
 
-async def designate(conn: asyncpg.Connection, user_id: str, now: datetime) -> tuple[Promoter, list[Envelope]]:
+async def designate(conn: asyncpg.Connection, user_id: str, now: datetime, *, master: bytes) -> tuple[Promoter, list[Envelope]]:
     """An operator makes a user a promoter, in any enrolment mode."""
     await promoters_store.lock_user(conn, user_id)
     enrolment.refuse_if_already(await promoters_store.get(conn, user_id))
-    return await enrol(conn, user_id, "operator", now)
+    return await enrol(conn, user_id, "operator", now, master=master)
 
 
 async def change_status(conn: asyncpg.Connection, user_id: str, status: str, reason: str | None,

@@ -36,9 +36,11 @@ def create_app(settings: ReferralSettings | None = None, *, schema: str | None =
     settings = settings or ReferralSettings()
     clock = clock or utc_now
     code_key = settings.code_key()
+    personal_data_key = settings.personal_data_master_key()  # crypto-shredding's master key (required)
 
     async def start(rt: Runtime) -> None:
         rt.extras["clock"] = clock
+        rt.extras["personal_data_key"] = personal_data_key
         async with rt.pool.acquire() as conn:
             await merchant_store.ensure(conn, enrolment_mode=settings.enrolment_mode,
                                         spend_threshold_fen=settings.spend_threshold_fen,
@@ -66,7 +68,7 @@ def create_app(settings: ReferralSettings | None = None, *, schema: str | None =
         service="referral",
         migrations=MIGRATIONS,
         routers=[promoters.router, bindings.router, posters.router, admin.router, erasure.router],
-        projections=[lambda rt: OrderSpendProjection(code_key), lambda rt: ChainProjection()],
+        projections=[lambda rt: OrderSpendProjection(code_key, personal_data_key), lambda rt: ChainProjection()],
         on_start=[start],
         on_stop=[stop],
         error_root=ReferralError,

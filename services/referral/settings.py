@@ -25,6 +25,10 @@ class ReferralSettings(CommonSettings):
     #: key for promoter codes a projection derives (same on every replay): its own key, at least
     #: 32 random bytes, never the identity key (a leaked code key must not mint identities)
     code_secret: str = Field("", repr=False)
+    #: REFERRAL_PERSONAL_DATA_KEY: the master key wrapping each person's data key (crypto-shredding of
+    #: the nickname and application note in referral's events): base64 of 32 random bytes, from the
+    #: secret store; required, like the keys above (losing it makes the sealed fields unreadable)
+    personal_data_key: str = Field("", repr=False)
 
     # posters
     #: without WeChat credentials the poster carries a QR of `<share_url_base>?scene=<code>`
@@ -50,6 +54,16 @@ class ReferralSettings(CommonSettings):
         if self.code_secret in (self.identity_secret, self.identity_previous_secret):
             raise ValueError("REFERRAL_CODE_SECRET must differ from the identity keys")
         return self.code_secret.encode()
+
+    def personal_data_master_key(self) -> bytes:
+        """The crypto-shredding master key; a missing, placeholder or malformed one, or one of the
+        other keys reused, raises ValueError (the service refuses to start)."""
+        from shared.shredding import master_key
+
+        key = master_key(self.personal_data_key, "REFERRAL_PERSONAL_DATA_KEY")
+        if self.personal_data_key in (self.identity_secret, self.identity_previous_secret, self.code_secret):
+            raise ValueError("REFERRAL_PERSONAL_DATA_KEY must differ from the identity and code keys")
+        return key
 
     @property
     def wechat_enabled(self) -> bool:

@@ -3,6 +3,7 @@ Secrets it would create (tests/deploy/test_apiserver.py runs the script against 
 server, outside the quick path). Each service gets its own; orders' WeChat Pay ones are required."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -62,6 +63,10 @@ def run(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict[s
     return r, {p.name: json.loads(p.read_text()) for p in store.iterdir()}
 
 
+REFERRAL_MASTER = base64.b64encode(b"r" * 32).decode()
+PAYOUT_MASTER = base64.b64encode(b"p" * 32).decode()
+
+
 def complete_env(tmp_path: Path) -> dict[str, str]:
     files = {}
     for name in ("orders-merchant", "orders-platform", "payout-merchant", "payout-platform"):
@@ -69,6 +74,7 @@ def complete_env(tmp_path: Path) -> dict[str, str]:
         files[name] = str(tmp_path / f"{name}.pem")
     return {"FENXIAO_IDENTITY_SECRET": "i" * 48, "ORDERS_WECHATPAY_APIV3_KEY": "a" * 32,
             "PAYOUT_WECHAT_APIV3_KEY": "p" * 32, "REFERRAL_CODE_SECRET": "r" * 48,
+            "REFERRAL_PERSONAL_DATA_KEY": REFERRAL_MASTER, "PAYOUT_IDENTITY_MASTER_KEY": PAYOUT_MASTER,
             "ORDERS_MERCHANT_KEY_FILE": files["orders-merchant"], "ORDERS_PLATFORM_KEY_FILE": files["orders-platform"],
             "PAYOUT_MERCHANT_KEY_FILE": files["payout-merchant"], "PAYOUT_PLATFORM_KEY_FILE": files["payout-platform"]}
 
@@ -90,6 +96,12 @@ def test_orders_gets_its_wechatpay_secrets_and_key_files(tmp_path):
     svc = generate.BY_NAME["orders"]
     assert {f for _, f in svc.key_files} | set(svc.extra_key_files) == set(keys)
     assert set(svc.secret_env) <= set(orders)
+    # every key a Deployment names one by one is in that service's Secret, and only there
+    for s in generate.SERVICES:
+        assert set(s.secret_env) <= set(made[f"{s.name}-app"]["data"]), s.name
+    assert made["referral-app"]["data"]["REFERRAL_PERSONAL_DATA_KEY"] == REFERRAL_MASTER
+    assert made["payout-app"]["data"]["PAYOUT_IDENTITY_MASTER_KEY"] == PAYOUT_MASTER
+    assert not {k for s in made if s != "referral-app" for k in made[s]["data"] if k == "REFERRAL_PERSONAL_DATA_KEY"}
     again, _ = run(tmp_path, **complete_env(tmp_path))
     assert again.returncode == 0 and again.stdout == ""  # idempotent: nothing made twice
 
@@ -105,3 +117,18 @@ def test_without_orders_apiv3_key_or_key_files_nothing_is_made(tmp_path):
         assert made == {}, missing
     r, made = run(tmp_path, **{**complete_env(tmp_path), "ORDERS_WECHATPAY_APIV3_KEY": "too-short"})
     assert r.returncode != 0 and "32 characters" in r.stderr and made == {}
+
+
+def test_without_a_sound_master_key_nothing_is_made(tmp_path):
+    """The services refuse to start without their crypto-shredding master keys (shared/shredding.py):
+    the script refuses first, before creating any Secret."""
+    for missing in ("REFERRAL_PERSONAL_DATA_KEY", "PAYOUT_IDENTITY_MASTER_KEY", "REFERRAL_CODE_SECRET"):
+        env = complete_env(tmp_path)
+        del env[missing]
+        r, made = run(tmp_path, **env)
+        assert r.returncode != 0 and f"set {missing}" in r.stderr, (missing, r.stderr)
+        assert made == {}, missing
+    for bad in (base64.b64encode(b"k" * 31).decode(), "not base64 of anything, at least 32 characters long"):
+        for name in ("REFERRAL_PERSONAL_DATA_KEY", "PAYOUT_IDENTITY_MASTER_KEY"):
+            r, made = run(tmp_path, **{**complete_env(tmp_path), name: bad})
+            assert r.returncode != 0 and f"{name} must be base64 of 32 bytes" in r.stderr and made == {}, (name, r.stderr)

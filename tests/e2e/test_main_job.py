@@ -53,7 +53,8 @@ def assert_logs_hold_nothing_sensitive(run_id: str, rep, out: str) -> None:
     assert logs, "the demo wrote no service logs"
     text = "\n".join(p.read_text(errors="replace") for p in logs) + "\n" + out
     assert len(text.splitlines()) > 20
-    secrets = [os.environ["FENXIAO_IDENTITY_SECRET"], os.environ["REFERRAL_CODE_SECRET"]]
+    secrets = [os.environ[k] for k in ("FENXIAO_IDENTITY_SECRET", "REFERRAL_CODE_SECRET", "REFERRAL_PERSONAL_DATA_KEY",
+                                       "PAYOUT_IDENTITY_MASTER_KEY")]
     users = rep.promoters + rep.customers
     openids = [f"o-{u}" for u in users] + ["o" + hashlib.sha256(u.encode()).hexdigest()[:27] for u in users]
     for value in secrets + openids:

@@ -3,11 +3,8 @@ confirmed, the period's income report for the platform filing, and erasure of a 
 data (crypto-shredding). See docs/tax.md."""
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import io
-import os
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -15,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.payout.api.deps import ConnDep, SettingsDep, utcnow
+from services.payout.api.deps import ConnDep, RuntimeDep, SettingsDep, utcnow
 from services.payout.domain import payee as rules
 from services.payout.domain import policy
 from services.payout.service_layer import withholding_for
@@ -28,16 +25,13 @@ from shared.identity import CurrentIdentity, Identity, OperatorIdentity, Role, r
 router = APIRouter(tags=["tax"])
 
 
-def master_key() -> bytes:
-    """The key that wraps every person's data key: `PAYOUT_IDENTITY_MASTER_KEY` (base64, 32 bytes;
-    from the secret store in production). Without it a development-only key is used."""
-    raw = os.environ.get("PAYOUT_IDENTITY_MASTER_KEY")
-    if raw:
-        key = base64.b64decode(raw)
-        if len(key) != 32:
-            raise ValueError("PAYOUT_IDENTITY_MASTER_KEY must be 32 bytes, base64")
-        return key
-    return hashlib.sha256(b"fenxiao-dev-only-identity-master-key").digest()
+def _master_key(rt: RuntimeDep) -> bytes:
+    """The key that wraps every person's data key: the setting `PAYOUT_IDENTITY_MASTER_KEY` (base64,
+    32 bytes, from the secret store), checked when the service starts (`PayoutSettings.identity_master`)."""
+    return rt.extras["identity_master_key"]
+
+
+MasterKeyDep = Annotated[bytes, Depends(_master_key)]
 
 
 class PayeeIdentityIn(BaseModel):
@@ -57,7 +51,8 @@ class PayeeIdentityOut(BaseModel):
 
 
 @router.put("/v1/promoters/me/payee-identity", response_model=PayeeIdentityOut)
-async def put_payee_identity(body: PayeeIdentityIn, identity: CurrentIdentity, conn: ConnDep) -> PayeeIdentityOut:
+async def put_payee_identity(body: PayeeIdentityIn, identity: CurrentIdentity, conn: ConnDep,
+                             master: MasterKeyDep) -> PayeeIdentityOut:
     """Record the promoter's real name and ID number for tax, encrypted with their own key; consent is required."""
     if not body.consent:
         raise rules.ConsentRequiredError(f"consent to {rules.CONSENT_PURPOSE} (version {rules.CONSENT_VERSION}) is required")
@@ -66,15 +61,15 @@ async def put_payee_identity(body: PayeeIdentityIn, identity: CurrentIdentity, c
     async with conn.transaction():
         if await store.erased(conn, identity.user_id):
             raise rules.PersonalDataErasedError("this person's personal data was erased")
-        await store.save_identity(conn, master_key(), identity.user_id, name, number, now)
+        await store.save_identity(conn, master, identity.user_id, name, number, now)
     return PayeeIdentityOut(promoter_id=identity.user_id, real_name_masked=rules.mask_name(name), id_number_masked=rules.mask_id(number),
                             consent_purpose=rules.CONSENT_PURPOSE, consent_version=rules.CONSENT_VERSION, consent_at=now)
 
 
 @router.get("/v1/promoters/me/payee-identity", response_model=PayeeIdentityOut)
-async def get_payee_identity(identity: CurrentIdentity, conn: ConnDep) -> PayeeIdentityOut:
+async def get_payee_identity(identity: CurrentIdentity, conn: ConnDep, master: MasterKeyDep) -> PayeeIdentityOut:
     """What is recorded, masked."""
-    got = (await store.load_identities(conn, master_key(), [identity.user_id])).get(identity.user_id)
+    got = (await store.load_identities(conn, master, [identity.user_id])).get(identity.user_id)
     if got is None:
         raise rules.PayeeIdentityMissingError("no payee identity recorded")
     if got["real_name"] is None:
@@ -129,14 +124,14 @@ REPORT_COLUMNS = ("promoter_id", "real_name", "id_number", "identity", "payments
                   "after_tax_fen", "income_yuan", "withheld_yuan")
 
 
-async def income_report(conn: Any, tz: str, start: date, end: date) -> list[dict[str, Any]]:
+async def income_report(conn: Any, master: bytes, tz: str, start: date, end: date) -> list[dict[str, Any]]:
     """Per person paid in [start, end) (the withdrawals' business days): payments, income, and the tax
     withheld on them as recorded when each was requested (the amount kept out of its transfer)."""
     rows = await store.paid_in(conn, start, end)
     by_person: dict[str, list[Any]] = {}
     for r in rows:
         by_person.setdefault(r["promoter_id"], []).append(r)
-    ids = await store.load_identities(conn, master_key(), list(by_person))
+    ids = await store.load_identities(conn, master, list(by_person))
     out = []
     for pid, rs in sorted(by_person.items()):
         who = ids.get(pid)
@@ -152,13 +147,13 @@ async def income_report(conn: Any, tz: str, start: date, end: date) -> list[dict
 @router.get("/v1/admin/tax/income-report", response_class=Response,
             responses={200: {"content": {"text/csv": {}, "application/json": {}}, "description": "the report"}})
 async def get_income_report(_: Annotated[Identity, Depends(require_role(Role.FINANCE, Role.AUDITOR))], conn: ConnDep,
-                            settings: SettingsDep,
+                            settings: SettingsDep, master: MasterKeyDep,
                             from_: Annotated[date, Query(alias="from", description="first business day")],
                             to: Annotated[date, Query(description="day after the last")]) -> Response:
     """The period's labour remuneration per person for the platform's filing (CSV, UTF-8)."""
     if from_ >= to:
         raise rules.EmptyPeriodError("`from` must be before `to`")
-    rows = await income_report(conn, settings.business_timezone, from_, to)
+    rows = await income_report(conn, master, settings.business_timezone, from_, to)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS)
     w.writeheader()

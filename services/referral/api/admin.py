@@ -55,7 +55,8 @@ async def list_applications(_: StaffIdentity, rt: RuntimeDep,
 async def decide(body: schemas.DecisionCreate, admin: OperatorIdentity, rt: RuntimeDep, now: NowDep, user_id: str = UserId):
     """Approve (the applicant becomes a promoter) or reject with a reason."""
     async def work(conn):
-        app, _, events = await flows.decide_application(conn, user_id, body.approved, body.reason, admin.user_id, now)
+        app, _, events = await flows.decide_application(conn, user_id, body.approved, body.reason, admin.user_id, now,
+                                                        master=rt.extras["personal_data_key"])
         return app, events
     return application_public(await in_transaction(rt, work))
 
@@ -65,7 +66,7 @@ async def designate(body: schemas.Profile, _: OperatorIdentity, rt: RuntimeDep, 
     async def work(conn):
         if body.nickname or body.avatar_url:
             await users_store.touch(conn, user_id, now, nickname=body.nickname, avatar_url=body.avatar_url)
-        return await flows.designate(conn, user_id, now)
+        return await flows.designate(conn, user_id, now, master=rt.extras["personal_data_key"])
     return promoter_public(await in_transaction(rt, work), now)
 
 

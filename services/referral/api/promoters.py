@@ -51,7 +51,7 @@ async def enrol_self(body: schemas.Profile, identity: CurrentIdentity, rt: Runti
     async def work(conn):
         if body.nickname or body.avatar_url:
             await users_store.touch(conn, identity.user_id, now, nickname=body.nickname, avatar_url=body.avatar_url)
-        promoter, events = await flows.self_enrol(conn, identity.user_id, now)
+        promoter, events = await flows.self_enrol(conn, identity.user_id, now, master=rt.extras["personal_data_key"])
         return promoter, events
     p = await in_transaction(rt, work)
     user = await read(rt, lambda conn: users_store.get(conn, identity.user_id))
@@ -65,7 +65,8 @@ async def apply(body: schemas.ApplicationCreate, identity: CurrentIdentity, rt: 
     async def work(conn):
         if body.nickname or body.avatar_url:
             await users_store.touch(conn, identity.user_id, now, nickname=body.nickname, avatar_url=body.avatar_url)
-        return await flows.submit_application(conn, identity.user_id, body.note, now)
+        return await flows.submit_application(conn, identity.user_id, body.note, now,
+                                            master=rt.extras["personal_data_key"])
     return application_public(await in_transaction(rt, work))
 
 

@@ -24,8 +24,9 @@ class OrderSpendProjection:
     topics = (ORDER_EVENTS,)
     event_types = frozenset({"OrderPaid", "OrderRefunded"})
 
-    def __init__(self, code_key: bytes) -> None:
+    def __init__(self, code_key: bytes, personal_data_key: bytes) -> None:
         self.code_key = code_key
+        self.personal_data_key = personal_data_key  # seals the enrolled promoter's nickname
 
     async def apply(self, conn: asyncpg.Connection, batch: Batch) -> None:
         for a in batch.events:
@@ -52,7 +53,7 @@ class OrderSpendProjection:
             return
         # the code and event id derive from the order event: a replay enrols identically
         code = codes.derived_code(self.code_key, f"enrol:{a.envelope.event_id}")
-        _, events = await flows.enrol(conn, p.buyer_id, how, p.paid_at, code=code,
+        _, events = await flows.enrol(conn, p.buyer_id, how, p.paid_at, code=code, master=self.personal_data_key,
                                       event_id=derive_event_id(a.envelope.event_id, "PromoterEnrolled"), cause=a.envelope)
         for env in events:
             batch.emit(REFERRAL_EVENTS, env)

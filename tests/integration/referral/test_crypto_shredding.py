@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.referral.settings import ReferralSettings
 from services.referral.store import person_keys
 from shared import shredding
 from shared.contracts.referral import PromoterApplicationSubmitted, PromoterEnrolled
@@ -74,10 +75,11 @@ async def test_personal_fields_are_sealed_in_the_log_and_shredded_on_erasure(mak
 
         # referral's key opens them; another field's or person's reading is refused by the cipher
         conn = db_conn
+        master = ReferralSettings().personal_data_master_key()   # the service's (the session's environment)
         await conn.execute(f'SET search_path TO "{fresh_schema}"')
-        assert await person_keys.open_sealed(conn, u, "nickname", enrolled.nickname_sealed) == "赵六六"
-        assert await person_keys.open_sealed(conn, u, "note", applied.note_sealed) == "我叫赵六，电话13800000000"
-        key = await person_keys.key_for(conn, u, create=False)
+        assert await person_keys.open_sealed(conn, master, u, "nickname", enrolled.nickname_sealed) == "赵六六"
+        assert await person_keys.open_sealed(conn, master, u, "note", applied.note_sealed) == "我叫赵六，电话13800000000"
+        key = await person_keys.key_for(conn, master, u, create=False)
         with pytest.raises(shredding.InvalidTag):
             shredding.open_text(key, u, "note", enrolled.nickname_sealed)
         with pytest.raises(shredding.InvalidTag):
@@ -89,8 +91,8 @@ async def test_personal_fields_are_sealed_in_the_log_and_shredded_on_erasure(mak
                                   headers=svc.who("operator-9", "operator"))
         assert r.status_code == 200 and r.json()["keys_shredded"] == 1, r.text
         assert await conn.fetchval("SELECT count(*) FROM person_keys WHERE person_id = $1", u) == 0
-        assert await person_keys.open_sealed(conn, u, "nickname", enrolled.nickname_sealed) is None
-        assert await person_keys.open_sealed(conn, u, "note", applied.note_sealed) is None
+        assert await person_keys.open_sealed(conn, master, u, "nickname", enrolled.nickname_sealed) is None
+        assert await person_keys.open_sealed(conn, master, u, "note", applied.note_sealed) is None
         # the log's copy is still there, still parses, and nothing left can open it
         after = {Envelope.from_bytes(v).event_type: catalog.payload(Envelope.from_bytes(v))
                  for v in await _records_since(infra["kafka"], since, u)}

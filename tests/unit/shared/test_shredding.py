@@ -30,19 +30,29 @@ def test_sealed_text_opens_only_with_the_persons_key_for_its_field():
         shredding.open_text(key, "p1", "nickname", base64.b64encode(bytes(raw)).decode())
 
 
-def test_wrapped_keys_open_only_under_the_master_key_for_their_person(monkeypatch):
-    master = shredding.master_key_from_env("FENXIAO_TEST_UNSET_MASTER", "test")
+def test_wrapped_keys_open_only_under_the_master_key_for_their_person():
+    master = shredding.master_key(shredding.new_master_key(), "FENXIAO_TEST_MASTER")
     assert len(master) == 32
     key = shredding.new_data_key()
     wrapped = shredding.wrap_key(master, "p1", key)
     assert key not in wrapped and shredding.unwrap_key(master, "p1", wrapped) == key
     with pytest.raises(shredding.InvalidTag):
         shredding.unwrap_key(master, "p2", wrapped)
-    monkeypatch.setenv("FENXIAO_TEST_MASTER", base64.b64encode(b"k" * 32).decode())
-    assert shredding.master_key_from_env("FENXIAO_TEST_MASTER", "test") == b"k" * 32
-    monkeypatch.setenv("FENXIAO_TEST_MASTER", base64.b64encode(b"short").decode())
-    with pytest.raises(ValueError):
-        shredding.master_key_from_env("FENXIAO_TEST_MASTER", "test")
+    assert shredding.master_key(base64.b64encode(b"k" * 32).decode(), "FENXIAO_TEST_MASTER") == b"k" * 32
+
+
+@pytest.mark.parametrize("value, says", [
+    ("", "is required"),                                                   # no development default
+    ("change-me-" + "x" * 40, "placeholder"),
+    (base64.b64encode(b"short").decode(), "at least 32 bytes"),            # shorter than any secret
+    (base64.b64encode(b"k" * 31).decode(), "base64 of 32 random bytes"),   # 44 characters, 31 bytes
+    (base64.b64encode(b"k" * 48).decode(), "base64 of 32 random bytes"),
+    ("not base64 at all, but long enough to pass the length check!", "base64 of 32 random bytes"),
+])
+def test_a_missing_placeholder_or_malformed_master_key_is_refused(value, says):
+    with pytest.raises(ValueError, match=says) as e:
+        shredding.master_key(value, "FENXIAO_TEST_MASTER")
+    assert "FENXIAO_TEST_MASTER" in str(e.value)
 
 
 def test_v1_referral_events_still_read_with_the_nickname_masked():
