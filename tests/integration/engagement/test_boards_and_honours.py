@@ -138,15 +138,24 @@ async def test_the_months_top_is_honoured_when_the_next_month_begins_in_shanghai
         await events.settle(may[0], 1, at=june - timedelta(seconds=1))   # still May (23:59:59 +08)
         await events.settle(nxt, 99_999, at=june)                         # June: May closes
 
-        async def honoured():
+        async def month_honours() -> dict[str, list[str]]:
             out = {}
-            for p in may + [nxt]:
+            for p in may + [nxt, late]:
                 r = await svc.client.get("/v1/me/profile", headers=svc.who(p))
+                assert r.status_code == 200, r.text
                 out[p] = [h["honour_key"] for h in r.json()["honours"] if h["honour_key"].startswith("top10_month")]
-            return out if any(out.values()) else None
-        got = await eventually(honoured, timeout=60)
-        # the top 2 of May by settled commission: may[2] (30000) and may[1] (20000)
-        assert got == {may[0]: [], may[1]: ["top10_month:2024-05"], may[2]: ["top10_month:2024-05"], nxt: []}
+            return out
+
+        # the top 2 of May by settled commission: may[2] (30000) and may[1] (20000). Wait for that
+        # whole state, not the first honour seen: the profiles are read one by one, so a read between
+        # two awards would otherwise see one honoured and the other not yet (a wrong award or a
+        # missing one never matches, and the timeout reports the last state read)
+        expected = {may[0]: [], may[1]: ["top10_month:2024-05"], may[2]: ["top10_month:2024-05"], nxt: [], late: []}
+
+        async def honoured():
+            got = await month_honours()
+            return got if got == expected else None
+        await eventually(honoured, timeout=60)
 
         # a May settlement read after May closed changes no award (an honour is never taken back or re-decided)
         await events.settle(late, 500_000, at=june - timedelta(days=1))
@@ -160,3 +169,5 @@ async def test_the_months_top_is_honoured_when_the_next_month_begins_in_shanghai
         assert board["mine"]["rank"] == 1
         r = await svc.client.get("/v1/me/profile", headers=svc.who(late))
         assert [h for h in r.json()["honours"] if h["honour_key"].startswith("top10")] == []
+        # and May's awards are as they were, for everyone (none taken back, none added)
+        assert await month_honours() == expected
