@@ -73,9 +73,10 @@ SERVICES = (
         wechat=False, cpu="500m", memory="512Mi", memory_limit="1Gi"),
     Svc("payout", 8104, (topics.COMMISSION_EVENTS, topics.PAYOUT_EVENTS), wechat=True,
         key_files=(("PAYOUT_WECHAT_MERCHANT_KEY", "apiclient_key.pem"), ("PAYOUT_WECHAT_PLATFORM_KEY", "pub_key.pem")),
-        settings=(("PAYOUT_WECHAT_BASE_URL", "https://api.mch.weixin.qq.com"),),
-        # the payee identities' master key (crypto-shredding) from payout-app: required to start
-        secret_env=("PAYOUT_IDENTITY_MASTER_KEY",)),
+        # WeChat Pay merchant transfers: as orders, the two key files from payout-wechatpay-keys, the
+        # merchant, app, serials and notify URL from the overlay's ConfigMap payout-wechatpay, the
+        # APIv3 key and the payee identities' master key (crypto-shredding) from payout-app
+        config_map="payout-wechatpay", secret_env=("PAYOUT_IDENTITY_MASTER_KEY", "PAYOUT_WECHAT_APIV3_KEY")),
     # notices, live SSE streams, subscribe messages (WeChat), boards
     Svc("engagement", 8105, (topics.COMMISSION_EVENTS, topics.PAYOUT_EVENTS, topics.REFERRAL_EVENTS, topics.ORDER_EVENTS),
         wechat=True),

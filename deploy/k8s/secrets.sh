@@ -9,7 +9,8 @@
 #                                                 # required: crypto-shredding's master keys, each
 #                                                 # `openssl rand -base64 32`; keep them in your secret
 #                                                 # store too (lost, the sealed personal data is unreadable)
-#   export PAYOUT_WECHAT_APIV3_KEY=... ...        # the secret ORDERS_*, PAYOUT_*, REFERRAL_*, ENGAGEMENT_*, CONSOLE_*, COMMISSION_*
+#   export PAYOUT_WECHAT_APIV3_KEY=...            # required: payout's APIv3 key (32 characters)
+#   export ... ...                                # the other secret ORDERS_*, PAYOUT_*, REFERRAL_*, ENGAGEMENT_*, CONSOLE_*, COMMISSION_*
 #   export ORDERS_MERCHANT_KEY_FILE=apiclient_key.pem ORDERS_PLATFORM_KEY_FILE=pub_key.pem
 #   export PAYOUT_MERCHANT_KEY_FILE=apiclient_key.pem PAYOUT_PLATFORM_KEY_FILE=pub_key.pem
 #   deploy/k8s/secrets.sh [namespace]             # default: fenxiao
@@ -21,12 +22,13 @@
 #                   WeChat credentials: only orders, payout, referral and engagement have any);
 #                   the settings its Deployment names one by one (generate.py `secret_env`) are
 #                   required: orders-app ORDERS_WECHATPAY_APIV3_KEY, referral-app REFERRAL_CODE_SECRET
-#                   and REFERRAL_PERSONAL_DATA_KEY, payout-app PAYOUT_IDENTITY_MASTER_KEY
+#                   and REFERRAL_PERSONAL_DATA_KEY, payout-app PAYOUT_WECHAT_APIV3_KEY and
+#                   PAYOUT_IDENTITY_MASTER_KEY
 #   orders-wechatpay-keys, payout-wechatpay-keys   the merchant private key and WeChat Pay's
 #                   public key, as the files apiclient_key.pem and pub_key.pem
-# orders' non-secret WeChat Pay settings (merchant, appid, serials, notify URL) are not here: they
-# are in the overlay's ConfigMap (overlays/<env>/orders-wechatpay.env); a variable given here too
-# overrides it.
+# orders' and payout's non-secret WeChat Pay settings (merchant, appid, serials, notify URL) are not
+# here: they are in the overlay's ConfigMaps (overlays/<env>/orders-wechatpay.env,
+# payout-wechatpay.env); a variable given here too overrides it.
 # Not here: the Kafka credentials (Strimzi's User Operator makes the Secret <service> for each
 # KafkaUser), fenxiao-pg-app (CloudNativePG), fenxiao-kafka-cluster-ca-cert (Strimzi).
 # With External Secrets or sealed secrets, produce the same names and keys instead.
@@ -55,6 +57,8 @@ if ! exists referral-app; then
   master_key REFERRAL_PERSONAL_DATA_KEY
 fi
 if ! exists payout-app; then
+  need PAYOUT_WECHAT_APIV3_KEY "payout's WeChat Pay APIv3 key"
+  (( ${#PAYOUT_WECHAT_APIV3_KEY} == 32 )) || { echo "secrets.sh: PAYOUT_WECHAT_APIV3_KEY must be 32 characters" >&2; exit 1; }
   master_key PAYOUT_IDENTITY_MASTER_KEY
 fi
 for svc in orders payout; do

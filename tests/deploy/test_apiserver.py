@@ -20,7 +20,7 @@ BUILD = k8s.ROOT / "deploy" / "validate" / "apiserver-build.sh"
 SECRETS_TEST = r"""
 set -euo pipefail
 export FENXIAO_IDENTITY_SECRET=$(openssl rand -hex 32) ORDERS_WECHATPAY_MCHID=1900000109 REFERRAL_CODE_SECRET=$(openssl rand -hex 32)
-export ORDERS_WECHATPAY_APIV3_KEY=$(openssl rand -hex 16)
+export ORDERS_WECHATPAY_APIV3_KEY=$(openssl rand -hex 16) PAYOUT_WECHAT_APIV3_KEY=$(openssl rand -hex 16)
 export REFERRAL_PERSONAL_DATA_KEY=$(openssl rand -base64 32) PAYOUT_IDENTITY_MASTER_KEY=$(openssl rand -base64 32)
 export PAYOUT_MERCHANT_KEY_FILE=$(mktemp) PAYOUT_PLATFORM_KEY_FILE=$(mktemp) ORDERS_MERCHANT_KEY_FILE=$(mktemp) ORDERS_PLATFORM_KEY_FILE=$(mktemp)
 echo merchant > "$PAYOUT_MERCHANT_KEY_FILE"; echo platform > "$PAYOUT_PLATFORM_KEY_FILE"
@@ -36,6 +36,7 @@ pw=$(g referral-pg .data.password)
 [ -n "$(g referral-app .data.REFERRAL_CODE_SECRET)" ] && [ -z "$(g orders-app .data.REFERRAL_CODE_SECRET)" ]
 [ "$(g referral-app .data.REFERRAL_PERSONAL_DATA_KEY | base64 -d)" = "$REFERRAL_PERSONAL_DATA_KEY" ]
 [ "$(g payout-app .data.PAYOUT_IDENTITY_MASTER_KEY | base64 -d)" = "$PAYOUT_IDENTITY_MASTER_KEY" ]
+[ "$(g payout-app .data.PAYOUT_WECHAT_APIV3_KEY | base64 -d)" = "$PAYOUT_WECHAT_APIV3_KEY" ]
 [ "$(g payout-wechatpay-keys '.data.apiclient_key\.pem' | base64 -d)" = merchant ]
 [ "$(g orders-wechatpay-keys '.data.pub_key\.pem' | base64 -d)" = orders-platform ]
 [ "$(g orders-app .data.ORDERS_WECHATPAY_APIV3_KEY | base64 -d)" = "$ORDERS_WECHATPAY_APIV3_KEY" ]

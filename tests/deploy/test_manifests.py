@@ -446,3 +446,111 @@ def test_a_missing_or_misplaced_master_key_is_caught(objects):
     assert sorted(secret_problems(objs)) == [
         "payout: PAYOUT_IDENTITY_MASTER_KEY is not named from the payout-app Secret (unset)",
         "referral: REFERRAL_PERSONAL_DATA_KEY is not named from the referral-app Secret (secret)"]
+
+
+# ---- payout's WeChat transfer settings ------------------------------------------------------
+
+def _payout_required() -> set[str]:
+    """Every WeChat transfer setting of payout without a usable production default
+    (services/payout/settings.py): empty, or the local stand-in / localhost. A new one is required
+    here too without editing this test."""
+    from services.payout.settings import PayoutSettings
+
+    out = set()
+    for name, f in PayoutSettings.model_fields.items():
+        default = f.get_default(call_default_factory=True)
+        if name.startswith("wechat_") and (default in ("", None) or "127.0.0.1" in str(default)):
+            out.add(f"PAYOUT_{name.upper()}")
+    return out
+
+
+PAYOUT_SECRETS = {"PAYOUT_WECHAT_APIV3_KEY"}  # only from the payout-app Secret (secrets.sh)
+
+
+def payout_wechatpay_problems(objs: list[dict]) -> list[str]:
+    """What keeps the rendered payout server from paying through WeChat Pay and verifying its
+    transfer notices: a required setting unset, a secret outside its Secret, a key file that is not
+    mounted, a value the service would refuse or that cannot work in a cluster."""
+    from services.payout.api import notify
+    from services.payout.settings import PayoutSettings
+
+    (notify_path,) = [r.path for r in notify.router.routes if r.path.endswith("/transfer-notify")]
+    c = one(objs, "Deployment", "payout")["spec"]["template"]["spec"]
+    (container,) = c["containers"]
+    env = k8s.container_env(objs, container)
+    problems = [f"{n}: not set" for n in sorted(_payout_required() - set(env))]
+    for n in sorted(PAYOUT_SECRETS & set(env)):
+        if env[n] != ("secret", f"payout-app/{n}"):
+            problems.append(f"{n}: must come from the payout-app Secret, not {env[n][0]}")
+    cms = k8s.config_maps(objs)
+    for source in container.get("envFrom", []):
+        for n, value in cms.get(source.get("configMapRef", {}).get("name"), {}).items():
+            if "PRIVATE KEY" in value or n in PAYOUT_SECRETS or n in required_secrets("payout"):
+                problems.append(f"{n}: a secret in a ConfigMap")
+    mounted = {m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", []) if m["name"] == "wechatpay-keys"}
+    (keys,) = [v["secret"] for v in c["volumes"] if v["name"] == "wechatpay-keys"] or [{}]
+    files = {KEYS_DIR + i["path"] for i in keys.get("items", [])} if mounted == {KEYS_DIR} else set()
+    if keys and keys["secretName"] != "payout-wechatpay-keys":
+        problems.append(f"key files from {keys['secretName']}")
+    plain = {n: v for n, (kind, v) in env.items() if kind != "secret"}
+    try:
+        further = json.loads(plain.get("PAYOUT_WECHAT_PLATFORM_KEYS", "{}"))
+    except ValueError:
+        further = {}
+        problems.append("PAYOUT_WECHAT_PLATFORM_KEYS: not JSON")
+    for what, path in [(n, plain.get(n)) for n in ("PAYOUT_WECHAT_MERCHANT_KEY", "PAYOUT_WECHAT_PLATFORM_KEY")] + [
+            (f"platform key {serial}", p) for serial, p in further.items()]:
+        if path is not None and path not in files:
+            problems.append(f"{what}: {path} is not a file mounted from payout-wechatpay-keys")
+    settings = _as_the_service_reads(PayoutSettings, {**plain, "PAYOUT_WECHAT_APIV3_KEY": "k" * 32})
+    if not settings.transfer_configured:
+        problems.append("transfers would be off (transfer_configured is false)")
+    url = urlsplit(settings.wechat_notify_url)
+    if url.scheme != "https" or url.query or url.path != notify_path:
+        problems.append(f"PAYOUT_WECHAT_NOTIFY_URL: {settings.wechat_notify_url!r} is not https://<host>{notify_path}")
+    if settings.wechat_base_url != "https://api.mch.weixin.qq.com":
+        problems.append(f"PAYOUT_WECHAT_BASE_URL: {settings.wechat_base_url!r}")
+    if not (settings.wechat_mchid.isdigit() and settings.wechat_appid.startswith("wx")):
+        problems.append("PAYOUT_WECHAT_MCHID / _APPID: not a merchant number and an appid")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", k8s.OVERLAYS)
+def test_payout_gets_every_wechat_transfer_setting(objects, overlay):
+    assert {"PAYOUT_WECHAT_BASE_URL", "PAYOUT_WECHAT_NOTIFY_URL", "PAYOUT_WECHAT_MCHID", "PAYOUT_WECHAT_APPID",
+            "PAYOUT_WECHAT_MERCHANT_SERIAL", "PAYOUT_WECHAT_PLATFORM_SERIAL", "PAYOUT_WECHAT_MERCHANT_KEY",
+            "PAYOUT_WECHAT_PLATFORM_KEY", "PAYOUT_WECHAT_APIV3_KEY"} <= _payout_required()
+    assert payout_wechatpay_problems(objects[overlay]) == []
+    # the non-secret ones are the overlay's own (ConfigMap), the secret ones from payout-app / files
+    env = k8s.container_env(objects[overlay], one(objects[overlay], "Deployment", "payout")["spec"]["template"]["spec"]["containers"][0])
+    for n in ("PAYOUT_WECHAT_BASE_URL", "PAYOUT_WECHAT_NOTIFY_URL", "PAYOUT_WECHAT_MCHID", "PAYOUT_WECHAT_APPID",
+              "PAYOUT_WECHAT_MERCHANT_SERIAL", "PAYOUT_WECHAT_PLATFORM_SERIAL"):
+        assert env[n][0] == "configmap", n
+    assert env["PAYOUT_WECHAT_APIV3_KEY"] == ("secret", "payout-app/PAYOUT_WECHAT_APIV3_KEY")
+    assert env["PAYOUT_WECHAT_MERCHANT_KEY"] == ("value", KEYS_DIR + "apiclient_key.pem")
+    assert env["PAYOUT_WECHAT_PLATFORM_KEY"] == ("value", KEYS_DIR + "pub_key.pem")
+
+
+def test_overlays_set_payouts_own_notify_url(objects):
+    urls = {o: k8s.container_env(objects[o], one(objects[o], "Deployment", "payout")["spec"]["template"]["spec"]["containers"][0])
+            ["PAYOUT_WECHAT_NOTIFY_URL"][1] for o in k8s.OVERLAYS}
+    assert len(set(urls.values())) == len(k8s.OVERLAYS), urls
+
+
+def test_a_missing_or_misplaced_payout_wechat_setting_is_caught(objects):
+    objs = copy.deepcopy(objects["prod"])
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("payout-wechatpay")]
+    del cm["data"]["PAYOUT_WECHAT_NOTIFY_URL"]
+    del cm["data"]["PAYOUT_WECHAT_PLATFORM_SERIAL"]
+    cm["data"]["PAYOUT_WECHAT_APIV3_KEY"] = "committed-by-mistake-32-bytes-xx"
+    cm["data"]["PAYOUT_IDENTITY_MASTER_KEY"] = "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="
+    cm["data"]["PAYOUT_WECHAT_PLATFORM_KEYS"] = json.dumps({"PUB_KEY_ID_1": "/var/run/secrets/wechatpay/other.pem"})
+    problems = payout_wechatpay_problems(objs)
+    assert "PAYOUT_WECHAT_NOTIFY_URL: not set" in problems and "PAYOUT_WECHAT_PLATFORM_SERIAL: not set" in problems
+    assert "PAYOUT_WECHAT_APIV3_KEY: a secret in a ConfigMap" in problems
+    assert "PAYOUT_IDENTITY_MASTER_KEY: a secret in a ConfigMap" in problems
+    assert any(p.startswith("platform key PUB_KEY_ID_1: /var/run/secrets/wechatpay/other.pem is not a file mounted") for p in problems)
+    assert any(p.startswith("PAYOUT_WECHAT_NOTIFY_URL: 'http://127.0.0.1") for p in problems)  # the default would be used
+    # and a ConfigMap an overlay forgot is reported by the lint
+    objs.remove(cm)
+    assert any("reads ConfigMap payout-wechatpay" in p and "which is not here" in p for p in k8s.lint(objs))

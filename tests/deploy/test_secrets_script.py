@@ -119,6 +119,23 @@ def test_without_orders_apiv3_key_or_key_files_nothing_is_made(tmp_path):
     assert r.returncode != 0 and "32 characters" in r.stderr and made == {}
 
 
+def test_payout_gets_its_apiv3_key_but_not_its_plain_settings_and_requires_the_key(tmp_path):
+    """payout's non-secret transfer settings come from the overlay's ConfigMap payout-wechatpay; its
+    APIv3 key, which its Deployment names, is required in payout-app."""
+    r, made = run(tmp_path, **complete_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    payout = made["payout-app"]["data"]
+    assert payout["PAYOUT_WECHAT_APIV3_KEY"] == "p" * 32
+    assert not {k for k in payout if k.startswith(("ORDERS_", "REFERRAL_")) or k.endswith("_FILE")}
+    assert set(generate.BY_NAME["payout"].secret_env) <= set(payout)
+    for i, env in enumerate(({k: v for k, v in complete_env(tmp_path).items() if k != "PAYOUT_WECHAT_APIV3_KEY"},
+                             {**complete_env(tmp_path), "PAYOUT_WECHAT_APIV3_KEY": "too-short"})):
+        fresh = tmp_path / f"case{i}"  # a namespace where nothing exists yet
+        fresh.mkdir()
+        r, made = run(fresh, **env)
+        assert r.returncode != 0 and "PAYOUT_WECHAT_APIV3_KEY" in r.stderr and made == {}, r.stderr
+
+
 def test_without_a_sound_master_key_nothing_is_made(tmp_path):
     """The services refuse to start without their crypto-shredding master keys (shared/shredding.py):
     the script refuses first, before creating any Secret."""
