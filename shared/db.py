@@ -73,3 +73,8 @@ async def drop_schema(dsn: str, schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+def rows_affected(status: str) -> int:
+    """The row count of an asyncpg command status ('UPDATE 3', 'DELETE 0', 'INSERT 0 1')."""
+    return int(status.split()[-1])

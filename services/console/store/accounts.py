@@ -5,6 +5,8 @@ from datetime import datetime
 
 import asyncpg
 
+from shared.db import rows_affected
+
 
 async def upsert_operator(conn: asyncpg.Connection, username: str, role: str, password_hash: str,
                           display_name: str | None = None) -> None:
@@ -43,4 +45,4 @@ async def delete_session(conn: asyncpg.Connection, token_hash: str) -> None:
 
 async def purge_expired(conn: asyncpg.Connection, now: datetime) -> int:
     r = await conn.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
-    return int(r.split()[-1])
+    return rows_affected(r)

@@ -6,35 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter
 
 from services.engagement.api.deps import ConnDep, utcnow
+from shared.db import rows_affected
+from shared.erasure import ErasureIn, PersonId, record_erasure
 from shared.identity import OperatorIdentity
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-class ErasureIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=3, max_length=200)
-
-
-def _count(status: str) -> int:
-    return int(status.split()[-1])
-
-
 @router.post("/persons/{person_id}/erase")
 async def erase_person(body: ErasureIn, operator: OperatorIdentity, conn: ConnDep,
-                       person_id: str = Path(min_length=1, max_length=128)) -> dict[str, Any]:
+                       person_id: PersonId) -> dict[str, Any]:
     async with conn.transaction():
         names = await conn.execute("UPDATE promoters SET nickname = NULL WHERE promoter_id = $1 AND nickname IS NOT NULL",
                                    person_id)
         subs = await conn.execute("DELETE FROM subscriptions WHERE promoter_id = $1", person_id)
         sends = await conn.execute("UPDATE subscribe_sends SET openid = 'erased' WHERE promoter_id = $1 AND openid <> 'erased'",
                                    person_id)
-        await conn.execute("""INSERT INTO personal_data_erasures (person_id, erased_at, erased_by, reason)
-                              VALUES ($1, $2, $3, $4) ON CONFLICT (person_id) DO NOTHING""",
-                           person_id, utcnow(), operator.user_id, body.reason)
-    return {"person_id": person_id, "nicknames_cleared": _count(names), "subscriptions_deleted": _count(subs),
-            "messages_cleared": _count(sends)}
+        await record_erasure(conn, person_id, utcnow(), operator.user_id, body.reason)
+    return {"person_id": person_id, "nicknames_cleared": rows_affected(names), "subscriptions_deleted": rows_affected(subs),
+            "messages_cleared": rows_affected(sends)}

@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 
 from services.engagement.domain.notices import Notice
+from shared.db import rows_affected
 
 NOTIFY_CHANNEL_SUFFIX = ".notices"
 
@@ -53,7 +54,7 @@ async def mark_read(conn: asyncpg.Connection, promoter_id: str, up_to: int) -> i
     status = await conn.execute(
         "UPDATE notices SET read_at = now() WHERE promoter_id = $1 AND notice_id <= $2 AND read_at IS NULL",
         promoter_id, up_to)
-    return int(status.split()[-1])
+    return rows_affected(status)
 
 
 # -- subscriptions ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from services.payout.domain.withdrawal import business_day
 from services.payout.store import payee as store
 from fastapi import Depends
 
+from shared.erasure import ErasureIn
 from shared.identity import CurrentIdentity, Identity, OperatorIdentity, Role, require_role
 
 router = APIRouter(tags=["tax"])
@@ -160,11 +161,6 @@ async def get_income_report(_: Annotated[Identity, Depends(require_role(Role.FIN
     w.writerows(rows)
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="income-{from_}-{to}.csv"'})
-
-
-class ErasureIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=3, max_length=200)
 
 
 @router.post("/v1/admin/persons/{person_id}/erase")

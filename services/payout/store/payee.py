@@ -7,6 +7,8 @@ from typing import Any
 import asyncpg
 
 from services.payout.domain import payee as rules
+from shared.db import rows_affected
+from shared.erasure import record_erasure
 
 
 async def person_key(conn: asyncpg.Connection, master: bytes, person_id: str, *, create: bool) -> bytes | None:
@@ -72,6 +74,5 @@ async def erase(conn: asyncpg.Connection, person_id: str, by: str, reason: str, 
     keys = await conn.execute("DELETE FROM person_keys WHERE person_id = $1", person_id)
     wds = await conn.execute("""UPDATE withdrawals SET openid = 'erased', user_name_cipher = NULL, user_name_serial = NULL
                                 WHERE promoter_id = $1 AND (openid <> 'erased' OR user_name_cipher IS NOT NULL)""", person_id)
-    await conn.execute("""INSERT INTO personal_data_erasures (person_id, erased_at, erased_by, reason) VALUES ($1, $2, $3, $4)
-                          ON CONFLICT (person_id) DO NOTHING""", person_id, at, by, reason)
-    return {"keys_shredded": int(keys.split()[-1]), "withdrawals_cleared": int(wds.split()[-1])}
+    await record_erasure(conn, person_id, at, by, reason)
+    return {"keys_shredded": rows_affected(keys), "withdrawals_cleared": rows_affected(wds)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncpg
 
 from shared import shredding
+from shared.db import rows_affected
 
 
 async def key_for(conn: asyncpg.Connection, master: bytes, person_id: str, *, create: bool) -> bytes | None:
@@ -38,4 +39,4 @@ async def open_sealed(conn: asyncpg.Connection, master: bytes, person_id: str, f
 
 async def shred(conn: asyncpg.Connection, person_id: str) -> int:
     """Delete the person's key: every sealed copy of their fields becomes unreadable. Returns 1 or 0."""
-    return int((await conn.execute("DELETE FROM person_keys WHERE person_id = $1", person_id)).split()[-1])
+    return rows_affected(await conn.execute("DELETE FROM person_keys WHERE person_id = $1", person_id))
