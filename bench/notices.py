@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -30,12 +29,7 @@ from shared.outbox import make_producer  # noqa: E402
 from shared.settings import CommonSettings  # noqa: E402
 from shared.topics import COMMISSION_EVENTS  # noqa: E402
 from simulation.cluster import ROOT, ServiceProcess  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from simulation.cluster import free_port
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -49,7 +43,7 @@ async def main(args) -> int:
     ensure_keys()  # fresh random keys unless set: the services refuse to start without strong ones
     settings = CommonSettings()
     schema = f"engagement_bench{RUN}"
-    svc = ServiceProcess("engagement", _free_port(), {"ENGAGEMENT_SCHEMA": schema, "LOG_LEVEL": "WARNING",
+    svc = ServiceProcess("engagement", free_port(), {"ENGAGEMENT_SCHEMA": schema, "LOG_LEVEL": "WARNING",
                                                       "FENXIAO_TOPIC_NAMESPACE": os.environ["FENXIAO_TOPIC_NAMESPACE"]},
                          ROOT / ".local" / "bench" / f"notices-{RUN}.log")
     svc.start()

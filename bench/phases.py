@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,12 +26,7 @@ from shared.outbox import make_producer
 from shared.topics import COMMISSION_EVENTS, NAMESPACE, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
 from simulation.cluster import ROOT, ServiceProcess
 from simulation.http import request_once_more
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from simulation.cluster import free_port
 
 
 class ProfiledService(ServiceProcess):

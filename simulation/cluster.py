@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +16,23 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = {"referral": 8101, "orders": 8102, "commission": 8103, "payout": 8104, "engagement": 8105,
          "console": 8106}
+
+def free_port() -> int:
+    """A port the OS has free on 127.0.0.1 now (for a process this run starts)."""
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: held open together while they are picked, so none repeats."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
 #: the demo's ports are these plus an offset: FENXIAO_DEMO_BASE_PORT=9100 puts referral on 9101
 BASE_PORT = 8100
 

@@ -1,28 +1,18 @@
 """The main job, small: the four services as separate processes on the real Kafka and
 PostgreSQL, WeChat stood in for locally, traffic through HTTP and signed notices. It must end
 with every balance explained: equal to an independent recomputation, and to the audit replay."""
-import socket
 import uuid
 
 import pytest
 
 from simulation.run import run_demo
+from simulation.cluster import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 async def test_main_job_balances_equal_recomputation_and_audit_replay(infra):
-    wechat, *svc = _free_ports(7)
+    wechat, *svc = free_ports(7)
     lines = []
     run_id = "e2e" + uuid.uuid4().hex[:6]
     ok, rep = await run_demo(promoters=6, customers=14, seed=3, run_id=run_id, wechat_port=wechat,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from shared.identity import STAFF_ROLES, Role
 from simulation.cluster import ROOT, ServiceProcess
 from tests.identity import who
+from simulation.cluster import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -30,16 +30,6 @@ EXAMPLES = int(os.environ.get("FENXIAO_FUZZ_EXAMPLES", "4"))
 NOTIFY = re.compile(r"^/v1/wechatpay/")
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="module")
 def stack(infra):
     """The five JSON services as processes on fresh schemas and the session's topics."""
@@ -47,7 +37,7 @@ def stack(infra):
     log_dir = ROOT / ".local" / "security-tests" / run
     schemas = {s: f"t_sec_{s[:4]}_{run}" for s in SERVICES}
     procs = {s: ServiceProcess(s, port, {f"{s.upper()}_SCHEMA": schemas[s], "LOG_LEVEL": "WARNING"},
-                               log_dir / f"{s}.log") for s, port in zip(SERVICES, _free_ports(len(SERVICES)))}
+                               log_dir / f"{s}.log") for s, port in zip(SERVICES, free_ports(len(SERVICES)))}
     try:
         for p in procs.values():
             p.start()

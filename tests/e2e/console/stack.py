@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -21,6 +20,7 @@ from shared.events import new_event
 from shared.topics import without_namespace
 from simulation.cluster import ServiceProcess
 from tests.identity import secret, who
+from simulation.cluster import free_ports
 
 SECRET = secret()  # the test session's identity key (tests/identity.py)
 PASSWORD = "console-pass-1"
@@ -30,16 +30,6 @@ PLAN_V1 = {"levels": 2, "cap_bp": 3000, "freeze_days": 7,
                      {"name": "partner", "level1_bp": 1500, "level2_bp": 800, "self_purchase_bp": 1000,
                       "upgrade": {"min_settled_sales_fen": 500000, "min_direct_buyers": 10, "min_orders": 20}}],
            "overrides": []}
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @dataclass

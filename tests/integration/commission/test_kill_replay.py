@@ -7,7 +7,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 from collections import defaultdict
@@ -23,16 +22,11 @@ from shared.contracts.payout import WithdrawalPaid, WithdrawalRequested
 from shared.contracts.referral import PromoterEnrolled, ReferralBound
 from shared.topics import ORDER_EVENTS
 from tests.integration.commission.conftest import end_offsets, now
+from simulation.cluster import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 L1_BP, L2_BP = 1000, 500
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_service(schema: str, log: Path) -> subprocess.Popen:

@@ -25,8 +25,8 @@ from shared.contracts.orders import OrderCompleted, OrderLine, OrderPaid, OrderR
 from shared.contracts.referral import PromoterEnrolled, ReferralBound
 from shared.db import drop_schema
 from shared.topics import ORDER_EVENTS
+from simulation.cluster import free_port
 from tests.integration.commission.conftest import end_offsets, now, start_at_end
-from tests.integration.commission.test_kill_replay import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]

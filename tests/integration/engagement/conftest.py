@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from shared.outbox import make_producer
 from shared.topics import ALL_TOPICS
 from standins.wechat.miniprogram import MiniProgramState, make_router
 from tests.conftest import create_topics
+from simulation.cluster import free_port
 
 TEMPLATE = "tmplCommission000001"
 
@@ -49,16 +49,10 @@ def wechat() -> MiniProgramState:
     return state
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[str]:
     """Serve `app` (with its lifespan) on 127.0.0.1:<free port>; yields the base URL."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
                                            lifespan="on", timeout_graceful_shutdown=1))
     task = asyncio.create_task(server.serve())

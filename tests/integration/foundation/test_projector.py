@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -21,15 +20,10 @@ from shared.events import new_event
 from shared.projector import Projector
 from tests.conftest import create_topics, eventually
 from tests.integration.foundation.tally import MIGRATIONS, TallyAdded, TallyProjection, by_hand, take
+from simulation.cluster import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def publish_tallies(bootstrap: str, topic: str, n: int, *, counters: int = 8, start: int = 0) -> int:

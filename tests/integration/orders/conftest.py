@@ -4,7 +4,6 @@ stand-in with fresh keys, a movable clock, and a reader of the real order-events
 from __future__ import annotations
 
 import asyncio
-import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from shared.topics import ORDER_EVENTS, PARTITIONS, REFERRAL_EVENTS
 from standins.wechat.pay import WeChatPayStandin, make_router
 from tests.conftest import create_topics
 from tests.identity import who
+from simulation.cluster import free_port
 
 
 class OrderEvents:
@@ -114,12 +114,6 @@ async def serve(app, port: int = 0) -> tuple[uvicorn.Server, asyncio.Task, int]:
             task.result()
         await asyncio.sleep(0.05)
     return server, task, server.servers[0].sockets[0].getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @asynccontextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -25,6 +24,7 @@ from shared.topics import ALL_TOPICS
 from standins.wechat.miniprogram import MiniProgramState, make_router
 from tests.conftest import create_topics, running_app
 from tests.identity import who
+from simulation.cluster import free_port
 
 
 class FakeClock:
@@ -85,12 +85,6 @@ def make_svc(infra, topics, fresh_schema):
     return run
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Standin:
     state: MiniProgramState
@@ -118,7 +112,7 @@ async def standin() -> AsyncIterator[Standin]:
             return Response(status_code=404)
         return Response(images[name], media_type="image/png")
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -128,7 +122,6 @@ async def standin() -> AsyncIterator[Standin]:
     finally:
         server.should_exit = True
         await task
-
 
 
 # -- helpers shared by the test modules ----------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -20,12 +19,7 @@ from services.orders.main import build_verifier
 from services.orders.settings import OrdersSettings
 from shared.wechatpay import sign
 from standins.wechat.pay import WeChatPayStandin
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from simulation.cluster import free_port
 
 
 class Merchant:
@@ -74,7 +68,7 @@ async def _until(check, timeout: float = 10) -> None:
 
 
 async def test_a_refused_notice_is_retried_until_acknowledged(pay):
-    port = _free_port()
+    port = free_port()
     merchant = Merchant([500, 503])  # refused twice, then 200
     server, task = await _serve(merchant, port)
     try:
@@ -97,7 +91,7 @@ async def test_a_refused_notice_is_retried_until_acknowledged(pay):
 
 
 async def test_an_unreachable_merchant_gets_the_notice_once_it_is_up(pay):
-    port = _free_port()  # nothing listens yet: the first attempt fails to connect
+    port = free_port()  # nothing listens yet: the first attempt fails to connect
     params = _paid_params(pay, f"http://127.0.0.1:{port}/notify", "T1000002")
     resource, resp = await pay.request_payment(params)
     assert resp is None and resource["trade_state"] == "SUCCESS", "the buyer has paid whatever became of the notice"
@@ -113,7 +107,7 @@ async def test_an_unreachable_merchant_gets_the_notice_once_it_is_up(pay):
 
 
 async def test_the_schedule_ends(pay):
-    port = _free_port()
+    port = free_port()
     merchant = Merchant([500] * 10)
     server, task = await _serve(merchant, port)
     try:
