@@ -197,3 +197,12 @@ async def outbox_events(conn: asyncpg.Connection, event_type: str, withdrawal_id
         if env["event_type"] == event_type and (withdrawal_id is None or env["payload"]["withdrawal_id"] == withdrawal_id):
             out.append(env["payload"])
     return out
+
+
+async def published_end(conn: asyncpg.Connection, kafka: str) -> dict[TopicPartition, int]:
+    """Once payout's outbox has published every event: the topics' end offsets (where a rebuild
+    from the log stops to compare with the live tables)."""
+    async def drained() -> bool:
+        return await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    await eventually(drained)
+    return await end_offsets(kafka)

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from services.payout.replay import compare, end_offsets, rebuild
+from services.payout.replay import compare, rebuild
 from shared.db import drop_schema
-from tests.conftest import eventually
+from tests.integration.payout.conftest import published_end
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +44,7 @@ async def test_rebuilding_the_ledger_from_events_equals_live(make_svc, commissio
         a = await svc.available(p)
         assert (a["available_fen"], a["reserved_fen"], a["withdrawn_fen"]) == (9_000, 1_000, 2_000)
 
-        async def drained():
-            return await schema_conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
-        await eventually(drained)
-        stop_at = await end_offsets(infra["kafka"])
+        stop_at = await published_end(schema_conn, infra["kafka"])
 
     replay_schema = "t_" + uuid.uuid4().hex[:12]
     try:

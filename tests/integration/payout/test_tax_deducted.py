@@ -15,11 +15,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.commission.domain.balance import delta_of as commission_delta_of
-from services.payout.replay import compare, end_offsets, rebuild
+from services.payout.replay import compare, rebuild
 from shared.db import drop_schema
 from shared.events import Envelope, catalog
-from tests.conftest import eventually
-from tests.integration.payout.conftest import outbox_events
+from tests.integration.payout.conftest import outbox_events, published_end
 
 pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Shanghai")
@@ -93,10 +92,7 @@ async def test_the_transfer_is_the_amount_less_fee_and_withheld_tax(make_svc, co
         assert (row["payments"], row["income_fen"], row["withheld_fen"], row["after_tax_fen"]) == (
             "2", "1100000", "11400", "1088600")
 
-        async def drained():
-            return await schema_conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
-        await eventually(drained)
-        stop_at = await end_offsets(infra["kafka"])
+        stop_at = await published_end(schema_conn, infra["kafka"])
 
     replay_schema = "t_" + uuid.uuid4().hex[:12]
     try:
