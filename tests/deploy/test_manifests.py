@@ -301,6 +301,43 @@ def _as_the_service_reads(settings_type, env: dict[str, str]):
         return settings_type(_env_file=path)
 
 
+def _wechat_deployment_problems(objs: list[dict], svc: str, *, required: set[str], app_secrets: set[str],
+                                never_in_config_map: set[str], key_files: tuple[str, ...],
+                                key_file_map: str) -> tuple[list[str], dict[str, str]]:
+    """What the Deployment of a service that calls WeChat Pay gets wrong (orders and payout alike):
+    a required setting unset, a secret not from `<svc>-app`, a secret in a ConfigMap it reads, key
+    files not mounted from `<svc>-wechatpay-keys`. Returns the problems and the plain (non-secret)
+    variables, for the service's own checks of their values."""
+    c = one(objs, "Deployment", svc)["spec"]["template"]["spec"]
+    (container,) = c["containers"]
+    env = k8s.container_env(objs, container)
+    problems = [f"{n}: not set" for n in sorted(required - set(env))]
+    for n in sorted(app_secrets & set(env)):
+        if env[n] != ("secret", f"{svc}-app/{n}"):
+            problems.append(f"{n}: must come from the {svc}-app Secret, not {env[n][0]}")
+    cms = k8s.config_maps(objs)
+    for source in container.get("envFrom", []):  # even where `env` overrides it
+        for n, value in cms.get(source.get("configMapRef", {}).get("name"), {}).items():
+            if "PRIVATE KEY" in value or n in never_in_config_map:
+                problems.append(f"{n}: a secret in a ConfigMap")
+    mounted = {m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", []) if m["name"] == "wechatpay-keys"}
+    (keys,) = [v["secret"] for v in c["volumes"] if v["name"] == "wechatpay-keys"] or [{}]
+    files = {KEYS_DIR + i["path"] for i in keys.get("items", [])} if mounted == {KEYS_DIR} else set()
+    if keys and keys["secretName"] != f"{svc}-wechatpay-keys":
+        problems.append(f"key files from {keys['secretName']}")
+    plain = {n: v for n, (kind, v) in env.items() if kind != "secret"}
+    try:
+        by_serial = json.loads(plain.get(key_file_map, "{}"))
+    except ValueError:
+        by_serial = {}
+        problems.append(f"{key_file_map}: not JSON")
+    for what, path in [(n, plain.get(n)) for n in key_files] + [
+            (f"platform key {serial}", p) for serial, p in by_serial.items()]:
+        if path is not None and path not in files:
+            problems.append(f"{what}: {path} is not a file mounted from {svc}-wechatpay-keys")
+    return problems, plain
+
+
 def orders_wechatpay_problems(objs: list[dict]) -> list[str]:
     """What keeps the rendered orders server from calling WeChat Pay and verifying its notices:
     a required setting unset, a secret outside its Secret, a key file that is not mounted, a
@@ -308,33 +345,9 @@ def orders_wechatpay_problems(objs: list[dict]) -> list[str]:
     from services.orders.api.notify import NOTIFY_PATH
     from services.orders.settings import OrdersSettings
 
-    c = one(objs, "Deployment", "orders")["spec"]["template"]["spec"]
-    (container,) = c["containers"]
-    env = k8s.container_env(objs, container)
-    problems = [f"{n}: not set" for n in sorted(_orders_required() - set(env))]
-    for n in sorted(ORDERS_SECRETS & set(env)):
-        if env[n] != ("secret", f"orders-app/{n}"):
-            problems.append(f"{n}: must come from the orders-app Secret, not {env[n][0]}")
-    cms = k8s.config_maps(objs)
-    for source in container.get("envFrom", []):  # even where `env` overrides it
-        for n, value in cms.get(source.get("configMapRef", {}).get("name"), {}).items():
-            if "PRIVATE KEY" in value or n in ORDERS_SECRETS:
-                problems.append(f"{n}: a secret in a ConfigMap")
-    mounted = {m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", []) if m["name"] == "wechatpay-keys"}
-    (keys,) = [v["secret"] for v in c["volumes"] if v["name"] == "wechatpay-keys"] or [{}]
-    files = {KEYS_DIR + i["path"] for i in keys.get("items", [])} if mounted == {KEYS_DIR} else set()
-    if keys and keys["secretName"] != "orders-wechatpay-keys":
-        problems.append(f"key files from {keys['secretName']}")
-    plain = {n: v for n, (kind, v) in env.items() if kind != "secret"}
-    try:
-        platform = json.loads(plain.get("ORDERS_WECHATPAY_PLATFORM_KEYS", "{}"))
-    except ValueError:
-        platform = {}
-        problems.append("ORDERS_WECHATPAY_PLATFORM_KEYS: not JSON")
-    for what, path in [("ORDERS_WECHATPAY_MERCHANT_KEY", plain.get("ORDERS_WECHATPAY_MERCHANT_KEY"))] + [
-            (f"platform key {serial}", p) for serial, p in platform.items()]:
-        if path is not None and path not in files:
-            problems.append(f"{what}: {path} is not a file mounted from orders-wechatpay-keys")
+    problems, plain = _wechat_deployment_problems(
+        objs, "orders", required=_orders_required(), app_secrets=ORDERS_SECRETS, never_in_config_map=ORDERS_SECRETS,
+        key_files=("ORDERS_WECHATPAY_MERCHANT_KEY",), key_file_map="ORDERS_WECHATPAY_PLATFORM_KEYS")
     settings = _as_the_service_reads(OrdersSettings, {**plain, "ORDERS_WECHATPAY_APIV3_KEY": "k" * 32})
     if not settings.calls_configured:
         problems.append("WeChat Pay calls would be off (calls_configured is false)")
@@ -475,33 +488,10 @@ def payout_wechatpay_problems(objs: list[dict]) -> list[str]:
     from services.payout.settings import PayoutSettings
 
     (notify_path,) = [r.path for r in notify.router.routes if r.path.endswith("/transfer-notify")]
-    c = one(objs, "Deployment", "payout")["spec"]["template"]["spec"]
-    (container,) = c["containers"]
-    env = k8s.container_env(objs, container)
-    problems = [f"{n}: not set" for n in sorted(_payout_required() - set(env))]
-    for n in sorted(PAYOUT_SECRETS & set(env)):
-        if env[n] != ("secret", f"payout-app/{n}"):
-            problems.append(f"{n}: must come from the payout-app Secret, not {env[n][0]}")
-    cms = k8s.config_maps(objs)
-    for source in container.get("envFrom", []):
-        for n, value in cms.get(source.get("configMapRef", {}).get("name"), {}).items():
-            if "PRIVATE KEY" in value or n in PAYOUT_SECRETS or n in required_secrets("payout"):
-                problems.append(f"{n}: a secret in a ConfigMap")
-    mounted = {m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", []) if m["name"] == "wechatpay-keys"}
-    (keys,) = [v["secret"] for v in c["volumes"] if v["name"] == "wechatpay-keys"] or [{}]
-    files = {KEYS_DIR + i["path"] for i in keys.get("items", [])} if mounted == {KEYS_DIR} else set()
-    if keys and keys["secretName"] != "payout-wechatpay-keys":
-        problems.append(f"key files from {keys['secretName']}")
-    plain = {n: v for n, (kind, v) in env.items() if kind != "secret"}
-    try:
-        further = json.loads(plain.get("PAYOUT_WECHAT_PLATFORM_KEYS", "{}"))
-    except ValueError:
-        further = {}
-        problems.append("PAYOUT_WECHAT_PLATFORM_KEYS: not JSON")
-    for what, path in [(n, plain.get(n)) for n in ("PAYOUT_WECHAT_MERCHANT_KEY", "PAYOUT_WECHAT_PLATFORM_KEY")] + [
-            (f"platform key {serial}", p) for serial, p in further.items()]:
-        if path is not None and path not in files:
-            problems.append(f"{what}: {path} is not a file mounted from payout-wechatpay-keys")
+    problems, plain = _wechat_deployment_problems(
+        objs, "payout", required=_payout_required(), app_secrets=PAYOUT_SECRETS,
+        never_in_config_map=PAYOUT_SECRETS | required_secrets("payout"),
+        key_files=("PAYOUT_WECHAT_MERCHANT_KEY", "PAYOUT_WECHAT_PLATFORM_KEY"), key_file_map="PAYOUT_WECHAT_PLATFORM_KEYS")
     settings = _as_the_service_reads(PayoutSettings, {**plain, "PAYOUT_WECHAT_APIV3_KEY": "k" * 32})
     if not settings.transfer_configured:
         problems.append("transfers would be off (transfer_configured is false)")
