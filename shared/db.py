@@ -19,6 +19,17 @@ def check_schema(schema: str) -> str:
     return schema
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond what asyncpg always does (an open
+    transaction is rolled back, client-side listeners dropped). asyncpg's default also sends
+    `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` in a round trip of its own on
+    every release (one per projector batch, relay cycle and API request), to undo session
+    state this code never leaves behind: advisory locks are transaction-scoped
+    (`pg_advisory_xact_lock`), settings are `SET LOCAL`, cursors live in transactions, and the
+    one pooled LISTEN (the settlement scheduler) is removed before its release.
+    `tests/unit/shared/test_pool_reset.py` keeps the code to that."""
+
+
 async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections see `schema` first, so store SQL stays unqualified and the
     same code can write a fresh replay schema."""
@@ -27,6 +38,7 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
         dsn,
         min_size=min_size,
         max_size=max_size,
+        reset=keep_session,
         server_settings={"search_path": f"{schema},public", "application_name": f"fenxiao-{schema}"},
     )
 
