@@ -530,6 +530,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
         await api.close()
         await poll_conn.close()
     end_to_end = [t_visible[j] - t_send[j] for j in t_visible]
+    t_first = min(t_send.values(), default=0.0)
     committed = [t_committed[j] - t_send[j] for j in t_committed]
     on_log = [t_accrued[j] - t_send[j] for j in t_accrued if j in t_send]
     # everything the phase published must still come out right
@@ -550,6 +551,10 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
         "probes": n_probes, "probes_seen": len(end_to_end), "poll_interval_ms": poll_s * 1000, "api_reads": api_reads[0],
         "end_to_end": summary_ms(end_to_end), "to_committed": summary_ms(committed),
         "to_accrued_on_log": summary_ms(on_log),
+        # [seconds after the phase's first send, end to end ms] per probe: shows whether a tail
+        # is one stall (a run of neighbouring probes) or spread over the phase
+        "timeline": [[round(t_send[j] - t_first, 3), round((t_visible[j] - t_send[j]) * 1000, 1)]
+                     for j in sorted(t_visible, key=t_send.get)] if t_send else [],
         "balances": check,
     }
     e2e = ctx.results[name]["end_to_end"]

@@ -354,6 +354,7 @@ def run(app: FastAPI, port: int) -> None:
     import uvicorn
 
     tune_gc()
+    telemetry.observe_gc_pauses()
     uvicorn.Server(server_config(app, port)).run()
 
 

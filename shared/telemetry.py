@@ -171,3 +171,36 @@ def kafka_headers_to_dict(headers: Any) -> dict[str, str]:
         if v is not None:
             out[k] = v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
     return out
+
+
+# -- garbage-collector pauses ------------------------------------------------------------------
+GC_PAUSE = Histogram("fenxiao_gc_pause_seconds", "How long each cyclic garbage collection stopped the process",
+                     ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+#: a collection at least this long is logged (it stops the event loop: every request and batch waits)
+GC_PAUSE_LOG_S = 0.05
+_gc_children = [GC_PAUSE.labels(str(g)) for g in range(3)]
+_gc_started = [0.0]
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    import time
+
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+        return
+    took = time.perf_counter() - _gc_started[0]
+    gen = info.get("generation", 2)
+    _gc_children[gen].observe(took)
+    if took >= GC_PAUSE_LOG_S:
+        structlog.get_logger(__name__).warning("gc_pause", generation=gen, seconds=round(took, 3),
+                                               collected=info.get("collected"), uncollectable=info.get("uncollectable"))
+
+
+def observe_gc_pauses() -> None:
+    """Time every collection into `fenxiao_gc_pause_seconds` (and log the long ones): a full
+    collection of a large heap stops the event loop for hundreds of milliseconds, and that
+    shows as a latency tail nothing else explains."""
+    import gc
+
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
