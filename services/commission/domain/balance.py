@@ -78,3 +78,7 @@ class Deltas:
 
     def items(self) -> dict[str, Delta]:
         return {pid: Delta(*acc) for pid, acc in self._acc.items()}
+
+    def rows(self) -> list[tuple[str, int, int, int, int, int]]:
+        """(promoter_id, *COLUMNS) per promoter, in promoter order."""
+        return [(pid, *self._acc[pid]) for pid in sorted(self._acc)]

@@ -636,7 +636,7 @@ async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: lis
                 firsts[(promoter, buyer)] = at
     if ledger.new_orders or accrual_rows or ledger.skips or buckets or firsts or ledger.deltas:
         await store.write_batch(conn, ledger.new_orders, accrual_rows,
-                                [(s.order_id, s.line_id, s.beneficiary_id, s.level, s.reason, at) for s, at, _ in ledger.skips],
+                                [s + (at,) for s, at, _ in ledger.skips],
                                 buckets, firsts, ledger.deltas)
 
 

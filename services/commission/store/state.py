@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 
 import asyncpg
 
+from services.commission.domain.accrual import Accrual
 from services.commission.domain.balance import Deltas
 from services.commission.domain.ledger import AccrualState, Due, TierChange
 from services.commission.domain.tiers import PromoterRecord
@@ -215,9 +216,15 @@ ACCRUAL_COLUMNS = [
     "plan_version", "tier", "freeze_days", "unfreeze", "paid_at", "event_id",
 ]
 
-
-_ACCRUAL_TYPES = ["text", "text", "text", "text", "text", "text", "text", "bigint", "int", "int", "int", "bigint", "bigint",
-                  "bigint", "bigint", "timestamptz", "int", "text", "int", "text", "timestamptz", "uuid"]
+# The batch's rows go as one array per kind, each of a row type of migration 0005 (one array to
+# encode instead of one per column, and the tuples as they are). `accrual_row` is an Accrual's
+# fields in their order, then the end-of-batch lifecycle and the event id: the check below keeps
+# the two in step.
+_ACCRUAL_ROW_FIELDS = ("accrual_id", "order_id", "line_id", "level", "beneficiary_id", "buyer_id", "product_id",
+                       "base_fen", "quantity", "rate_bp", "fixed_fen_per_unit", "amount_fen", "plan_version", "tier",
+                       "freeze_days", "unfreeze", "paid_at", "kind")
+if Accrual._fields != _ACCRUAL_ROW_FIELDS:  # pragma: no cover - a change of Accrual needs a new accrual_row
+    raise ImportError(f"Accrual's fields {Accrual._fields} no longer match the accrual_row type")
 
 # A batch's new rows, its record buckets and first purchases and its balance deltas in one
 # statement (one round trip, whatever the batch holds; empty arrays insert nothing). Each step
@@ -227,30 +234,31 @@ _ACCRUAL_TYPES = ["text", "text", "text", "text", "text", "text", "text", "bigin
 _WRITE_BATCH = f"""
 WITH o AS (
     INSERT INTO paid_orders (order_id, buyer_id, paid_at)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) RETURNING 1
+    SELECT order_id, buyer_id, paid_at FROM unnest($1::paid_order_row[]) RETURNING 1
 ), a AS (
     INSERT INTO accruals ({", ".join(ACCRUAL_COLUMNS)})
-    SELECT * FROM unnest({", ".join(f"${i + 4}::{t}[]" for i, t in enumerate(_ACCRUAL_TYPES))}) RETURNING 1
+    SELECT {", ".join(ACCRUAL_COLUMNS)} FROM unnest($2::accrual_row[]) RETURNING 1
 ), s AS (
     INSERT INTO accrual_skips (order_id, line_id, beneficiary_id, level, reason, paid_at)
-    SELECT * FROM unnest($26::text[], $27::text[], $28::text[], $29::text[], $30::text[], $31::timestamptz[]) RETURNING 1
+    SELECT order_id, line_id, beneficiary_id, level, reason, paid_at FROM unnest($3::accrual_skip_row[]) RETURNING 1
 ), r AS (
     INSERT INTO promoter_record_buckets AS r (promoter_id, bucket, orders, settled_sales_fen)
-    SELECT u.* FROM unnest($32::text[], $33::bigint[], $34::int[], $35::bigint[]) AS u
+    SELECT u.promoter_id, u.bucket, u.orders, u.settled_sales_fen FROM unnest($4::record_bucket_row[]) AS u
     WHERE (SELECT count(*) FROM o) + (SELECT count(*) FROM a) + (SELECT count(*) FROM s) >= 0
     ON CONFLICT (promoter_id, bucket) DO UPDATE SET orders = r.orders + EXCLUDED.orders,
         settled_sales_fen = r.settled_sales_fen + EXCLUDED.settled_sales_fen
     RETURNING 1
 ), f AS (
     INSERT INTO direct_buyers AS d (promoter_id, buyer_id, first_paid_at)
-    SELECT u.* FROM unnest($36::text[], $37::text[], $38::timestamptz[]) AS u
+    SELECT u.promoter_id, u.buyer_id, u.first_paid_at FROM unnest($5::first_purchase_row[]) AS u
     WHERE (SELECT count(*) FROM r) >= 0
     ON CONFLICT (promoter_id, buyer_id) DO UPDATE SET first_paid_at = EXCLUDED.first_paid_at
     WHERE d.first_paid_at > EXCLUDED.first_paid_at
     RETURNING 1
 ), b AS (
     INSERT INTO balances (promoter_id, frozen_fen, available_fen, reserved_fen, withdrawn_fen, reversed_fen)
-    SELECT u.* FROM unnest($39::text[], $40::bigint[], $41::bigint[], $42::bigint[], $43::bigint[], $44::bigint[]) AS u
+    SELECT u.promoter_id, u.frozen_fen, u.available_fen, u.reserved_fen, u.withdrawn_fen, u.reversed_fen
+    FROM unnest($6::balance_delta_row[]) AS u
     WHERE (SELECT count(*) FROM f) >= 0
     ON CONFLICT (promoter_id) DO UPDATE SET
         frozen_fen = balances.frozen_fen + EXCLUDED.frozen_fen,
@@ -264,34 +272,25 @@ WITH o AS (
 SELECT (SELECT count(*) FROM b)"""
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    return [list(c) for c in zip(*rows)] if rows else [[] for _ in range(width)]
-
-
 async def write_batch(conn: asyncpg.Connection, orders: list[tuple[str, str, datetime]],
                       accruals: list[tuple[AccrualState, uuid.UUID]], skips: list[tuple],
                       buckets: dict[tuple[str, int], list[int]], firsts: dict[tuple[str, str], datetime],
                       batch_deltas: Deltas) -> None:
-    """What a batch adds, in one round trip: paid orders, new accruals (in their end-of-batch
-    state), skips, (promoter, epoch) record buckets added to, first purchases per direct buyer
-    (the earliest wins), and each promoter's summed balance delta (in promoter order)."""
+    """What a batch adds, in one round trip: paid orders (order_id, buyer_id, paid_at) tuples,
+    new accruals (in their end-of-batch state, with their event ids), skips (order_id, line_id,
+    beneficiary_id, level, reason, paid_at) tuples, (promoter, epoch) record buckets added to,
+    first purchases per direct buyer (the earliest wins), and each promoter's summed balance delta
+    (in promoter order)."""
     recs = []
     for st, event_id in accruals:
         a = st.accrual
         assert a is not None
-        recs.append((a.accrual_id, a.order_id, a.line_id, a.level, a.beneficiary_id, a.buyer_id, a.product_id, a.base_fen,
-                     a.quantity, a.rate_bp, a.fixed_fen_per_unit, a.amount_fen, st.reversed_fen, st.line_refunded_fen,
-                     st.settled_fen, st.settled_at, a.plan_version, a.tier, a.freeze_days, a.unfreeze, a.paid_at, event_id))
-    bkeys = sorted(buckets)
-    fkeys = sorted(firsts)
-    deltas = batch_deltas.items() if batch_deltas else {}
-    ids = sorted(deltas)
+        recs.append(a + (st.reversed_fen, st.line_refunded_fen, st.settled_fen, st.settled_at, event_id))
     await conn.fetchval(
-        _WRITE_BATCH,
-        *_columns(orders, 3), *_columns(recs, 22), *_columns(skips, 6),
-        [k[0] for k in bkeys], [k[1] for k in bkeys], [buckets[k][0] for k in bkeys], [buckets[k][1] for k in bkeys],
-        [k[0] for k in fkeys], [k[1] for k in fkeys], [firsts[k] for k in fkeys],
-        ids, *_columns([deltas[i].as_tuple() for i in ids], 5))
+        _WRITE_BATCH, orders, recs, skips,
+        [(k[0], k[1], *buckets[k]) for k in sorted(buckets)],
+        [k + (firsts[k],) for k in sorted(firsts)],
+        batch_deltas.rows() if batch_deltas else [])
 
 
 async def update_accruals(conn: asyncpg.Connection, states: list[AccrualState]) -> None:
