@@ -31,9 +31,10 @@ import argparse
 import asyncio
 import hashlib
 import json
+import struct
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 GENESIS = "0" * 64
 PREV = "chain_prev"
@@ -51,46 +52,77 @@ def link(prev: str, key: bytes | None, value: bytes | None) -> str:
     return h.hexdigest()
 
 
+_LEN4, _LEN8 = struct.Struct(">I").pack, struct.Struct(">Q").pack
+
+
 class Linker:
     """The relay's side, for one publish batch: heads loaded once (under the relay's lock),
     headers for each record in partition order, changed heads saved in the same transaction."""
 
     def __init__(self, heads: dict[tuple[str, int], str]) -> None:
         self.heads, self.changed = heads, set()
-        #: outbox seq -> (topic, partition, prev, hash) of the records chained in this batch
-        self.by_seq: dict[int, tuple[str, int, str, str]] = {}
+        #: outbox seq -> (topic, partition, prev, hash) of the records chained in this batch (hex as bytes)
+        self.by_seq: dict[int, tuple[str, int, bytes, bytes]] = {}
+        #: (topic, partition) -> (hex of the head as header bytes, its raw digest), for the next link
+        self._raw: dict[tuple[str, int], tuple[bytes, bytes]] = {}
 
     @classmethod
     async def load(cls, conn: Any) -> "Linker":
-        rows = await conn.fetch("SELECT topic, partition, hash FROM outbox_chain_heads")
+        rows = await conn.fetch(HEADS_QUERY)
         return cls({(r["topic"], r["partition"]): r["hash"] for r in rows})
 
     def headers(self, topic: str, partition: int, key: bytes, value: bytes, *, seq: int | None = None) -> list[tuple[str, bytes]]:
-        prev = self.heads.get((topic, partition), GENESIS)
-        h = link(prev, key, value)
-        self.heads[(topic, partition)] = h
-        self.changed.add((topic, partition))
+        prev, h = self.next(topic, partition, key, value, seq)
+        return [(PREV, prev), (HASH, h)]
+
+    def next(self, topic: str, partition: int, key: bytes, value: bytes, seq: int | None = None) -> tuple[bytes, bytes]:
+        """The (`chain_prev`, `chain_hash`) header values of the next record of a partition: the
+        same hash as `link`, in one sha256 call over the raw previous digest kept from the last link."""
+        tp = (topic, partition)
+        last = self._raw.get(tp)
+        if last is None:
+            prev_hex = self.heads.get(tp, GENESIS)
+            last = (prev_hex.encode(), bytes.fromhex(prev_hex))
+            self.changed.add(tp)
+        digest = hashlib.sha256(last[1] + _LEN4(len(key)) + key + _LEN8(len(value)) + value).digest()
+        h = digest.hex().encode()
+        self._raw[tp] = (h, digest)
         if seq is not None:
-            self.by_seq[seq] = (topic, partition, prev, h)
-        return [(PREV, prev.encode()), (HASH, h.encode())]
+            self.by_seq[seq] = (topic, partition, last[0], h)
+        return last[0], h
+
+    def changed_heads(self) -> tuple[list[str], list[int], list[str]]:
+        """The changed heads as (topics, partitions, hashes), for the relay's one write statement."""
+        for tp, (h, _) in self._raw.items():
+            self.heads[tp] = h.decode()
+        tps = sorted(self.changed)
+        return [t for t, _ in tps], [p for _, p in tps], [self.heads[tp] for tp in tps]
+
+    def skipped_links(self, seqs: Iterable[int]) -> list[tuple[str, int, str, str]]:
+        return [(t, p, prev.decode(), h.decode()) for t, p, prev, h in (self.by_seq[s] for s in seqs if s in self.by_seq)]
 
     async def save(self, conn: Any, *, skipped: list[int] = ()) -> None:  # type: ignore[assignment]
         """The heads, and the links of chained records that were not published after all (the
         broker refused them: the outbox parks them), so `verify` can step over them."""
-        gaps = [self.by_seq[s] for s in skipped if s in self.by_seq]
-        if gaps:
-            await conn.execute(
-                """INSERT INTO outbox_chain_skipped (topic, partition, prev, hash)
-                   SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING""",
-                [g[0] for g in gaps], [g[1] for g in gaps], [g[2] for g in gaps], [g[3] for g in gaps])
+        await save_skipped(conn, self.skipped_links(skipped))
         if not self.changed:
             return
-        tps = sorted(self.changed)
+        await conn.execute(SAVE_HEADS.format(topics="$1", partitions="$2", hashes="$3"), *self.changed_heads())
+
+
+HEADS_QUERY = "SELECT topic, partition, hash FROM outbox_chain_heads"
+SAVE_HEADS = """INSERT INTO outbox_chain_heads (topic, partition, hash)
+   SELECT * FROM unnest({topics}::text[], {partitions}::int[], {hashes}::text[])
+   ON CONFLICT (topic, partition) DO UPDATE SET hash = excluded.hash, updated_at = now()"""
+
+
+async def save_skipped(conn: Any, gaps: list[tuple[str, int, str, str]]) -> None:
+    """Links of records chained but then refused by the broker (parked), so `verify` steps over them."""
+    if gaps:
         await conn.execute(
-            """INSERT INTO outbox_chain_heads (topic, partition, hash)
-               SELECT * FROM unnest($1::text[], $2::int[], $3::text[])
-               ON CONFLICT (topic, partition) DO UPDATE SET hash = excluded.hash, updated_at = now()""",
-            [t for t, _ in tps], [p for _, p in tps], [self.heads[tp] for tp in tps])
+            """INSERT INTO outbox_chain_skipped (topic, partition, prev, hash)
+               SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING""",
+            [g[0] for g in gaps], [g[1] for g in gaps], [g[2] for g in gaps], [g[3] for g in gaps])
 
 
 # -- verification ------------------------------------------------------------------------------

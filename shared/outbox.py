@@ -18,7 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from prometheus_client import Counter
 
-from shared.chain import Linker
+from shared.chain import HASH, PREV, SAVE_HEADS, Linker, save_skipped
 from shared.kafka_security import kafka_options
 from shared.events import Envelope
 from shared.telemetry import OUTBOX_PUBLISHED, inject_headers
@@ -44,20 +44,35 @@ class OutboxRecord:
         return cls(env.event_id, topic, env.key, env.to_bytes(), hdrs)
 
 
+#: The outbox table's columns in order: `record` passes one array of the table's own row type
+#: (`outbox[]`), which asyncpg encodes per row as one composite, several times cheaper in CPU than
+#: five parallel arrays (its array encoder checks every element's type); the columns the insert
+#: does not set are None. A migration that changes the table's columns must change this tuple
+#: (asyncpg refuses a row of the wrong length; tests/integration/foundation/test_outbox.py checks).
+OUTBOX_COLUMNS = ("seq", "event_id", "topic", "key", "value", "headers", "created_at", "published_at", "parked_at",
+                  "parked_reason")
+
+_INSERT = """INSERT INTO outbox (event_id, topic, key, value, headers)
+             SELECT r.event_id, r.topic, r.key, r.value, r.headers FROM unnest($1::outbox[]) AS r
+             ON CONFLICT (event_id) DO NOTHING"""
+
+
 async def record(conn: asyncpg.Connection, records: Sequence[OutboxRecord]) -> None:
-    """Insert into the outbox inside the caller's transaction; an id already there is ignored."""
+    """Insert into the outbox inside the caller's transaction, in one statement; an id already
+    there (or earlier in `records`) is ignored."""
     if not records:
         return
-    await conn.execute(
-        """INSERT INTO outbox (event_id, topic, key, value, headers)
-           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[])
-           ON CONFLICT (event_id) DO NOTHING""",
-        [r.event_id for r in records],
-        [r.topic for r in records],
-        [r.key for r in records],
-        [r.value for r in records],
-        [json.dumps(r.headers) for r in records],
-    )
+    # headers repeat (callers share one dict per event type and trace): each distinct dict is
+    # serialised once per call (by identity: every dict stays alive for the call)
+    dumped: dict[int, str] = {}
+    rows = []
+    for r in records:
+        h = r.headers
+        j = dumped.get(id(h))
+        if j is None:
+            j = dumped[id(h)] = json.dumps(h)
+        rows.append((None, r.event_id, r.topic, r.key, r.value, j, None, None, None, None))
+    await conn.execute(_INSERT, rows)
 
 
 async def record_events(conn: asyncpg.Connection, topic: str, envelopes: Iterable[Envelope]) -> None:
@@ -74,6 +89,26 @@ def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:
         max_batch_size=kw.pop("max_batch_size", 256 * 1024),
         **{**kafka_options(), **kw},  # TLS / SASL from the environment (shared.kafka_security)
     )
+
+
+_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
+#: the next unpublished rows in seq order, and the chain heads (rows with a NULL seq)
+_PENDING = """
+    SELECT seq, topic, key, value, headers::text AS headers, NULL::integer AS partition FROM (
+        SELECT seq, topic, key, value, headers FROM outbox WHERE published_at IS NULL AND parked_at IS NULL
+        ORDER BY seq LIMIT $1) AS pending
+    UNION ALL
+    SELECT NULL, topic, NULL, NULL, hash, partition FROM outbox_chain_heads"""
+#: rows published, how far each partition is published, the chain heads: one statement
+_PUBLISHED = """
+    WITH published AS (UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])),
+    marks AS (INSERT INTO outbox_published_marks (topic, partition, next_offset)
+              SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[])
+              ON CONFLICT (topic, partition) DO UPDATE
+              SET next_offset = GREATEST(outbox_published_marks.next_offset, EXCLUDED.next_offset))
+    """ + SAVE_HEADS.format(topics="$5", partitions="$6", hashes="$7")
+_PARK = """UPDATE outbox SET parked_at = now(), parked_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(seq, reason)
+           WHERE outbox.seq = u.seq RETURNING outbox.seq, outbox.event_id, outbox.topic, outbox.key, u.reason"""
 
 
 class OutboxRelay:
@@ -115,40 +150,65 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_pending(self) -> int:
-        """Publish one batch; returns how many rows went out (0 when none or another relay holds the lock)."""
+        """Publish one batch; returns how many rows went out (0 when none or another relay holds the lock).
+        Five round trips whatever the batch: BEGIN, the lock, the pending rows with the chain heads,
+        one statement marking rows published with the partitions' marks and the new heads, COMMIT
+        (parking adds two)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"):
+            # its own statement: the rows must be read in a snapshot taken after the lock is held
+            if not await conn.fetchval(_LOCK):
                 return 0
-            rows = await conn.fetch(
-                "SELECT seq, event_id, topic, key, value, headers FROM outbox WHERE published_at IS NULL AND parked_at IS NULL"
-                " ORDER BY seq LIMIT $1",
-                self.batch,
-            )
-            if not rows:
+            heads: dict[tuple[str, int], str] = {}
+            pending: list[asyncpg.Record] = []
+            last, unordered = -1, False
+            for r in await conn.fetch(_PENDING, self.batch):
+                seq = r[0]
+                if seq is None:
+                    heads[(r[1], r[5])] = r[4]  # a chain head (shared/chain.py)
+                    continue
+                unordered |= seq < last
+                last = seq
+                pending.append(r)
+            if not pending:
                 return 0
+            if unordered:  # UNION ALL keeps the branch's order in practice; never rely on it
+                pending.sort(key=lambda r: r[0])
+            links = Linker(heads)  # tamper evidence: a hash chain per partition
             # One record batch per partition rather than one send() per row: a send() costs
             # about as much Python as the projection's own work per event. Rows stay in seq
             # order within each partition, and send_batch keeps a partition's batches in order.
-            batches: dict[tuple[str, int], list[tuple[Any, list[asyncpg.Record]]]] = {}
-            parked: list[tuple[asyncpg.Record, str]] = []
-            links = await Linker.load(conn)  # tamper evidence: a hash chain per partition (shared/chain.py)
-            for r in rows:
-                key = r["key"].encode()
-                headers = json.loads(r["headers"]) if isinstance(r["headers"], str) else (r["headers"] or {})
-                hdrs = [(k, str(v).encode()) for k, v in headers.items()]
-                size = len(key) + len(r["value"]) + sum(len(k) + len(v) for k, v in hdrs)
-                if size > self.max_record_bytes:
+            batches: dict[tuple[str, int], list[tuple[Any, list[int]]]] = {}
+            parked: list[tuple[int, str]] = []  # (seq, why)
+            # headers repeat (one value per event type and trace): each distinct one parsed once
+            parsed: dict[str, tuple[list[tuple[str, bytes]], int]] = {}
+            cache, limit, create_batch = self._partition_of, self.max_record_bytes, self.producer.create_batch
+            for seq, topic, key_s, value, hjson, _ in pending:
+                hp = parsed.get(hjson)
+                if hp is None:
+                    hl = [(k, str(v).encode()) for k, v in (json.loads(hjson) or {}).items()]
+                    hp = parsed[hjson] = (hl, sum(len(k) + len(v) for k, v in hl))
+                key = key_s.encode()
+                size = len(key) + len(value) + hp[1]
+                if size > limit:
                     # It can never be sent: park it rather than block every later row behind it.
-                    parked.append((r, f"record of {size} bytes is larger than the {self.max_record_bytes} bytes Kafka accepts"))
+                    parked.append((seq, f"record of {size} bytes is larger than the {limit} bytes Kafka accepts"))
                     continue
-                part = await self._partition(r["topic"], key)
-                hdrs += links.headers(r["topic"], part, key, r["value"], seq=r["seq"])
-                chain = batches.setdefault((r["topic"], part), [])
-                if not chain or chain[-1][0].append(key=key, value=r["value"], timestamp=None, headers=hdrs) is None:
-                    b = self.producer.create_batch()  # takes one record of any size when empty
-                    b.append(key=key, value=r["value"], timestamp=None, headers=hdrs)
+                ck = (topic, key)
+                part = cache.get(ck)
+                if part is None:
+                    part = await self._partition(topic, key)
+                else:
+                    cache.move_to_end(ck)
+                prev, h = links.next(topic, part, key, value, seq)
+                hdrs = [*hp[0], (PREV, prev), (HASH, h)]
+                chain = batches.get((topic, part))
+                if chain is None:
+                    chain = batches[(topic, part)] = []
+                if not chain or chain[-1][0].append(key=key, value=value, timestamp=None, headers=hdrs) is None:
+                    b = create_batch()  # takes one record of any size when empty
+                    b.append(key=key, value=value, timestamp=None, headers=hdrs)
                     chain.append((b, []))
-                chain[-1][1].append(r)
+                chain[-1][1].append(seq)
             futures = []
             for (topic, part), chain in batches.items():
                 for b, members in chain:
@@ -163,28 +223,23 @@ class OutboxRelay:
                     continue
                 if isinstance(md, BaseException):
                     raise md
-                sent += [r["seq"] for r in members]
+                sent += members
                 ends[(md.topic, md.partition)] = max(ends.get((md.topic, md.partition), 0), md.offset + len(members))
-            await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", sent)
-            if ends:
-                await conn.execute(
-                    """INSERT INTO outbox_published_marks (topic, partition, next_offset)
-                       SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
-                       ON CONFLICT (topic, partition) DO UPDATE
-                       SET next_offset = GREATEST(outbox_published_marks.next_offset, EXCLUDED.next_offset)""",
-                    [t for t, _ in ends], [p for _, p in ends], list(ends.values()))
-            # a record chained but refused by the broker: its link is recorded so that verify can step over it
-            await links.save(conn, skipped=[r["seq"] for r, _ in parked])
+            topics, partitions, hashes = links.changed_heads()
+            if sent or topics:
+                await conn.execute(_PUBLISHED, sent, [t for t, _ in ends], [p for _, p in ends], list(ends.values()),
+                                   topics, partitions, hashes)
+            gone = []
             if parked:
-                await conn.execute(
-                    "UPDATE outbox SET parked_at = now(), parked_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(seq, reason)"
-                    " WHERE outbox.seq = u.seq", [r["seq"] for r, _ in parked], [why for _, why in parked])
-        for r, why in parked:
+                # a record chained but refused by the broker: its link is recorded so that verify can step over it
+                await save_skipped(conn, links.skipped_links(seq for seq, _ in parked))
+                gone = await conn.fetch(_PARK, [seq for seq, _ in parked], [why for _, why in parked])
+        for r in gone:
             OUTBOX_PARKED.labels(self.service, r["topic"]).inc()
             log.error("outbox_record_parked", seq=r["seq"], event_id=str(r["event_id"]), topic=r["topic"], key=r["key"],
-                      reason=why)
+                      reason=r["reason"])
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
-        return len(rows)
+        return len(pending)
 
     async def drain(self) -> int:
         total = 0
