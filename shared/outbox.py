@@ -258,7 +258,12 @@ class OutboxRelay:
                 pass
             self._wake.clear()
             try:
-                await self.drain()
+                # Batch after batch while they come back full. A batch that was not full took
+                # everything committed before this cycle began; a writer that commits later kicks
+                # again, so the wait above returns at once: no extra empty cycle per wake-up (a
+                # writer in another process that does not kick is picked up within idle_s).
+                while await self.publish_pending() >= self.batch:
+                    pass
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -2,11 +2,13 @@
 nothing, the partition cache is bounded, published rows and old applied ids are pruned."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared import db
 from shared.events import new_event
-from shared.outbox import OUTBOX_PARKED, OutboxRecord, OutboxRelay, make_producer, pruned_through, record, record_events
+from shared.outbox import OUTBOX_COLUMNS, OUTBOX_PARKED, OutboxRecord, OutboxRelay, make_producer, pruned_through, record, record_events
 from shared.projector import PruneSettings, prune_once
 from tests.conftest import create_topics
 from tests.integration.foundation.tally import MIGRATIONS, TallyAdded
@@ -96,6 +98,72 @@ async def test_published_rows_and_old_applied_ids_are_pruned_keeping_the_rest(in
         async with pool.acquire() as conn:
             assert await pruned_through(conn) == {(out, 0): 10}  # every pruned row lies below offset 10
         assert await prune_once(pool, PruneSettings()) == (0, 0)
+    finally:
+        await producer.stop()
+        await pool.close()
+
+
+async def test_record_ignores_repeated_ids_and_the_relay_sends_values_and_headers_as_written(infra, fresh_schema, ids):
+    """record() in one statement: an id repeated within one call or across calls is stored once
+    (the first), values and headers are stored as given (shared dicts, distinct ones, empty, not
+    ASCII); the relay sends each with its own headers plus the chain links, the chain verifies,
+    and the published marks and chain heads match the log."""
+    from shared import chain
+
+    out = ids("record-out")
+    await create_topics(infra["kafka"], [out], partitions=3)
+    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
+    pool = await db.create_pool(infra["db"], fresh_schema)
+    producer = make_producer(infra["kafka"])
+    await producer.start()
+    try:
+        async with pool.acquire() as conn:
+            cols = await conn.fetch("SELECT attname FROM pg_attribute WHERE attrelid = 'outbox'::regclass AND attnum > 0"
+                                    " AND NOT attisdropped ORDER BY attnum")
+        assert tuple(c["attname"] for c in cols) == OUTBOX_COLUMNS
+        shared_a = {"event_type": "TallyAdded", "event_version": "1", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+        shared_b = {"event_type": "TallyEchoed", "event_version": "1"}
+        envs = [new_event(TallyAdded(counter=f"k{i % 7}", amount=i)) for i in range(40)]
+        recs = []
+        for i, e in enumerate(envs):
+            h = shared_a if i % 3 == 0 else shared_b if i % 3 == 1 else {"event_type": "TallyAdded", "n": str(i), "名": "分销"}
+            recs.append(OutboxRecord(e.event_id, out, e.key, e.to_bytes(), {} if i == 5 else h))
+        first = OutboxRecord(envs[0].event_id, out, "other", b"not this one", {"x": "y"})
+        async with pool.acquire() as conn, conn.transaction():
+            await record(conn, recs[:20] + [recs[3]])  # a repeat inside one call
+        async with pool.acquire() as conn, conn.transaction():
+            await record(conn, [first] + recs[10:])  # repeats across calls: the stored rows win
+        rows = await pool.fetch("SELECT event_id, key, value, headers FROM outbox ORDER BY seq")
+        assert [r["event_id"] for r in rows] == [r.event_id for r in recs]
+        assert [(r["key"], bytes(r["value"])) for r in rows] == [(r.key, r.value) for r in recs]
+        assert [json.loads(r["headers"]) for r in rows] == [r.headers for r in recs]
+
+        relay = OutboxRelay(pool, producer, "tally-record", batch=16)
+        assert await relay.drain() == 40
+        got = await read_topic(infra["kafka"], out, min_count=40)
+        assert sorted(r.value for r in got) == sorted(r.value for r in recs)
+        by_value = {r.value: r for r in recs}
+        for m in got:
+            sent = dict(m.headers)
+            assert set(sent) == set(by_value[m.value].headers) | {chain.PREV, chain.HASH}
+            assert {k: v.decode() for k, v in sent.items() if k not in (chain.PREV, chain.HASH)} == by_value[m.value].headers
+            assert m.key == by_value[m.value].key.encode()
+        # per partition: the log's order is the outbox's order (seq), and the chain holds
+        seq_of = {r.value: i for i, r in enumerate(recs)}
+        for p in {m.partition for m in got}:
+            in_p = sorted((m for m in got if m.partition == p), key=lambda m: m.offset)
+            assert [seq_of[m.value] for m in in_p] == sorted(seq_of[m.value] for m in in_p)
+        heads = await chain.stored_heads(infra["db"], fresh_schema)
+        verdict = await chain.verify(infra["kafka"], [out], expected=heads)
+        assert verdict.ok, [str(p) for p in verdict.problems]
+        assert sum(w.records for w in verdict.walks) == 40
+        marks = {(r["topic"], r["partition"]): r["next_offset"]
+                 for r in await pool.fetch("SELECT topic, partition, next_offset FROM outbox_published_marks")}
+        counts: dict = {}
+        for m in got:
+            counts[(out, m.partition)] = counts.get((out, m.partition), 0) + 1
+        assert marks == counts
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
     finally:
         await producer.stop()
         await pool.close()

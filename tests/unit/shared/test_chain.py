@@ -58,3 +58,32 @@ def test_a_cut_tail_and_an_appended_record_against_the_expected_head():
     w = walk(recs)
     w.finish(link(link(GENESIS, b"k", b"a"), b"k", b"b"))
     assert "appended by something else" in w.problems[0].what
+
+
+def test_the_relays_linker_gives_the_links_of_link_and_the_new_heads():
+    """Linker.next (one sha256 call over the kept raw digest) against `link` for random records on
+    several partitions, one of them continuing a stored head; the heads and a skipped link as saved."""
+    import random
+
+    from shared.chain import Linker
+
+    rnd = random.Random(7)
+    stored = link(GENESIS, b"old", b"value")
+    linker = Linker({("t", 1): stored})
+    expect = {("t", 0): GENESIS, ("t", 1): stored, ("u", 0): GENESIS}
+    for seq in range(200):
+        tp = rnd.choice(sorted(expect))
+        key = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 40)))
+        value = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 3000)))
+        prev, h = linker.next(*tp, key, value, seq)
+        assert (prev.decode(), h.decode()) == (expect[tp], link(expect[tp], key, value))
+        linker_links = (expect[tp], h.decode())
+        expect[tp] = h.decode()
+    topics, partitions, hashes = linker.changed_heads()
+    assert dict(zip(zip(topics, partitions), hashes)) == expect
+    assert linker.skipped_links([199, 1000]) == [(*linker.by_seq[199][:2], *linker_links)]
+    w = PartitionWalk("t", 0, 0)
+    l2 = Linker({})
+    for offset, v in enumerate([b"a", b"b"]):
+        w.feed(offset, b"k", v, l2.headers("t", 0, b"k", v))
+    assert not w.problems and w.head == l2.changed_heads()[2][0]
