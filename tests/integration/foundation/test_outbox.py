@@ -167,3 +167,42 @@ async def test_record_ignores_repeated_ids_and_the_relay_sends_values_and_header
     finally:
         await producer.stop()
         await pool.close()
+
+
+async def test_the_running_relay_publishes_full_batches_back_to_back_and_wakes_on_a_kick(infra, fresh_schema, ids):
+    """run(): after a kick it publishes batch after batch while they come back full, and a kick
+    after a later commit wakes it again; with an idle timer far beyond the test's wait, only the
+    kicks can have published the rows."""
+    import asyncio
+
+    out = ids("run-out")
+    await create_topics(infra["kafka"], [out], partitions=2)
+    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
+    pool = await db.create_pool(infra["db"], fresh_schema)
+    producer = make_producer(infra["kafka"])
+    await producer.start()
+    relay = OutboxRelay(pool, producer, "tally-run", batch=5, idle_s=600)
+
+    async def unpublished_soon() -> int:
+        for _ in range(100):
+            left = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            if not left:
+                return 0
+            await asyncio.sleep(0.1)
+        return left
+
+    try:
+        relay.start()
+        async with pool.acquire() as conn, conn.transaction():
+            await record_events(conn, out, [new_event(TallyAdded(counter=f"r{i}", amount=i)) for i in range(12)])
+        relay.kick()
+        assert await unpublished_soon() == 0  # 5 + 5 + 2 in one wake-up
+        async with pool.acquire() as conn, conn.transaction():
+            await record_events(conn, out, [new_event(TallyAdded(counter="r", amount=99))])
+        relay.kick()
+        assert await unpublished_soon() == 0
+        assert len(await read_topic(infra["kafka"], out, min_count=13)) == 13
+    finally:
+        await relay.stop()
+        await producer.stop()
+        await pool.close()
