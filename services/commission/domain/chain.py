@@ -25,15 +25,21 @@ class History:
     bindings: dict[str, list[tuple[datetime, int, str]]] = field(default_factory=dict)
     statuses: dict[str, list[tuple[datetime, int, str, datetime | None]]] = field(default_factory=dict)
     tiers: dict[str, list[tuple[datetime, int, str]]] = field(default_factory=dict)
+    #: one string object per promoter id and status named in the rows (every binding row of a
+    #: promoter would otherwise hold its own copy, as read from the database)
+    _names: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def _name(self, s: str) -> str:
+        return self._names.setdefault(s, s)
 
     def add_binding(self, customer_id: str, bound_at: datetime, seq: int, promoter_id: str) -> None:
-        _insort(self.bindings.setdefault(customer_id, []), (bound_at, seq, promoter_id))
+        _insort(self.bindings, customer_id, (bound_at, seq, self._name(promoter_id)))
 
     def add_status(self, promoter_id: str, changed_at: datetime, seq: int, status: Status, until: datetime | None) -> None:
-        _insort(self.statuses.setdefault(promoter_id, []), (changed_at, seq, status, until))
+        _insort(self.statuses, self._name(promoter_id), (changed_at, seq, self._name(status), until))
 
     def add_tier(self, promoter_id: str, effective_at: datetime, seq: int, tier: str) -> None:
-        _insort(self.tiers.setdefault(promoter_id, []), (effective_at, seq, tier))
+        _insort(self.tiers, promoter_id, (effective_at, seq, tier))
 
     def referrer_at(self, customer_id: str, t: datetime) -> str | None:
         rows = self.bindings.get(customer_id)
@@ -67,9 +73,13 @@ class History:
         return rows[-1][2] if rows else None
 
 
-def _insort(rows: list, row: tuple) -> None:
+def _insort(timelines: dict[str, list], who: str, row: tuple) -> None:
+    rows = timelines.get(who)
+    if rows is None:  # most people have one row: a list of exactly one (an appended-to one reserves four)
+        timelines[who] = [row]
+        return
     # Rows mostly arrive in time order; appending then sorting only when needed keeps it cheap.
-    if rows and (row[0], row[1]) < (rows[-1][0], rows[-1][1]):
+    if (row[0], row[1]) < (rows[-1][0], rows[-1][1]):
         rows.append(row)
         rows.sort(key=lambda r: (r[0], r[1]))
     else:
