@@ -132,7 +132,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         for make in spec.projections:
             projection = make(rt)
             projector = Projector(projection, pool, service=spec.service, relay=relay,
-                                  synchronous_commit=settings.projector_synchronous_commit)
+                                  synchronous_commit=settings.projector_synchronous_commit, on_committed=MALLOC.after_batch)
             # a test or replay schema gets its own group, so it never shares partitions with the live one
             gid = group(spec.service, projection.name) + ("" if schema == spec.service else f".{schema}")
             subscribe(broker, projector, group_id=gid, max_records=settings.projector_batch_max)
@@ -349,12 +349,63 @@ def tune_gc() -> None:
     gc.set_threshold(g0, g1, int(os.environ.get("FENXIAO_GC_FULL_EVERY", "1000")))
 
 
+class Malloc:
+    """glibc's allocator, tuned for a process whose batches allocate tens of MiB and free them
+    (process start only; a no-op where the C library is not glibc).
+
+    Freed memory stays in the process: glibc keeps it for reuse and only gives back the top of its
+    heap, and its mmap threshold rises to the largest block freed so far (up to 32 MiB), so that
+    Kafka fetch responses and the batch's large buffers end up in the heap, where one block still
+    in use keeps everything below it. RSS is then the high-water mark of the largest batch plus
+    what fragmentation pins. So: blocks from `FENXIAO_MALLOC_MMAP_THRESHOLD` bytes up (256 KiB;
+    0 keeps glibc's sliding threshold) are mapped on their own and returned when freed, and
+    `trim()` (`malloc_trim`) hands back the free pages inside the heap; the projector calls it
+    after each batch of at least `FENXIAO_MALLOC_TRIM_EVENTS` events (500; 0: never)."""
+
+    M_MMAP_THRESHOLD = -3
+
+    def __init__(self) -> None:
+        self.mmap_threshold = int(os.environ.get("FENXIAO_MALLOC_MMAP_THRESHOLD", str(256 * 1024)))
+        self.trim_events = int(os.environ.get("FENXIAO_MALLOC_TRIM_EVENTS", "500"))
+        self.trims = 0
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            self._mallopt, self._trim = libc.mallopt, libc.malloc_trim
+        except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+            self._mallopt = self._trim = None
+
+    @property
+    def glibc(self) -> bool:
+        return self._trim is not None
+
+    def tune(self) -> None:
+        if self._mallopt is not None and self.mmap_threshold > 0:
+            self._mallopt(self.M_MMAP_THRESHOLD, self.mmap_threshold)
+
+    def trim(self) -> None:
+        if self._trim is not None:
+            self._trim(0)
+            self.trims += 1
+
+    def after_batch(self, batch: Any) -> None:
+        """A projector's `on_committed`: trim after a large batch (the projection's per-batch
+        objects, its decisions and caused events, are freed by then)."""
+        if self.trim_events and len(batch.events) >= self.trim_events:
+            self.trim()
+
+
+MALLOC = Malloc()
+
+
 def run(app: FastAPI, port: int) -> None:
     """Serve a service; `PORT` (set by Kubernetes or the local launcher) overrides the default."""
     import uvicorn
 
     tune_gc()
     telemetry.observe_gc_pauses()
+    MALLOC.tune()
     uvicorn.Server(server_config(app, port)).run()
 
 
