@@ -62,7 +62,8 @@ def create_app(settings: CommissionSettings | None = None, *, schema: str | None
             return [tp.partition for tp in projector.positions if tp.topic == ORDER_EVENTS]
 
         proj = CommissionProjection(emit=True, due_channel=due_channel(schema), bootstrap=settings.kafka_bootstrap_servers,
-                                    skew=timedelta(seconds=settings.order_wait_skew_s), tier_epoch=tier_epoch, owned=owned)
+                                    skew=timedelta(seconds=settings.order_wait_skew_s), tier_epoch=tier_epoch, owned=owned,
+                                    release_max=settings.projector_batch_max)
         rt.extras["orders_projection"] = proj
         return proj
 

@@ -192,7 +192,7 @@ class CommissionProjection:
     def __init__(self, *, emit: bool = True, due_channel: str | None = None, bootstrap: str | None = None,
                  skew: timedelta = timedelta(seconds=1), tier_epoch: timedelta = timedelta(hours=1),
                  owned: Callable[[], list[int] | None] | None = None,
-                 on_batch: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_batch: Callable[[dict[str, Any]], None] | None = None, release_max: int | None = None) -> None:
         #: False: decisions are recomputed but never published (a dry run)
         self.emit = emit
         self.due_channel = due_channel
@@ -216,6 +216,9 @@ class CommissionProjection:
         self._held_checked = 0.0
         self._lock = asyncio.Lock()
         self._pending_tiers: list[tuple[str, int, Plan, str]] = []
+        #: held orders released per batch at most (None: all that may go): a backlog held at start
+        #: (thousands of orders, until every partition has been read) then goes in batch-sized steps
+        self.release_max = release_max
 
     async def close(self) -> None:
         if self.end_offsets is not None:
@@ -437,7 +440,7 @@ class CommissionProjection:
             self._held_checked = now
             held = await store.deferred_orders(conn, [a.payload.order_id for a in flow])  # type: ignore[attr-defined]
             released = []
-            for r in await store.release_deferred(conn, cutoff, owned):
+            for r in await store.release_deferred(conn, cutoff, owned, self.release_max):
                 env = Envelope.from_bytes(r["envelope"])
                 work.append(_Held(env, catalog.payload(env), ORDER_EVENTS, r["partition"]))
                 held.discard(r["order_id"])

@@ -436,21 +436,24 @@ async def deferred_orders(conn: asyncpg.Connection, order_ids: Sequence[str]) ->
 
 
 async def release_deferred(conn: asyncpg.Connection, cutoff: datetime | None,
-                           partitions: Sequence[int] | None = None) -> list[asyncpg.Record]:
+                           partitions: Sequence[int] | None = None, limit: int | None = None) -> list[asyncpg.Record]:
     """Take (delete and return, in arrival order) every held event of the orders paid at or before
-    `cutoff` (all of them when None), of these order partitions (None: all)."""
+    `cutoff` (all of them when None), of these order partitions (None: all); with `limit`, of the
+    `limit` earliest-paid such orders only (the rest stay held for the next call), so that a
+    backlog held at start is folded in batch-sized steps rather than in one outsized transaction."""
     # Also the follow-ups (refund, completion) whose payment is no longer held: a payment released
     # by one worker while another, taking the partition over, held a follow-up behind it.
     rows = await conn.fetch(
         """DELETE FROM deferred_order_events WHERE order_id IN (
-               SELECT order_id FROM deferred_order_events WHERE paid_at IS NOT NULL AND ($1::timestamptz IS NULL OR paid_at <= $1)
-               AND ($2::int[] IS NULL OR partition = ANY($2::int[]) OR partition = -1)
+               (SELECT order_id FROM deferred_order_events WHERE paid_at IS NOT NULL AND ($1::timestamptz IS NULL OR paid_at <= $1)
+                AND ($2::int[] IS NULL OR partition = ANY($2::int[]) OR partition = -1)
+                ORDER BY paid_at, seq LIMIT $3)
                UNION
                SELECT d.order_id FROM deferred_order_events d
                WHERE d.paid_at IS NULL AND ($2::int[] IS NULL OR d.partition = ANY($2::int[]) OR d.partition = -1)
                AND NOT EXISTS (SELECT 1 FROM deferred_order_events h WHERE h.order_id = d.order_id AND h.paid_at IS NOT NULL))
            RETURNING seq, order_id, envelope, greatest(partition, 0) AS partition""",
-        cutoff, None if partitions is None else list(partitions))
+        cutoff, None if partitions is None else list(partitions), limit)
     return sorted(rows, key=lambda r: r["seq"])
 
 

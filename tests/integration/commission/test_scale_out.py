@@ -170,7 +170,9 @@ async def test_two_workers_decide_exactly_what_one_decides(infra, feed, ids, tmp
         await start_at_end(infra["db"], infra["kafka"], s)
     log = tmp_path / "workers.log"
     await publish_plan(feed)
-    workers = [Worker(one, log), Worker(two, log), Worker(two, log)]
+    # the two take small batches: what a batch holds back at start is then released in many
+    # bounded steps (release_max = PROJECTOR_BATCH_MAX), and must still come out the same
+    workers = [Worker(one, log), Worker(two, log, PROJECTOR_BATCH_MAX="60"), Worker(two, log, PROJECTOR_BATCH_MAX="60")]
     conns = [await asyncpg.connect(infra["db"], server_settings={"search_path": s}) for s in (one, two)]
     try:
         await group_settled(workers[:1])
