@@ -106,7 +106,7 @@ class Ctx:
         for svc in self.services.values():
             svc.end_segment(self.current)
         self.current = name
-        self.sampler.phase = name
+        self.sampler.set_phase(name)
 
     def service(self, name: str, env: dict[str, str], module: str | None = None) -> ProfiledService:
         svc = ProfiledService(name, free_port(), env, self.log_dir / f"{name}.log")
