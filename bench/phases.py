@@ -546,7 +546,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     check = await compare_balances(ctx, expected)
     pop.probe_round += 1  # the next latency phase pays the probes once more
     ctx.results[name] = {
-        "offered_orders_per_s": rate, "cpu_hog_duty": hog_duty, "seconds": seconds, "orders": n, "achieved_orders_per_s": round(n / offered_s, 1),
+        "started_at": start_wall.isoformat(), "offered_orders_per_s": rate, "cpu_hog_duty": hog_duty, "seconds": seconds, "orders": n, "achieved_orders_per_s": round(n / offered_s, 1),
         "generator_lag_p99_ms": summary_ms(lag)["p99_ms"],
         "probes": n_probes, "probes_seen": len(end_to_end), "poll_interval_ms": poll_s * 1000, "api_reads": api_reads[0],
         "end_to_end": summary_ms(end_to_end), "to_committed": summary_ms(committed),
