@@ -56,8 +56,9 @@ _LEN4, _LEN8 = struct.Struct(">I").pack, struct.Struct(">Q").pack
 
 
 class Linker:
-    """The relay's side, for one publish batch: heads loaded once (under the relay's lock),
-    headers for each record in partition order, changed heads saved in the same transaction."""
+    """The relay's side, for one publish batch: the heads as the relay read them (under its lock),
+    the links of each record in partition order, and the changed heads, which the relay writes in
+    the transaction that marks the rows published."""
 
     def __init__(self, heads: dict[tuple[str, int], str]) -> None:
         self.heads, self.changed = heads, set()
@@ -65,15 +66,6 @@ class Linker:
         self.by_seq: dict[int, tuple[str, int, bytes, bytes]] = {}
         #: (topic, partition) -> (hex of the head as header bytes, its raw digest), for the next link
         self._raw: dict[tuple[str, int], tuple[bytes, bytes]] = {}
-
-    @classmethod
-    async def load(cls, conn: Any) -> "Linker":
-        rows = await conn.fetch(HEADS_QUERY)
-        return cls({(r["topic"], r["partition"]): r["hash"] for r in rows})
-
-    def headers(self, topic: str, partition: int, key: bytes, value: bytes, *, seq: int | None = None) -> list[tuple[str, bytes]]:
-        prev, h = self.next(topic, partition, key, value, seq)
-        return [(PREV, prev), (HASH, h)]
 
     def next(self, topic: str, partition: int, key: bytes, value: bytes, seq: int | None = None) -> tuple[bytes, bytes]:
         """The (`chain_prev`, `chain_hash`) header values of the next record of a partition: the
@@ -101,16 +93,7 @@ class Linker:
     def skipped_links(self, seqs: Iterable[int]) -> list[tuple[str, int, str, str]]:
         return [(t, p, prev.decode(), h.decode()) for t, p, prev, h in (self.by_seq[s] for s in seqs if s in self.by_seq)]
 
-    async def save(self, conn: Any, *, skipped: list[int] = ()) -> None:  # type: ignore[assignment]
-        """The heads, and the links of chained records that were not published after all (the
-        broker refused them: the outbox parks them), so `verify` can step over them."""
-        await save_skipped(conn, self.skipped_links(skipped))
-        if not self.changed:
-            return
-        await conn.execute(SAVE_HEADS.format(topics="$1", partitions="$2", hashes="$3"), *self.changed_heads())
 
-
-HEADS_QUERY = "SELECT topic, partition, hash FROM outbox_chain_heads"
 SAVE_HEADS = """INSERT INTO outbox_chain_heads (topic, partition, hash)
    SELECT * FROM unnest({topics}::text[], {partitions}::int[], {hashes}::text[])
    ON CONFLICT (topic, partition) DO UPDATE SET hash = excluded.hash, updated_at = now()"""

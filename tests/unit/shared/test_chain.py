@@ -85,5 +85,6 @@ def test_the_relays_linker_gives_the_links_of_link_and_the_new_heads():
     w = PartitionWalk("t", 0, 0)
     l2 = Linker({})
     for offset, v in enumerate([b"a", b"b"]):
-        w.feed(offset, b"k", v, l2.headers("t", 0, b"k", v))
+        prev, h = l2.next("t", 0, b"k", v)
+        w.feed(offset, b"k", v, [(PREV, prev), (HASH, h)])
     assert not w.problems and w.head == l2.changed_heads()[2][0]
