@@ -11,19 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-
-def _status(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) in bytes; zeros when the process is gone."""
-    rss = hwm = 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return rss, hwm
+from simulation.cluster import memory_of
 
 
 def _reset_hwm(pid: int) -> bool:
@@ -61,7 +49,7 @@ class RssSampler:
             pid = self._pid(p)
             if pid is None:
                 continue
-            rss, hwm = _status(pid)
+            rss, hwm = memory_of(pid)
             if not rss:
                 continue
             if pid not in self._seen:  # started during this phase: its mark is this phase's

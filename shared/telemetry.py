@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from typing import Any, Mapping
 
 import structlog
@@ -183,8 +184,6 @@ _gc_started = [0.0]
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:
-    import time
-
     if phase == "start":
         _gc_started[0] = time.perf_counter()
         return

@@ -41,6 +41,20 @@ def ports_from_base(base: int) -> dict[str, int]:
     return {name: base + (port - BASE_PORT) for name, port in PORTS.items()}
 
 
+def memory_of(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in bytes (Linux /proc; the high-water mark is the peak since
+    start or the last reset); zeros when it is gone."""
+    rss = hwm = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return rss, hwm
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -86,13 +100,7 @@ class ServiceProcess:
 
     def rss_bytes(self) -> int:
         """Resident memory of the service process (Linux /proc)."""
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except (OSError, AttributeError):
-            pass
-        return 0
+        return memory_of(self.proc.pid)[0] if self.proc else 0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         if not self.proc or self.proc.poll() is not None:
