@@ -3,6 +3,7 @@ nothing, the partition cache is bounded, published rows and old applied ids are 
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -17,14 +18,25 @@ from tests.integration.foundation.test_projector import read_topic
 pytestmark = pytest.mark.integration
 
 
-async def test_an_oversized_record_is_parked_and_later_rows_are_published(infra, fresh_schema, ids):
-    out = ids("parked-out")
-    await create_topics(infra["kafka"], [out], partitions=1)
-    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
-    pool = await db.create_pool(infra["db"], fresh_schema)
-    producer = make_producer(infra["kafka"], max_batch_size=16 * 1024)
+@asynccontextmanager
+async def outbox_on(infra, schema: str, topic: str, partitions: int = 4, **producer_kw):
+    """A topic, the schema's plumbing (the outbox among it), a pool on the schema and a started
+    producer: what every relay test stands on."""
+    await create_topics(infra["kafka"], [topic], partitions=partitions)
+    await db.migrate(infra["db"], schema, MIGRATIONS)
+    pool = await db.create_pool(infra["db"], schema)
+    producer = make_producer(infra["kafka"], **producer_kw)
     await producer.start()
     try:
+        yield pool, producer
+    finally:
+        await producer.stop()
+        await pool.close()
+
+
+async def test_an_oversized_record_is_parked_and_later_rows_are_published(infra, fresh_schema, ids):
+    out = ids("parked-out")
+    async with outbox_on(infra, fresh_schema, out, partitions=1, max_batch_size=16 * 1024) as (pool, producer):
         before = new_event(TallyAdded(counter="o", amount=1))
         huge = OutboxRecord.of(out, new_event(TallyAdded(counter="o" * 1_100_000, amount=2)))  # above Kafka's ~1 MB
         after = [new_event(TallyAdded(counter="o", amount=i)) for i in (3, 4)]
@@ -50,37 +62,21 @@ async def test_an_oversized_record_is_parked_and_later_rows_are_published(infra,
         await relay.drain()
         assert await pool.fetchval("SELECT parked_reason FROM outbox WHERE event_id = $1", huge2.event_id) is not None
         assert len(await read_topic(infra["kafka"], out, min_count=4)) == 4
-    finally:
-        await producer.stop()
-        await pool.close()
 
 
 async def test_the_partition_cache_is_bounded(infra, fresh_schema, ids):
     out = ids("lru-out")
-    await create_topics(infra["kafka"], [out])
-    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
-    pool = await db.create_pool(infra["db"], fresh_schema)
-    producer = make_producer(infra["kafka"])
-    await producer.start()
-    try:
+    async with outbox_on(infra, fresh_schema, out) as (pool, producer):
         relay = OutboxRelay(pool, producer, "tally", partition_cache=16)
         async with pool.acquire() as conn, conn.transaction():
             await record_events(conn, out, [new_event(TallyAdded(counter=f"k{i}", amount=i)) for i in range(200)])
         assert await relay.drain() == 200
         assert len(relay._partition_of) == 16
-    finally:
-        await producer.stop()
-        await pool.close()
 
 
 async def test_published_rows_and_old_applied_ids_are_pruned_keeping_the_rest(infra, fresh_schema, ids):
     out = ids("prune-out")
-    await create_topics(infra["kafka"], [out], partitions=1)
-    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
-    pool = await db.create_pool(infra["db"], fresh_schema)
-    producer = make_producer(infra["kafka"])
-    await producer.start()
-    try:
+    async with outbox_on(infra, fresh_schema, out, partitions=1) as (pool, producer):
         async with pool.acquire() as conn, conn.transaction():
             await record_events(conn, out, [new_event(TallyAdded(counter="p", amount=i)) for i in range(10)])
         await OutboxRelay(pool, producer, "tally").drain()
@@ -98,9 +94,6 @@ async def test_published_rows_and_old_applied_ids_are_pruned_keeping_the_rest(in
         async with pool.acquire() as conn:
             assert await pruned_through(conn) == {(out, 0): 10}  # every pruned row lies below offset 10
         assert await prune_once(pool, PruneSettings()) == (0, 0)
-    finally:
-        await producer.stop()
-        await pool.close()
 
 
 async def test_record_ignores_repeated_ids_and_the_relay_sends_values_and_headers_as_written(infra, fresh_schema, ids):
@@ -111,12 +104,7 @@ async def test_record_ignores_repeated_ids_and_the_relay_sends_values_and_header
     from shared import chain
 
     out = ids("record-out")
-    await create_topics(infra["kafka"], [out], partitions=3)
-    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
-    pool = await db.create_pool(infra["db"], fresh_schema)
-    producer = make_producer(infra["kafka"])
-    await producer.start()
-    try:
+    async with outbox_on(infra, fresh_schema, out, partitions=3) as (pool, producer):
         async with pool.acquire() as conn:
             cols = await conn.fetch("SELECT attname FROM pg_attribute WHERE attrelid = 'outbox'::regclass AND attnum > 0"
                                     " AND NOT attisdropped ORDER BY attnum")
@@ -164,9 +152,6 @@ async def test_record_ignores_repeated_ids_and_the_relay_sends_values_and_header
             counts[(out, m.partition)] = counts.get((out, m.partition), 0) + 1
         assert marks == counts
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
-    finally:
-        await producer.stop()
-        await pool.close()
 
 
 async def test_the_running_relay_publishes_full_batches_back_to_back_and_wakes_on_a_kick(infra, fresh_schema, ids):
@@ -176,14 +161,8 @@ async def test_the_running_relay_publishes_full_batches_back_to_back_and_wakes_o
     import asyncio
 
     out = ids("run-out")
-    await create_topics(infra["kafka"], [out], partitions=2)
-    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
-    pool = await db.create_pool(infra["db"], fresh_schema)
-    producer = make_producer(infra["kafka"])
-    await producer.start()
-    relay = OutboxRelay(pool, producer, "tally-run", batch=5, idle_s=600)
 
-    async def unpublished_soon() -> int:
+    async def unpublished_soon(pool) -> int:
         for _ in range(100):
             left = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             if not left:
@@ -191,18 +170,18 @@ async def test_the_running_relay_publishes_full_batches_back_to_back_and_wakes_o
             await asyncio.sleep(0.1)
         return left
 
-    try:
-        relay.start()
-        async with pool.acquire() as conn, conn.transaction():
-            await record_events(conn, out, [new_event(TallyAdded(counter=f"r{i}", amount=i)) for i in range(12)])
-        relay.kick()
-        assert await unpublished_soon() == 0  # 5 + 5 + 2 in one wake-up
-        async with pool.acquire() as conn, conn.transaction():
-            await record_events(conn, out, [new_event(TallyAdded(counter="r", amount=99))])
-        relay.kick()
-        assert await unpublished_soon() == 0
-        assert len(await read_topic(infra["kafka"], out, min_count=13)) == 13
-    finally:
-        await relay.stop()
-        await producer.stop()
-        await pool.close()
+    async with outbox_on(infra, fresh_schema, out, partitions=2) as (pool, producer):
+        relay = OutboxRelay(pool, producer, "tally-run", batch=5, idle_s=600)
+        try:
+            relay.start()
+            async with pool.acquire() as conn, conn.transaction():
+                await record_events(conn, out, [new_event(TallyAdded(counter=f"r{i}", amount=i)) for i in range(12)])
+            relay.kick()
+            assert await unpublished_soon(pool) == 0  # 5 + 5 + 2 in one wake-up
+            async with pool.acquire() as conn, conn.transaction():
+                await record_events(conn, out, [new_event(TallyAdded(counter="r", amount=99))])
+            relay.kick()
+            assert await unpublished_soon(pool) == 0
+            assert len(await read_topic(infra["kafka"], out, min_count=13)) == 13
+        finally:
+            await relay.stop()
