@@ -338,6 +338,22 @@ def _wechat_deployment_problems(objs: list[dict], svc: str, *, required: set[str
     return problems, plain
 
 
+def _merchant_value_problems(prefix: str, notify_url: str, notify_path: str, base_url: str, mchid: str,
+                             appid: str) -> list[str]:
+    """What both WeChat Pay callers (orders, payout) need right in a cluster, named by the service's
+    setting prefix: an https notify URL on the service's own route, WeChat's production API, a
+    merchant number and an appid."""
+    problems = []
+    url = urlsplit(notify_url)
+    if url.scheme != "https" or url.query or url.path != notify_path:
+        problems.append(f"{prefix}_NOTIFY_URL: {notify_url!r} is not https://<host>{notify_path}")
+    if base_url != "https://api.mch.weixin.qq.com":
+        problems.append(f"{prefix}_BASE_URL: {base_url!r}")
+    if not (mchid.isdigit() and appid.startswith("wx")):
+        problems.append(f"{prefix}_MCHID / _APPID: not a merchant number and an appid")
+    return problems
+
+
 def orders_wechatpay_problems(objs: list[dict]) -> list[str]:
     """What keeps the rendered orders server from calling WeChat Pay and verifying its notices:
     a required setting unset, a secret outside its Secret, a key file that is not mounted, a
@@ -351,14 +367,8 @@ def orders_wechatpay_problems(objs: list[dict]) -> list[str]:
     settings = _as_the_service_reads(OrdersSettings, {**plain, "ORDERS_WECHATPAY_APIV3_KEY": "k" * 32})
     if not settings.calls_configured:
         problems.append("WeChat Pay calls would be off (calls_configured is false)")
-    url = urlsplit(settings.wechatpay_notify_url)
-    if url.scheme != "https" or url.query or url.path != NOTIFY_PATH:
-        problems.append(f"ORDERS_WECHATPAY_NOTIFY_URL: {settings.wechatpay_notify_url!r} is not https://<host>{NOTIFY_PATH}")
-    if settings.wechatpay_base_url != "https://api.mch.weixin.qq.com":
-        problems.append(f"ORDERS_WECHATPAY_BASE_URL: {settings.wechatpay_base_url!r}")
-    if not (settings.wechatpay_mchid.isdigit() and settings.wechatpay_appid.startswith("wx")):
-        problems.append("ORDERS_WECHATPAY_MCHID / _APPID: not a merchant number and an appid")
-    return problems
+    return problems + _merchant_value_problems("ORDERS_WECHATPAY", settings.wechatpay_notify_url, NOTIFY_PATH,
+                                               settings.wechatpay_base_url, settings.wechatpay_mchid, settings.wechatpay_appid)
 
 
 @pytest.mark.parametrize("overlay", k8s.OVERLAYS)
@@ -495,14 +505,8 @@ def payout_wechatpay_problems(objs: list[dict]) -> list[str]:
     settings = _as_the_service_reads(PayoutSettings, {**plain, "PAYOUT_WECHAT_APIV3_KEY": "k" * 32})
     if not settings.transfer_configured:
         problems.append("transfers would be off (transfer_configured is false)")
-    url = urlsplit(settings.wechat_notify_url)
-    if url.scheme != "https" or url.query or url.path != notify_path:
-        problems.append(f"PAYOUT_WECHAT_NOTIFY_URL: {settings.wechat_notify_url!r} is not https://<host>{notify_path}")
-    if settings.wechat_base_url != "https://api.mch.weixin.qq.com":
-        problems.append(f"PAYOUT_WECHAT_BASE_URL: {settings.wechat_base_url!r}")
-    if not (settings.wechat_mchid.isdigit() and settings.wechat_appid.startswith("wx")):
-        problems.append("PAYOUT_WECHAT_MCHID / _APPID: not a merchant number and an appid")
-    return problems
+    return problems + _merchant_value_problems("PAYOUT_WECHAT", settings.wechat_notify_url, notify_path,
+                                               settings.wechat_base_url, settings.wechat_mchid, settings.wechat_appid)
 
 
 @pytest.mark.parametrize("overlay", k8s.OVERLAYS)
