@@ -65,7 +65,11 @@ def migrate_sync(dsn: str, schema: str, migrations_dir: Path) -> list[str]:
         # only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when
         # the schema exists, and in production a service's role owns its schema and nothing more
         if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            # replicas starting together: two concurrent CREATE SCHEMA IF NOT EXISTS can both
+            # insert and one fails on pg_namespace's unique index, so they take turns
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('fenxiao-create-schema:' || %s))", (schema,))
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     backend = get_backend(_yoyo_url(dsn, schema), migration_table="_yoyo_migration")
     migrations = read_migrations(str(PLUMBING_MIGRATIONS), str(migrations_dir))
     with backend.lock():

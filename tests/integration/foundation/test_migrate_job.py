@@ -31,3 +31,28 @@ async def test_the_migration_job_migrates_once_and_then_does_nothing(infra, fres
 def test_an_unknown_service_is_refused():
     r = subprocess.run([sys.executable, "-m", "shared.migrate", "billing"], capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+async def test_replicas_migrating_a_new_schema_at_once_all_start(infra, fresh_schema):
+    """Several processes starting together on a schema that does not exist yet (replicas, the
+    bench's two commission workers): none fails on creating it, and the migrations apply once."""
+    import asyncio
+    import threading
+    from pathlib import Path
+
+    from shared import db
+
+    migrations = Path(__file__).resolve().parents[3] / "services" / "payout" / "store" / "migrations"
+    start = threading.Barrier(6)
+
+    def one() -> list[str]:
+        start.wait()
+        return db.migrate_sync(infra["db"], fresh_schema, migrations)
+
+    applied = await asyncio.gather(*(asyncio.to_thread(one) for _ in range(6)))
+    assert sum(1 for a in applied if a) == 1 and len(set(map(tuple, applied)) - {()}) == 1
+    conn = await asyncpg.connect(infra["db"])
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", fresh_schema) == 1
+    finally:
+        await conn.close()
