@@ -43,6 +43,7 @@ from shared.kafka_security import kafka_options
 from shared import topics as topic_names
 from shared.events import Envelope, EventPayload, catalog
 from shared.events.catalog import NewerVersionError
+from shared.events.envelope import peek_type
 from shared.outbox import OutboxRecord, OutboxRelay, record as record_outbox
 from shared.telemetry import (
     BATCH_SECONDS, CONSUMER_LAG, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, EVENTS_HANDLED, HANDLER_ERRORS,
@@ -116,6 +117,23 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     reason: str
+
+
+def _event_hint(r: Any) -> tuple[str, int | None] | None:
+    """The (type, version) a record says it carries: the relay's headers, else a peek at the
+    body (records produced without them). Only chooses the parser; the body is checked."""
+    event_type = version = None
+    for k, v in r.headers or ():
+        if k == "event_type":
+            event_type = v
+        elif k == "event_version":
+            version = v
+    if event_type is None:
+        return peek_type(r.value)
+    try:
+        return event_type.decode(), int(version) if version else None
+    except (UnicodeDecodeError, ValueError):
+        return None  # not the relay's: the two-step path reads it
 
 
 class Projector:
@@ -326,10 +344,17 @@ class Projector:
                 try:
                     if r.value is None:
                         raise ValueError("empty record value")
-                    env = Envelope.from_bytes(r.value)
-                    if env.event_type not in wanted:
-                        continue  # not this projection's (an unknown type included): tolerant reader
-                    payload = catalog.payload(env)
+                    # The current version of a wanted type: one validation (a hint that the body
+                    # contradicts yields None). Anything else: envelope first, then its payload.
+                    hint = _event_hint(r)
+                    one = catalog.parse_current(r.value, *hint) if hint is not None and hint[0] in wanted else None
+                    if one is not None:
+                        env, payload = one
+                    else:
+                        env = Envelope.from_bytes(r.value)
+                        if env.event_type not in wanted:
+                            continue  # not this projection's (an unknown type included): tolerant reader
+                        payload = catalog.payload(env)
                 except NewerVersionError as exc:
                     halts[tp] = Halt(r.offset, str(exc), env.event_type, env.version)
                     if i:

@@ -2,6 +2,7 @@
 the aggregate key, causation and correlation. JSON on the wire."""
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any, ClassVar
@@ -46,6 +47,39 @@ class Envelope(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Envelope":
         return cls.model_validate_json(raw)
+
+
+def validated_envelope(fields: dict[str, Any]) -> Envelope:
+    """The Envelope of values already validated against its own fields' types and constraints
+    (the catalog's one-step parse; fields with a default may be absent): what `model_construct`
+    does, without its per-field loop (which would cost a third of the parse)."""
+    fields_set = set(fields)
+    if len(fields) < len(_DEFAULTS):  # in the fields' order: the order to_bytes writes them in
+        fields = {name: fields[name] if name in fields else default for name, default in _DEFAULTS}
+    env = _new(Envelope)
+    _set(env, "__dict__", fields)
+    _set(env, "__pydantic_fields_set__", fields_set)
+    _set(env, "__pydantic_extra__", None)
+    _set(env, "__pydantic_private__", None)
+    return env
+
+
+_new = object.__new__
+_set = object.__setattr__  # pydantic's own way past a frozen model's __setattr__
+#: every field with its default (None where it has none: those are always validated)
+_DEFAULTS = [(name, None if f.is_required() else f.default) for name, f in Envelope.model_fields.items()]
+
+
+# `to_bytes` writes the type and version next to each other near the start; a regex over the
+# first bytes finds them without parsing the JSON.
+_PEEK = re.compile(rb'"event_type"\s*:\s*"([^"\\]{1,200})"\s*,\s*"version"\s*:\s*([0-9]{1,9})\s*[,}]')
+
+
+def peek_type(raw: bytes) -> tuple[str, int] | None:
+    """The (event type, version) an envelope's bytes seem to carry, or None. Only a hint for
+    choosing a parser: the body itself is what is validated."""
+    m = _PEEK.search(raw, 0, 400)
+    return (m[1].decode(errors="replace"), int(m[2])) if m else None
 
 
 def derive_event_id(cause_id: uuid.UUID, *parts: object) -> uuid.UUID:
