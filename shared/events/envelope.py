@@ -70,16 +70,25 @@ _set = object.__setattr__  # pydantic's own way past a frozen model's __setattr_
 _DEFAULTS = [(name, None if f.is_required() else f.default) for name, f in Envelope.model_fields.items()]
 
 
-# `to_bytes` writes the type and version next to each other near the start; a regex over the
-# first bytes finds them without parsing the JSON.
-_PEEK = re.compile(rb'"event_type"\s*:\s*"([^"\\]{1,200})"\s*,\s*"version"\s*:\s*([0-9]{1,9})\s*[,}]')
+# `to_bytes` writes the type and version side by side near the start: a regex over the first
+# bytes finds them without parsing the JSON (other layouts are not peeked: no hint, two steps).
+_PEEK = re.compile(rb'"event_type":"([^"\\]{1,200})","version":([0-9]{1,9})[,}]')
+#: the few (type, version) pairs seen, by the bytes that spelled them (saves a decode per record)
+_peeked: dict[bytes, tuple[str, int]] = {}
 
 
 def peek_type(raw: bytes) -> tuple[str, int] | None:
     """The (event type, version) an envelope's bytes seem to carry, or None. Only a hint for
     choosing a parser: the body itself is what is validated."""
     m = _PEEK.search(raw, 0, 400)
-    return (m[1].decode(errors="replace"), int(m[2])) if m else None
+    if m is None:
+        return None
+    hint = _peeked.get(m[0])
+    if hint is None:
+        hint = (m[1].decode(errors="replace"), int(m[2]))
+        if len(_peeked) < 1000:  # bounded, whatever a stream spells
+            _peeked[m[0]] = hint
+    return hint
 
 
 def derive_event_id(cause_id: uuid.UUID, *parts: object) -> uuid.UUID:

@@ -237,7 +237,9 @@ def test_an_envelope_read_in_one_step_behaves_as_any_other():
 def test_peek_finds_type_and_version_only_where_to_bytes_writes_them():
     raw = _compact(_paid_sample())
     assert peek_type(raw) == ("OrderPaid", 1)
-    assert peek_type(json.dumps(_paid_sample(), indent=2).encode()) is None  # version far from the type: no hint
+    assert peek_type(raw) == ("OrderPaid", 1)  # again, from what it remembers
+    assert peek_type(json.dumps(_paid_sample(), indent=2).encode()) is None  # another layout: no hint
+    assert peek_type(_compact(_paid_sample(), version=12)) == ("OrderPaid", 12)
     assert peek_type(b"\x00not json") is None
     assert peek_type(b'{"event_type":"A\\"B","version":1}') is None
 
