@@ -8,7 +8,7 @@ import json
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import asyncpg
 import structlog
@@ -128,6 +128,10 @@ class OutboxRelay:
         self.partition_cache = partition_cache
         #: larger records are parked (Kafka's default message.max.bytes / max.request.size is ~1 MB)
         self.max_record_bytes = max_record_bytes
+        #: called after a batch with (rows published, {topic: rows parked}), e.g. by a relay in its own
+        #: process (shared.relay_process) to carry its counts to the service's /metrics
+        self.on_counts: Callable[[int, dict[str, int]], None] | None = None
+        self._closing = False
 
     async def _partition(self, topic: str, key: bytes) -> int:
         """The partition the producer's own default partitioner would pick (an LRU cache: keys
@@ -239,6 +243,11 @@ class OutboxRelay:
             log.error("outbox_record_parked", seq=r["seq"], event_id=str(r["event_id"]), topic=r["topic"], key=r["key"],
                       reason=r["reason"])
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
+        if self.on_counts is not None and (sent or gone):
+            by_topic: dict[str, int] = {}
+            for r in gone:
+                by_topic[r["topic"]] = by_topic.get(r["topic"], 0) + 1
+            self.on_counts(len(sent), by_topic)
         return len(pending)
 
     async def drain(self) -> int:
@@ -248,7 +257,7 @@ class OutboxRelay:
         return total
 
     async def run(self) -> None:
-        while True:
+        while not self._closing:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands
             # as the event is set (a kick() just before stop()), and stop() then waits forever.
             try:
@@ -271,7 +280,24 @@ class OutboxRelay:
                 await asyncio.sleep(0.5)
 
     def start(self) -> None:
+        self._closing = False
         self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.service}")
+
+    @property
+    def ready(self) -> bool:
+        """Publishing: started and its task not ended (a service's /readyz asks)."""
+        return self._task is not None and not self._task.done()
+
+    async def finish(self) -> None:
+        """Stop after one more cycle (which publishes everything committed before it began),
+        never cancelling a cycle half-way (its records would be sent again by the next relay)."""
+        if self._task:
+            self._closing = True
+            self.kick()
+            try:
+                await self._task
+            finally:
+                self._task = None
 
     async def stop(self) -> None:
         if self._task:

@@ -24,6 +24,7 @@ from shared import db, telemetry
 from shared.kafka_security import faststream_security
 from shared.limits import EdgeLimits, Rate, RateLimiter
 from shared.outbox import OutboxRelay, make_producer
+from shared.relay_process import RelayProcess
 from shared.projector import Projection, Projector, check_positions, prune_forever, subscribe
 from shared.settings import CommonSettings
 from shared.topics import ensure_topics, group
@@ -38,7 +39,10 @@ class Runtime:
     service: str
     settings: CommonSettings
     pool: asyncpg.Pool
-    relay: OutboxRelay
+    #: `kick()` it after a commit that recorded events; an `OutboxRelay` on this loop, or with
+    #: FENXIAO_OUTBOX_RELAY=process a `shared.relay_process.RelayProcess` (the same interface)
+    relay: OutboxRelay | RelayProcess
+    #: the relay's producer (None when the relay runs in its own process)
     producer: Any
     broker: Any
     projectors: list[Projector] = field(default_factory=list)
@@ -118,9 +122,20 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         applied = await db.migrate(settings.database_url, schema, spec.migrations)
         log.info("migrated", schema=schema, applied=applied)
         pool = await db.create_pool(settings.database_url, schema, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-        producer = make_producer(settings.kafka_bootstrap_servers)
-        await producer.start()
-        relay = OutboxRelay(pool, producer, spec.service)
+        relay: OutboxRelay | RelayProcess
+        producer = None
+        if settings.outbox_relay == "process":
+            # publishing runs in its own process (shared.relay_process), on another core
+            relay = RelayProcess(spec.service, schema, database_url=settings.database_url,
+                                 kafka_bootstrap=settings.kafka_bootstrap_servers,
+                                 env={"LOG_LEVEL": settings.log_level, "LOG_JSON": str(settings.log_json).lower(),
+                                      "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otel_exporter_otlp_endpoint},
+                                 # the first restart's delay (doubling to 10 s while it keeps exiting)
+                                 restart_min_s=float(os.environ.get("FENXIAO_OUTBOX_RELAY_RESTART_S", "0.5")))
+        else:
+            producer = make_producer(settings.kafka_bootstrap_servers)
+            await producer.start()
+            relay = OutboxRelay(pool, producer, spec.service)
         # a list: FastStream would take "a:9092,b:9092" for one host
         broker = KafkaBroker(settings.kafka_bootstrap_servers.split(","), log_level=logging.DEBUG,
                              security=faststream_security())  # per-batch logs are noise; TLS / SASL: shared.kafka_security
@@ -142,7 +157,9 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         await ensure_topics(settings.kafka_bootstrap_servers, [t for p in rt.projectors for t in p.projection.topics])
         await check_positions(pool, [p.projection for p in rt.projectors], settings.kafka_bootstrap_servers)
         relay.start()
-        await relay.drain()  # republish what a crash left unpublished before anything new
+        # republish what a crash left unpublished before anything new (a relay process does it
+        # before it reports ready, and this waits for that)
+        await relay.drain()
         if rt.projectors:
             await broker.start()
         for p in rt.projectors:
@@ -162,7 +179,8 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             for hook in spec.on_stop:
                 await hook(rt)
             await relay.stop()
-            await producer.stop()
+            if producer is not None:
+                await producer.stop()
             await pool.close()
             await heartbeat.stop()
 
@@ -204,12 +222,17 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
                 await conn.fetchval("SELECT 1")
         except Exception as exc:  # pragma: no cover
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
-        # not ready while a partition has no position yet or is halted (an event this code cannot read)
+        # not ready while a partition has no position yet or is halted (an event this code cannot read),
+        # or while the outbox relay is not running (its own process is down and being restarted)
         states = {p.projection.name: p.readiness() for p in rt.projectors}
-        ok = all(s["ready"] for s in states.values())
+        relay_ok = rt.relay.ready
+        ok = relay_ok and all(s["ready"] for s in states.values())
+        not_ready: dict[str, Any] = {n: {k: v for k, v in s.items() if k in ("waiting_for_position", "halted")}
+                                     for n, s in states.items() if not s["ready"]}
+        if not relay_ok:
+            not_ready["outbox_relay"] = "down" + (" (its process is restarting)" if isinstance(rt.relay, RelayProcess) else "")
         return JSONResponse({"ok": ok, "positions": {n: s["positions"] for n, s in states.items()},
-                             **({} if ok else {"not_ready": {n: {k: v for k, v in s.items() if k in ("waiting_for_position", "halted")}
-                                                             for n, s in states.items() if not s["ready"]}})},
+                             **({} if ok else {"not_ready": not_ready})},
                             status_code=200 if ok else 503)
 
     @app.exception_handler(RequestValidationError)

@@ -1,6 +1,8 @@
 """Settings common to every service, from the environment (Kubernetes sets these)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,6 +33,10 @@ class CommonSettings(BaseSettings):
     projector_batch_max: int = Field(2000, validation_alias="PROJECTOR_BATCH_MAX")
     #: off is safe for exactly-once (state and offsets commit or vanish together) and faster
     projector_synchronous_commit: bool = Field(True, validation_alias="PROJECTOR_SYNCHRONOUS_COMMIT")
+    #: where the outbox relay runs: `inline` (a task on the service's event loop) or `process` (its
+    #: own OS process beside the service, shared.relay_process: the publishing work leaves the
+    #: loop that projects; docs/reliability.md)
+    outbox_relay: Literal["inline", "process"] = Field("inline", validation_alias="FENXIAO_OUTBOX_RELAY")
     db_pool_min: int = Field(1, validation_alias="DB_POOL_MIN")
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
     #: seconds an idle HTTP keep-alive connection stays open; above the gateway's idle timeout

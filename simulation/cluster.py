@@ -55,6 +55,26 @@ def memory_of(pid: int) -> tuple[int, int]:
         pass
     return rss, hwm
 
+
+def relay_children(pid: int) -> list[int]:
+    """The outbox relay processes (shared.relay_process) that process `pid` started (Linux /proc;
+    zombies, exited but not yet reaped, are left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'
+            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+            if int(ppid) != pid or state == "Z":
+                continue
+            if b"shared.relay_process" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return sorted(found)
+
 @dataclass
 class ServiceProcess:
     name: str
