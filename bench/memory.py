@@ -4,14 +4,19 @@ The true peak is the kernel's high-water mark (`VmHWM` in /proc/<pid>/status), n
 of the samples: a batch's transient peak can come and go between two samples 0.2 s apart (runs
 showed VmHWM 10-20 MiB above the sampled peak). At each phase boundary the mark is read and then
 reset (`5` written to /proc/<pid>/clear_refs), so each phase gets its own; where it cannot be
-reset, the per-phase figure falls back to the samples. Both are reported."""
+reset, the per-phase figure falls back to the samples. Both are reported.
+
+A service that runs its outbox relay in its own process (FENXIAO_OUTBOX_RELAY=process, commission's
+default) has a second figure, `<name>.relay`: the relay processes it started (a restarted one
+continues the same figure)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
-from simulation.cluster import memory_of
+from simulation.cluster import memory_of, relay_processes
 
 
 def _reset_hwm(pid: int) -> bool:
@@ -35,6 +40,10 @@ class RssSampler:
         self._fresh: set[int] = set()
         self._seen: set[int] = set()
         self._task: asyncio.Task | None = None
+        #: parent pid -> its relay processes, looked up every `relay_scan_s`
+        self._relays: dict[int, list[int]] = {}
+        self._relays_at = float("-inf")
+        self.relay_scan_s = 1.0
 
     def watch(self, name: str, process: Any) -> None:
         self.processes[name] = process
@@ -44,11 +53,22 @@ class RssSampler:
         proc = getattr(p, "proc", None)
         return getattr(proc, "pid", None) if proc is not None and proc.poll() is None else None
 
-    def sample(self) -> None:
+    def _pids(self) -> list[tuple[str, int]]:
+        """(figure name, pid) of every live watched process and of the relay processes each started."""
+        now = time.monotonic()
+        if now - self._relays_at >= self.relay_scan_s:  # a walk of /proc: ~1.5 ms, once a second is plenty
+            self._relays, self._relays_at = relay_processes(), now
+        relays = self._relays
+        out = []
         for name, p in list(self.processes.items()):
             pid = self._pid(p)
-            if pid is None:
-                continue
+            if pid is not None:
+                out.append((name, pid))
+                out += [(f"{name}.relay", child) for child in relays.get(pid, ())]
+        return out
+
+    def sample(self) -> None:
+        for name, pid in self._pids():
             rss, hwm = memory_of(pid)
             if not rss:
                 continue
@@ -67,9 +87,9 @@ class RssSampler:
         """Close the current phase (its marks read) and start `name` with fresh marks."""
         self.sample()
         self._fresh = set()
-        for p in self.processes.values():
-            pid = self._pid(p)
-            if pid is not None and _reset_hwm(pid):
+        self._relays_at = float("-inf")
+        for _, pid in self._pids():
+            if _reset_hwm(pid):
                 self._fresh.add(pid)
         self.phase = name
 

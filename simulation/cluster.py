@@ -56,10 +56,10 @@ def memory_of(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
-def relay_children(pid: int) -> list[int]:
-    """The outbox relay processes (shared.relay_process) that process `pid` started (Linux /proc;
-    zombies, exited but not yet reaped, are left out)."""
-    found = []
+def relay_processes() -> dict[int, list[int]]:
+    """Parent pid -> the outbox relay processes (shared.relay_process) it started, from one walk of
+    Linux /proc (zombies, exited but not yet reaped, are left out)."""
+    found: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -67,13 +67,17 @@ def relay_children(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
             # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'
             state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
-            if int(ppid) != pid or state == "Z":
+            if state == "Z" or b"shared.relay_process" not in (entry / "cmdline").read_bytes():
                 continue
-            if b"shared.relay_process" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
+            found.setdefault(int(ppid), []).append(int(entry.name))
         except (OSError, ValueError):
             continue
-    return sorted(found)
+    return {parent: sorted(pids) for parent, pids in found.items()}
+
+
+def relay_children(pid: int) -> list[int]:
+    """The outbox relay processes that process `pid` started."""
+    return relay_processes().get(pid, [])
 
 @dataclass
 class ServiceProcess:

@@ -47,3 +47,33 @@ def test_a_peak_between_samples_counts_in_its_phase_and_the_next_phase_starts_af
     finally:
         child.proc.kill()
         child.proc.wait()
+
+
+PARENT = r"""
+import subprocess, sys
+blob = bytearray(48 << 20)  # the relay's 48 MiB, every page touched, held until stdin closes
+child = subprocess.Popen([sys.executable, "-c", "import sys\nb = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+                          "print('ready', flush=True)\nsys.stdin.readline()", "shared.relay_process"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline().strip() == "ready"
+print("ready", flush=True)
+sys.stdin.readline()
+child.stdin.close()
+child.wait()
+"""
+
+
+def test_a_relay_process_a_service_started_has_its_own_figure():
+    parent = _Proc.__new__(_Proc)
+    parent.proc = subprocess.Popen([sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.proc.stdout.readline().strip() == "ready"
+        s = RssSampler()
+        s.watch("svc", parent)
+        s.sample()
+        mib = s.as_dict()["peak_rss_mib"]
+        assert set(mib) == {"svc", "svc.relay"}, mib
+        assert mib["svc.relay"] >= 48, mib  # the child's own memory, not the parent's
+    finally:
+        parent.proc.stdin.close()
+        parent.proc.wait(10)
