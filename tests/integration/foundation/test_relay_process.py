@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -154,7 +155,7 @@ async def test_a_killed_relay_process_is_restarted_and_the_service_is_not_ready_
         finally:
             await conn.close()
         assert {eid for eid, _ in await outbox_order(infra["db"], fresh_schema)} == {
-            str(derive_event_id(__import__("uuid").UUID(s), "echo")) for s in seen}
+            str(derive_event_id(uuid.UUID(s), "echo")) for s in seen}
     finally:
         svc.kill()
 
@@ -166,7 +167,7 @@ async def _applied(dsn: str, schema: str, at_least: int) -> bool:
 async def test_a_killed_service_takes_its_relay_process_along_and_the_next_publishes_what_was_left(infra, fresh_schema, ids):
     topic, out = ids("rp-parent-in"), ids("rp-parent-out")
     await create_topics(infra["kafka"], [topic, out])
-    svc = await TallyProcess(infra, fresh_schema, topic, out, TALLY_DELAY_S="0.05", PROJECTOR_BATCH_MAX="100",
+    svc = await TallyProcess(infra, fresh_schema, topic, out, TALLY_DELAY_S="0.1", PROJECTOR_BATCH_MAX="100",
                              **PROCESS).start()
     child = await relay_pid(svc)
     await publish_tallies(infra["kafka"], topic, 2000, counters=16)
