@@ -51,7 +51,7 @@ class RelayProcess:
     so a relay that cannot start fails the service's start as an inline one would."""
 
     def __init__(self, service: str, schema: str, *, database_url: str, kafka_bootstrap: str, env: dict[str, str] | None = None,
-                 restart_min_s: float = 0.5, restart_max_s: float = 10.0, stop_timeout_s: float = 20.0) -> None:
+                 restart_min_s: float = 0.5, restart_max_s: float = 10.0, stop_timeout_s: float = 10.0) -> None:
         self.service, self.schema = service, schema
         self.database_url, self.kafka_bootstrap = database_url, kafka_bootstrap
         self.env = dict(env or {})
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--schema", required=True)
     p.add_argument("--wake-fd", type=int, required=True)
     p.add_argument("--report-fd", type=int, required=True)
-    p.add_argument("--finish-timeout-s", type=float, default=15.0)
+    p.add_argument("--finish-timeout-s", type=float, default=8.0)
     args = p.parse_args(argv)
     # the parent drives the shutdown: a terminal's Ctrl-C reaches the whole process group
     signal.signal(signal.SIGINT, signal.SIG_IGN)
