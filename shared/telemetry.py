@@ -167,10 +167,13 @@ def extract_context(headers: Mapping[str, str] | None) -> otel_context.Context:
 
 
 def kafka_headers_to_dict(headers: Any) -> dict[str, str]:
+    """Record headers as text. They are metadata (trace context, type hints), never the event: a
+    value that is not UTF-8 is read with replacement characters rather than failing the batch that
+    carries it (a batch that fails is retried, and one such record would stop its partition)."""
     out: dict[str, str] = {}
     for k, v in headers or ():
         if v is not None:
-            out[k] = v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+            out[k] = v.decode(errors="replace") if isinstance(v, (bytes, bytearray)) else str(v)
     return out
 
 

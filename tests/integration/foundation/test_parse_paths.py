@@ -41,6 +41,7 @@ async def test_headers_and_peek_choose_the_parser_and_the_body_decides_what_is_a
         (_added(1000, event_type="TallyBonus"), _claims("TallyAdded")),       # an unknown type claiming to be TallyAdded: passed over
         (_added(4), _claims("TallyEchoed")),                                  # a TallyAdded claiming to be another type: applied
         (_added("lots"), _claims("TallyAdded")),                              # breaks its schema: dead-lettered
+        (_added(8), [("traceparent", b"\xff\xfe00")]),                         # a header that is not UTF-8: applied all the same
         (_added(50, version=2), _claims("TallyAdded", 1)),                    # a newer TallyAdded claiming v1: halts here
         (_added(600), _claims("TallyAdded")),                                 # waits behind it
     ]
@@ -57,12 +58,12 @@ async def test_headers_and_peek_choose_the_parser_and_the_body_decides_what_is_a
         async with by_hand(infra["kafka"], pool, TallyProjection(topic, out)) as (consumer, projector, tp):
             batch = await projector.handle(await take(consumer, len(records)))
             assert batch is not None
-            assert [(a.offset, a.payload.amount) for a in batch.events] == [(0, 1), (1, 2), (3, 4)]
+            assert [(a.offset, a.payload.amount) for a in batch.events] == [(0, 1), (1, 2), (3, 4), (5, 8)]
             assert batch.events[0].envelope == relayed and batch.events[0].headers["event_type"] == "TallyAdded"
-            assert (await totals(infra["db"], fresh_schema))[:2] == (3, 7)
-            assert projector.positions[tp] == 5
+            assert (await totals(infra["db"], fresh_schema))[:2] == (4, 15)
+            assert projector.positions[tp] == 6
             halt = projector.readiness()["halted"][f"{topic}[0]"]
-            assert (halt["offset"], halt["event_type"], halt["event_version"]) == (5, "TallyAdded", 2)
+            assert (halt["offset"], halt["event_type"], halt["event_version"]) == (6, "TallyAdded", 2)
             dead = await pool.fetch("SELECT value, headers FROM outbox WHERE topic = $1", topic + ".dlq")
             assert [d["value"] for d in dead] == [records[4][0]]
             reason = json.loads(dead[0]["headers"])["dlq_reason"]
