@@ -6,8 +6,8 @@ showed VmHWM 10-20 MiB above the sampled peak). At each phase boundary the mark 
 reset (`5` written to /proc/<pid>/clear_refs), so each phase gets its own; where it cannot be
 reset, the per-phase figure falls back to the samples. Both are reported.
 
-A service that runs its outbox relay in its own process (FENXIAO_OUTBOX_RELAY=process, commission's
-default) has a second figure, `<name>.relay`: the relay processes it started (a restarted one
+A service that runs its outbox relay in its own process (FENXIAO_OUTBOX_RELAY=process, e.g.
+`--service-env FENXIAO_OUTBOX_RELAY=process`) has a second figure, `<name>.relay`: the relay processes it started (a restarted one
 continues the same figure)."""
 from __future__ import annotations
 

@@ -68,12 +68,9 @@ SERVICES = (
         key_files=(("ORDERS_WECHATPAY_MERCHANT_KEY", "apiclient_key.pem"),), extra_key_files=("pub_key.pem",),
         config_map="orders-wechatpay", secret_env=("ORDERS_WECHATPAY_APIV3_KEY",)),
     # scales out by partitions (order workers share the order partitions; reference data has its
-    # own consumer group): the same HPA as the others. Two processes per pod: the service and its
-    # outbox relay (FENXIAO_OUTBOX_RELAY=process, shared.relay_process), each under 200 MiB in the
-    # bench (the relay ~60-80 MiB), so 512Mi requested still covers both; the CPU request counts the
-    # relay's core share beside the projecting one (no CPU limit: a burst may use what the node has)
+    # own consumer group): the same HPA as the others
     Svc("commission", 8103, (topics.REFERRAL_EVENTS, topics.ORDER_EVENTS, topics.PAYOUT_EVENTS, topics.COMMISSION_EVENTS),
-        wechat=False, cpu="750m", memory="512Mi", memory_limit="1Gi"),
+        wechat=False, cpu="500m", memory="512Mi", memory_limit="1Gi"),
     Svc("payout", 8104, (topics.COMMISSION_EVENTS, topics.PAYOUT_EVENTS), wechat=True,
         key_files=(("PAYOUT_WECHAT_MERCHANT_KEY", "apiclient_key.pem"), ("PAYOUT_WECHAT_PLATFORM_KEY", "pub_key.pem")),
         # WeChat Pay merchant transfers: as orders, the two key files from payout-wechatpay-keys, the

@@ -90,10 +90,10 @@ def test_the_setting_takes_inline_or_process_only(monkeypatch):
         CommonSettings()
 
 
-def test_commission_runs_its_relay_in_a_process_unless_told_otherwise(monkeypatch):
+def test_commission_runs_its_relay_inline_unless_told_otherwise(monkeypatch):
     from services.commission.settings import CommissionSettings
 
     monkeypatch.delenv("FENXIAO_OUTBOX_RELAY", raising=False)
-    assert CommissionSettings().outbox_relay == "process"
-    monkeypatch.setenv("FENXIAO_OUTBOX_RELAY", "inline")
     assert CommissionSettings().outbox_relay == "inline"
+    monkeypatch.setenv("FENXIAO_OUTBOX_RELAY", "process")
+    assert CommissionSettings().outbox_relay == "process"
