@@ -116,9 +116,16 @@ class OutboxRelay:
     (an advisory lock), so two service instances never interleave one key's events."""
 
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, service: str, *, batch: int = 2000, idle_s: float = 1.0,
+                 busy_retry_s: float = 0.05,
                  partition_cache: int = 50_000, max_record_bytes: int = 1_000_000):
         self.pool, self.producer, self.service = pool, producer, service
         self.batch, self.idle_s = batch, idle_s
+        #: after finding the lock held (another replica's relay mid-cycle), look again this soon: that
+        #: cycle may have read its rows before this replica's writer committed, and nothing else would
+        #: wake this relay before idle_s
+        self.busy_retry_s = busy_retry_s
+        #: the last publish_pending found another relay holding the lock
+        self.lock_busy = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._partitioner = DefaultPartitioner()
@@ -160,7 +167,8 @@ class OutboxRelay:
         (parking adds two)."""
         async with self.pool.acquire() as conn, conn.transaction():
             # its own statement: the rows must be read in a snapshot taken after the lock is held
-            if not await conn.fetchval(_LOCK):
+            self.lock_busy = not await conn.fetchval(_LOCK)
+            if self.lock_busy:
                 return 0
             heads: dict[tuple[str, int], str] = {}
             pending: list[asyncpg.Record] = []
@@ -273,6 +281,9 @@ class OutboxRelay:
                 # writer in another process that does not kick is picked up within idle_s).
                 while await self.publish_pending() >= self.batch:
                     pass
+                if self.lock_busy:
+                    await asyncio.sleep(self.busy_retry_s)
+                    self._wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -185,3 +185,40 @@ async def test_the_running_relay_publishes_full_batches_back_to_back_and_wakes_o
             assert len(await read_topic(infra["kafka"], out, min_count=13)) == 13
         finally:
             await relay.stop()
+
+
+async def test_a_relay_that_finds_the_lock_held_looks_again_without_waiting_for_a_kick(infra, fresh_schema, ids):
+    """Another replica's relay holds the schema's relay lock: it may have read its rows before this
+    replica's writer committed, and the writer's one kick has been spent on the busy lock. The
+    relay must look again by itself (its idle timer is far beyond the test's wait)."""
+    import asyncio
+
+    import asyncpg
+
+    out = ids("busy-out")
+    async with outbox_on(infra, fresh_schema, out, partitions=1) as (pool, producer):
+        relay = OutboxRelay(pool, producer, "tally-busy", idle_s=600, busy_retry_s=0.05)
+        other = await asyncpg.connect(infra["db"], server_settings={"search_path": fresh_schema})
+        try:
+            relay.start()
+            holder = other.transaction()
+            await holder.start()  # the other replica's relay, mid-cycle
+            assert await other.fetchval("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))")
+            async with pool.acquire() as conn, conn.transaction():
+                await record_events(conn, out, [new_event(TallyAdded(counter=f"b{i}", amount=i)) for i in range(3)])
+            relay.kick()
+            for _ in range(100):
+                if relay.lock_busy:
+                    break
+                await asyncio.sleep(0.02)
+            assert relay.lock_busy  # the kick found the lock held
+            await holder.commit()  # the other relay's cycle ends (without these rows)
+            for _ in range(100):
+                if not await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+                    break
+                await asyncio.sleep(0.1)
+            assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+            assert len(await read_topic(infra["kafka"], out, min_count=3)) == 3
+        finally:
+            await relay.stop()
+            await other.close()
