@@ -143,7 +143,8 @@ class PartitionWalk:
 
     def feed(self, offset: int, key: bytes | None, value: bytes | None, headers: Any) -> None:
         self.records += 1
-        hdr = {k: (v.decode() if v is not None else None) for k, v in (headers or ())}
+        # a link that is not even text is a tampered record to report, not a reason to stop the audit
+        hdr = {k: (v.decode(errors="replace") if v is not None else None) for k, v in (headers or ())}
         prev, h = hdr.get(PREV), hdr.get(HASH)
         if prev is None or h is None:
             self.problems.append(Problem(self.topic, self.partition, offset,

@@ -37,6 +37,15 @@ def test_edit_drop_insert_are_found_where_they_are():
         (2, "record without a chain link")]
 
 
+def test_a_link_that_is_not_text_is_reported_where_it_is_and_the_walk_goes_on():
+    recs = chained([b"a", b"b", b"c"])
+    garbled = list(recs)
+    garbled[1] = (b"k", b"b", [(PREV, recs[1][2][0][1]), (HASH, b"\xff\xfe" + recs[1][2][1][1][2:])])
+    w = walk(garbled)
+    assert w.records == 3
+    assert [(p.offset, p.what.split(":")[0]) for p in w.problems] == [(1, "content changed"), (2, "chain broken")]
+
+
 def test_a_parked_record_is_stepped_over_only_with_the_relays_record_of_it():
     recs = chained([b"a", b"huge", b"c"])
     gap = recs[:1] + recs[2:]
