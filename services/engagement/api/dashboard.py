@@ -25,6 +25,13 @@ def _sums(r) -> dict:
 
 
 async def dashboard_of(conn, promoter_id: str, tz: str, now: datetime, days: int) -> Dashboard:
+    # one snapshot for every figure: read statement by statement, events committed in between made
+    # the periods disagree with the balance in the same answer
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _dashboard_of(conn, promoter_id, tz, now, days)
+
+
+async def _dashboard_of(conn, promoter_id: str, tz: str, now: datetime, days: int) -> Dashboard:
     periods = []
     for kind in ("day", "week", "month"):
         p = period_of(kind, now, tz)  # type: ignore[arg-type]
@@ -78,7 +85,9 @@ async def leaderboard(identity: CurrentIdentity, conn: ConnDep, settings: Settin
         raise BadPeriodError("`at` must carry its UTC offset")
     p = period_of(period, at or utcnow(), settings.business_timezone)
     n = top or settings.leaderboard_top
-    rows = await stats.board(conn, metric, p.start, p.end, n, identity.user_id)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):  # ranks and count of one snapshot
+        rows = await stats.board(conn, metric, p.start, p.end, n, identity.user_id)
+        participants = await stats.participants(conn, metric, p.start, p.end)
     me = identity.user_id
 
     def row(r) -> BoardRow:
@@ -86,4 +95,4 @@ async def leaderboard(identity: CurrentIdentity, conn: ConnDep, settings: Settin
     top_rows = [row(r) for r in rows if r["rank"] <= n]
     mine = next((row(r) for r in rows if r["promoter_id"] == me), None)
     return Leaderboard(period=period, metric=metric, label=p.label, start=p.start, end=p.end,
-                       participants=await stats.participants(conn, metric, p.start, p.end), top=top_rows, mine=mine)
+                       participants=participants, top=top_rows, mine=mine)
