@@ -30,5 +30,7 @@ async def in_transaction(rt: Runtime, work: Callable[[asyncpg.Connection], Await
 
 
 async def read(rt: Runtime, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
-    async with rt.pool.acquire() as conn:
+    """`work`'s statements in one read-only snapshot: a page and its total, a promoter and their
+    user, agree with each other even when binds commit meanwhile (and a read cannot write)."""
+    async with rt.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         return await work(conn)
