@@ -1,8 +1,6 @@
 """Commission settings (env prefix COMMISSION_)."""
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -31,9 +29,3 @@ class CommissionSettings(CommonSettings):
     #: ~6,700 accruals, events and rows held at once, which took a process past 200 MiB in a backlog
     #: (bench: peak RSS 191-216 MiB at 2,000, 177-182 at 1,000, same orders/s within the noise)
     projector_batch_max: int = Field(1000, validation_alias="PROJECTOR_BATCH_MAX")
-    #: where the outbox relay runs (FENXIAO_OUTBOX_RELAY): `process` frees the projecting loop (one worker
-    #: +4-11 % accrual in the bench) but is a second process beside each worker; on the 2-core bench machine
-    #: two workers with it were 3-7 % slower than two without and scale-out fell to 1.07-1.28 (1.30-1.44
-    #: inline), so `inline` stays the default; choose `process` where a pod has a core to spare
-    #: (docs/commission.md "Settings")
-    outbox_relay: Literal["inline", "process"] = Field("inline", validation_alias="FENXIAO_OUTBOX_RELAY")
