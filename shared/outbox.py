@@ -52,9 +52,12 @@ class OutboxRecord:
 OUTBOX_COLUMNS = ("seq", "event_id", "topic", "key", "value", "headers", "created_at", "published_at", "parked_at",
                   "parked_reason")
 
-_INSERT = """INSERT INTO outbox (event_id, topic, key, value, headers)
-             SELECT r.event_id, r.topic, r.key, r.value, r.headers FROM unnest($1::outbox[]) AS r
-             ON CONFLICT (event_id) DO NOTHING"""
+#: the rows and their place in `outbox_pending` (what the relay has still to publish), one statement
+_INSERT = """WITH written AS (
+                 INSERT INTO outbox (event_id, topic, key, value, headers)
+                 SELECT r.event_id, r.topic, r.key, r.value, r.headers FROM unnest($1::outbox[]) AS r
+                 ON CONFLICT (event_id) DO NOTHING RETURNING seq)
+             INSERT INTO outbox_pending (seq) SELECT seq FROM written"""
 
 
 async def record(conn: asyncpg.Connection, records: Sequence[OutboxRecord]) -> None:
@@ -94,20 +97,22 @@ def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
 #: the next unpublished rows in seq order, and the chain heads (rows with a NULL seq)
 _PENDING = """
-    SELECT seq, topic, key, value, headers::text AS headers, NULL::integer AS partition FROM (
-        SELECT seq, topic, key, value, headers FROM outbox WHERE published_at IS NULL AND parked_at IS NULL
-        ORDER BY seq LIMIT $1) AS pending
+    SELECT o.seq, o.topic, o.key, o.value, o.headers::text AS headers, NULL::integer AS partition
+    FROM (SELECT seq FROM outbox_pending ORDER BY seq LIMIT $1) AS p JOIN outbox o ON o.seq = p.seq
     UNION ALL
     SELECT NULL, topic, NULL, NULL, hash, partition FROM outbox_chain_heads"""
-#: rows published, how far each partition is published, the chain heads: one statement
+#: rows published (gone from the pending rows; `published_at` set by a HOT update: no indexed
+#: column changes), how far each partition is published, the chain heads: one statement
 _PUBLISHED = """
-    WITH published AS (UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])),
+    WITH sent AS (DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])),
+    published AS (UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])),
     marks AS (INSERT INTO outbox_published_marks (topic, partition, next_offset)
               SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[])
               ON CONFLICT (topic, partition) DO UPDATE
               SET next_offset = GREATEST(outbox_published_marks.next_offset, EXCLUDED.next_offset))
     """ + SAVE_HEADS.format(topics="$5", partitions="$6", hashes="$7")
-_PARK = """UPDATE outbox SET parked_at = now(), parked_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(seq, reason)
+_PARK = """WITH off AS (DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[]))
+           UPDATE outbox SET parked_at = now(), parked_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(seq, reason)
            WHERE outbox.seq = u.seq RETURNING outbox.seq, outbox.event_id, outbox.topic, outbox.key, u.reason"""
 
 

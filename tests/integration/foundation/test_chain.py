@@ -76,6 +76,7 @@ async def test_verify_passes_as_published_and_catches_edit_drop_insert_and_tail(
         async with pool.acquire() as conn:
             await conn.execute("DELETE FROM outbox_chain_heads")
             await conn.execute("UPDATE outbox SET published_at = NULL")
+            await conn.execute("INSERT INTO outbox_pending (seq) SELECT seq FROM outbox ON CONFLICT DO NOTHING")
         assert await relay.drain() == 30
         heads = await chain.stored_heads(infra["db"], fresh_schema)
     finally:

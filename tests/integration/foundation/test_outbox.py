@@ -222,3 +222,43 @@ async def test_a_relay_that_finds_the_lock_held_looks_again_without_waiting_for_
         finally:
             await relay.stop()
             await other.close()
+
+
+async def _stats_settled(pool, expect_updates: int) -> tuple[int, int]:
+    """(updates, HOT updates) of the outbox once the statistics show `expect_updates` (they reach
+    the stats views asynchronously)."""
+    import asyncio
+
+    for _ in range(100):
+        r = await pool.fetchrow("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                                "WHERE schemaname = current_schema() AND relname = 'outbox'")
+        if r and r["n_tup_upd"] >= expect_updates:
+            return r["n_tup_upd"], r["n_tup_hot_upd"]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the statistics never showed {expect_updates} outbox updates: {dict(r) if r else None}")
+
+
+async def test_pending_rows_track_what_is_left_and_publishing_rewrites_no_index(infra, fresh_schema, ids):
+    """What is left to publish is `outbox_pending`: written with the row, gone when it is sent or
+    parked; marking a row published is a HOT update (no index entry per published event)."""
+    out = ids("pending-out")
+    async with outbox_on(infra, fresh_schema, out, partitions=2) as (pool, producer):
+        events = [new_event(TallyAdded(counter=f"c{i % 7}", amount=i)) for i in range(300)]
+        async with pool.acquire() as conn, conn.transaction():
+            await record_events(conn, out, events)
+            await record_events(conn, out, events[:5])  # the same ids again: neither row nor pending twice
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 300
+        assert await pool.fetchval("SELECT count(*) FROM outbox_pending p JOIN outbox o USING (seq)") == 300
+        relay = OutboxRelay(pool, producer, "tally-pending", batch=120)
+        assert await relay.publish_pending() == 120
+        left = await pool.fetch("SELECT seq FROM outbox_pending ORDER BY seq")
+        assert [r["seq"] for r in left] == [r["seq"] for r in await pool.fetch(
+            "SELECT seq FROM outbox WHERE published_at IS NULL ORDER BY seq")]
+        assert len(left) == 180 and min(r["seq"] for r in left) > await pool.fetchval(
+            "SELECT max(seq) FROM outbox WHERE published_at IS NOT NULL")  # the oldest went first
+        assert await relay.drain() == 180
+        assert await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+        assert len(await read_topic(infra["kafka"], out, min_count=300)) == 300
+        updates, hot = await _stats_settled(pool, 300)
+        assert updates == 300 and hot == updates, (updates, hot)
