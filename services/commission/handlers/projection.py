@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -72,13 +72,21 @@ class _Outgoing:
     headers computed once: at thousands of accruals per second this is a large share of the CPU.
     The hot events (accrued, skipped) are built from the domain's decisions without a pydantic
     model per event (the domain guarantees what the contract would validate); unit tests check
-    the bytes against `new_event(...).to_bytes()` for random inputs."""
+    the bytes against `new_event(...).to_bytes()` for random inputs.
+
+    Two steps: recording an event moves the balances at once (the batch's write needs the deltas
+    and ids), its bytes are made by `finish()`, which the projection runs while PostgreSQL executes
+    the batch's write (`write_back(meanwhile=...)`): the serialization is pure CPU, the write is
+    the longest wait of a backlog batch. `finish()` appends to the batch's outbox records in the
+    order the events were recorded."""
 
     def __init__(self, batch: Batch, now: datetime | None = None) -> None:
         self.batch = batch
         self.now = now or datetime.now(timezone.utc)
         self.trace = inject_headers()
         self._headers: dict[str, dict[str, str]] = {}
+        #: recorded, not yet serialized: (event type, version, key, payload, event id, cause)
+        self._todo: list[tuple[str, int, str, Any, Any, Any]] = []
 
     def money(self, ledger: Ledger, payload: EventPayload, event_id: Any, cause: Envelope) -> None:
         """A money event: it moves the balances in the transaction that records it."""
@@ -86,34 +94,42 @@ class _Outgoing:
         self.add(payload, event_id, cause)
 
     def add(self, payload: EventPayload, event_id: Any, cause: Any) -> None:
-        self._record(payload.event_type, payload.version, payload.aggregate_key(), payload, event_id, cause)
+        self._todo.append((payload.event_type, payload.version, payload.aggregate_key(), payload, event_id, cause))
 
     def accrued(self, ledger: Ledger, a: Accrual, event_id: Any, cause: Any) -> None:
         """`CommissionAccrued` straight from the domain's accrual (a money event; `delta_of`
         reads the same two fields from it as from the contract payload)."""
         ledger.on_money(_ACCRUED, a)
-        self._record(_ACCRUED, _ACCRUED_VERSION, a.beneficiary_id, {
-            "accrual_id": a.accrual_id, "order_id": a.order_id, "line_id": a.line_id,
-            "beneficiary_id": a.beneficiary_id, "buyer_id": a.buyer_id, "level": a.level, "base_fen": a.base_fen,
-            "quantity": a.quantity, "rate_bp": a.rate_bp, "fixed_fen_per_unit": a.fixed_fen_per_unit,
-            "amount_fen": a.amount_fen, "plan_version": a.plan_version, "tier": a.tier, "unfreeze": a.unfreeze,
-            "paid_at": a.paid_at, "kind": a.kind,
-        }, event_id, cause)
+        self._todo.append((_ACCRUED, _ACCRUED_VERSION, a.beneficiary_id, a, event_id, cause))
 
     def skipped(self, s: Skip, event_id: Any, cause: Any) -> None:
-        self._record(_SKIPPED, _SKIPPED_VERSION, s.beneficiary_id, {
-            "order_id": s.order_id, "line_id": s.line_id, "beneficiary_id": s.beneficiary_id, "level": s.level,
-            "reason": s.reason,
-        }, event_id, cause)
+        self._todo.append((_SKIPPED, _SKIPPED_VERSION, s.beneficiary_id, s, event_id, cause))
 
-    def _record(self, event_type: str, version: int, key: str, payload: Any, event_id: Any, cause: Any) -> None:
-        corr = getattr(cause, "correlation_id", None) or cause.event_id
-        value = to_json({"event_id": event_id, "event_type": event_type, "version": version, "occurred_at": self.now,
-                         "key": key, "causation_id": cause.event_id, "correlation_id": corr, "payload": payload})
-        headers = self._headers.get(event_type)
-        if headers is None:
-            headers = self._headers[event_type] = {"event_type": event_type, "event_version": str(version), **self.trace}
-        self.batch.emitted.append(OutboxRecord(event_id, COMMISSION_EVENTS, key, value, headers))
+    def finish(self) -> None:
+        """Serialize what was recorded into the batch's outbox records (in recording order)."""
+        todo, self._todo = self._todo, []
+        emitted, now, headers_of = self.batch.emitted, self.now, self._headers
+        for event_type, version, key, payload, event_id, cause in todo:
+            if event_type is _ACCRUED:
+                a = payload
+                payload = {
+                    "accrual_id": a.accrual_id, "order_id": a.order_id, "line_id": a.line_id,
+                    "beneficiary_id": a.beneficiary_id, "buyer_id": a.buyer_id, "level": a.level, "base_fen": a.base_fen,
+                    "quantity": a.quantity, "rate_bp": a.rate_bp, "fixed_fen_per_unit": a.fixed_fen_per_unit,
+                    "amount_fen": a.amount_fen, "plan_version": a.plan_version, "tier": a.tier, "unfreeze": a.unfreeze,
+                    "paid_at": a.paid_at, "kind": a.kind,
+                }
+            elif event_type is _SKIPPED:
+                sk = payload
+                payload = {"order_id": sk.order_id, "line_id": sk.line_id, "beneficiary_id": sk.beneficiary_id,
+                           "level": sk.level, "reason": sk.reason}
+            corr = getattr(cause, "correlation_id", None) or cause.event_id
+            value = to_json({"event_id": event_id, "event_type": event_type, "version": version, "occurred_at": now,
+                             "key": key, "causation_id": cause.event_id, "correlation_id": corr, "payload": payload})
+            headers = headers_of.get(event_type)
+            if headers is None:
+                headers = headers_of[event_type] = {"event_type": event_type, "event_version": str(version), **self.trace}
+            emitted.append(OutboxRecord(event_id, COMMISSION_EVENTS, key, value, headers))
 
 
 _ACCRUED, _ACCRUED_VERSION = CommissionAccrued.event_type, CommissionAccrued.version
@@ -291,7 +307,8 @@ class CommissionProjection:
         accrual_rows = publish(ledger, out)
         if self._pending_tiers:
             await self._announce_tiers(conn, out)
-        await write_back(conn, ledger, accrual_rows, self.tier_epoch)
+        await write_back(conn, ledger, accrual_rows, self.tier_epoch, meanwhile=out.finish)
+        out.finish()  # (a no-op when the write ran it)
         if ledger.dues and self.due_channel:
             await store.notify_due(conn, self.due_channel)
         if self.on_batch is not None:
@@ -613,12 +630,14 @@ def publish(ledger: Ledger, out: "_Outgoing") -> list[tuple[Any, Any]]:
     return accrual_rows
 
 
-async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: list, tier_epoch: timedelta | None = None) -> None:
+async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: list, tier_epoch: timedelta | None = None,
+                     meanwhile: Callable[[], None] | None = None) -> None:
     """Everything the ledger changed, in the caller's transaction: what only some batches change
     (existing accruals, refunds, settlement dues, tier changes) by a statement each when there is
     any, then what every batch adds in one statement (`store.write_batch`: new orders, accruals
     and skips, record buckets, first purchases, balances; records before balances, the lock order
-    the settlement scheduler uses too)."""
+    the settlement scheduler uses too). `meanwhile`: CPU work run here while PostgreSQL executes
+    that statement (the event bytes: `_Outgoing.finish`), else before returning."""
     await store.update_accruals(conn, [s for s in ledger.by_id.values() if s.dirty and not s.new])
     await store.write_refunds_applied(conn, ledger.refunds_applied)
     await store.write_dues(conn, ledger.dues)
@@ -638,9 +657,32 @@ async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: lis
             if buyer is not None and ((promoter, buyer) not in firsts or at < firsts[(promoter, buyer)]):
                 firsts[(promoter, buyer)] = at
     if ledger.new_orders or accrual_rows or ledger.skips or buckets or firsts or ledger.deltas:
-        await store.write_batch(conn, ledger.new_orders, accrual_rows,
-                                [s + (at,) for s, at, _ in ledger.skips],
-                                buckets, firsts, ledger.deltas)
+        await alongside(store.write_batch(conn, ledger.new_orders, accrual_rows,
+                                          [s + (at,) for s, at, _ in ledger.skips],
+                                          buckets, firsts, ledger.deltas), meanwhile)
+    elif meanwhile is not None:
+        meanwhile()
+
+
+async def alongside(statement: Awaitable[Any], work: Callable[[], None] | None) -> Any:
+    """Await `statement` (a query on the batch's connection) with `work` (pure CPU) done while the
+    server executes it: the statement's task goes first and sends the query (one turn of the event
+    loop; asyncpg encodes and writes it in that step), `work` runs, then its answer is awaited.
+    If `work` fails or the caller is cancelled meanwhile, the statement is cancelled and settled
+    before the error goes on, so the connection is free for the transaction's rollback."""
+    if work is None:
+        return await statement
+    task = asyncio.ensure_future(statement)
+    try:
+        await asyncio.sleep(0)
+        work()
+    except BaseException:
+        task.cancel()
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the error that goes on is the first one
+        raise
+    return await task
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

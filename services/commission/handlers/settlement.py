@@ -52,8 +52,10 @@ async def settle_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000,
         # the cause is the OrderCompleted that scheduled it: settlement ids derive from it
         ledger.settle(st.accrual_id, now, SimpleNamespace(event_id=cause_id, correlation_id=None))
     batch = Batch(events=[])
-    accrual_rows = proj.publish(ledger, _Outgoing(batch, now=now))
-    await write_back(conn, ledger, accrual_rows, tier_epoch)
+    out = _Outgoing(batch, now=now)
+    accrual_rows = proj.publish(ledger, out)
+    await write_back(conn, ledger, accrual_rows, tier_epoch, meanwhile=out.finish)
+    out.finish()
     await record_outbox(conn, batch.emitted)
     return len(due)
 

@@ -133,7 +133,9 @@ def test_fast_outbox_envelope_is_what_new_event_builds():
                                  amount_fen=7, from_status="settled", reversed_at=T0)
     batch = Batch(events=[])
     eid = uuid.uuid4()
-    _Outgoing(batch).add(payload, eid, cause)
+    out = _Outgoing(batch)
+    out.add(payload, eid, cause)
+    out.finish()
     rec = batch.emitted[0]
     got = Envelope.from_bytes(rec.value)
     want = new_event(payload, event_id=eid, cause=cause)

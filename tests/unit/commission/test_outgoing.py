@@ -69,6 +69,10 @@ def test_accrued_bytes_are_what_new_event_builds_and_move_the_same_balance(a, ca
     out = _Outgoing(batch, now)
     led = _ledger()
     out.accrued(led, a, eid, cause)
+    assert batch.emitted == []  # the bytes come with finish(), the balance move at once
+    pid0, d0 = delta_of(CommissionAccrued.event_type, a)
+    assert led.deltas.items() == {pid0: d0}
+    out.finish()
     payload = CommissionAccrued(
         accrual_id=a.accrual_id, order_id=a.order_id, line_id=a.line_id, beneficiary_id=a.beneficiary_id,
         buyer_id=a.buyer_id, level=a.level, base_fen=a.base_fen, quantity=a.quantity, rate_bp=a.rate_bp,
@@ -87,6 +91,7 @@ def test_skipped_bytes_are_what_new_event_builds(order_id, line_id, beneficiary_
     batch = Batch(events=[])
     out = _Outgoing(batch)
     out.skipped(Skip(order_id, line_id, beneficiary_id, level, reason), eid, cause)
+    out.finish()
     payload = CommissionAccrualSkipped(order_id=order_id, line_id=line_id, beneficiary_id=beneficiary_id, level=level,
                                        reason=reason)
     _check(batch.emitted[0], out, payload, eid, cause)
@@ -104,6 +109,7 @@ def test_model_events_bytes_are_what_new_event_builds(pid, text, amount, from_st
         batch = Batch(events=[])
         out = _Outgoing(batch)
         out.add(payload, eid, cause)
+        out.finish()
         _check(batch.emitted[0], out, payload, eid, cause)
 
 
@@ -113,6 +119,7 @@ def test_a_cause_without_correlation_correlates_to_itself():
     cause = new_event(CommissionSettled(accrual_id="a", order_id="o", beneficiary_id="b", amount_fen=1,
                                         settled_at=datetime(2026, 1, 1, tzinfo=timezone.utc)))
     out.skipped(Skip("o", None, "b", "level2", "suspended"), uuid.uuid4(), cause)
+    out.finish()
     got = Envelope.from_bytes(batch.emitted[0].value)
     assert got.causation_id == cause.event_id and got.correlation_id == cause.correlation_id
 
@@ -126,3 +133,27 @@ def test_fast_derived_ids_are_derive_event_id(cause_id, parts):
     got = _derive(str(cause_id), *parts)
     want = derive_event_id(cause_id, *parts)
     assert got == want and str(got) == str(want) and got.version == 5
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["accrued", "skipped", "settled"]), accruals()), max_size=12), causes())
+def test_finish_keeps_the_recording_order_and_runs_once(kinds, cause):
+    """What the outbox gets (and so the log's order per key) is the order the events were recorded,
+    whichever kind; a second finish() adds nothing."""
+    batch = Batch(events=[])
+    out = _Outgoing(batch)
+    led = _ledger()
+    want = []
+    for i, (kind, a) in enumerate(kinds):
+        eid = uuid.UUID(int=i + 1)
+        if kind == "accrued":
+            out.accrued(led, a, eid, cause)
+        elif kind == "skipped":
+            out.skipped(Skip(a.order_id, a.line_id, a.beneficiary_id, a.level, "suspended"), eid, cause)
+        else:
+            out.money(led, CommissionSettled(accrual_id=a.accrual_id, order_id=a.order_id, beneficiary_id=a.beneficiary_id,
+                                             amount_fen=a.amount_fen, settled_at=a.paid_at), eid, cause)
+        want.append(eid)
+    out.finish()
+    out.finish()
+    assert [r.event_id for r in batch.emitted] == want
