@@ -95,10 +95,15 @@ def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:
 
 
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
-#: the next unpublished rows in seq order, and the chain heads (rows with a NULL seq)
+#: the next unpublished rows in seq order, and the chain heads (rows with a NULL seq). Each outbox
+#: row is read by its key (a lateral subquery fenced with OFFSET 0: no plan can scan the table):
+#: as a plain join, the plan cached while the tables were empty was a hash join over a scan of the
+#: whole outbox, run on every cycle until an ANALYZE replaced it (measured: PostgreSQL at 80-100 %
+#: of a core for 40 s of a backlog; tests/integration/foundation/test_outbox_plans.py)
 _PENDING = """
     SELECT o.seq, o.topic, o.key, o.value, o.headers::text AS headers, NULL::integer AS partition
-    FROM (SELECT seq FROM outbox_pending ORDER BY seq LIMIT $1) AS p JOIN outbox o ON o.seq = p.seq
+    FROM (SELECT seq FROM outbox_pending ORDER BY seq LIMIT $1) AS p
+    CROSS JOIN LATERAL (SELECT seq, topic, key, value, headers FROM outbox WHERE outbox.seq = p.seq OFFSET 0) AS o
     UNION ALL
     SELECT NULL, topic, NULL, NULL, hash, partition FROM outbox_chain_heads"""
 #: rows published (gone from the pending rows; `published_at` set by a HOT update: no indexed
@@ -111,9 +116,12 @@ _PUBLISHED = """
               ON CONFLICT (topic, partition) DO UPDATE
               SET next_offset = GREATEST(outbox_published_marks.next_offset, EXCLUDED.next_offset))
     """ + SAVE_HEADS.format(topics="$5", partitions="$6", hashes="$7")
+#: rows that can never be sent, by key (`seq = ANY`: a join with the reasons' unnest was planned as a
+#: scan of the whole outbox), each with its reason
 _PARK = """WITH off AS (DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[]))
-           UPDATE outbox SET parked_at = now(), parked_reason = u.reason FROM unnest($1::bigint[], $2::text[]) AS u(seq, reason)
-           WHERE outbox.seq = u.seq RETURNING outbox.seq, outbox.event_id, outbox.topic, outbox.key, u.reason"""
+           UPDATE outbox SET parked_at = now(), parked_reason = ($2::text[])[array_position($1::bigint[], outbox.seq)]
+           WHERE outbox.seq = ANY($1::bigint[])
+           RETURNING outbox.seq, outbox.event_id, outbox.topic, outbox.key, outbox.parked_reason AS reason"""
 
 
 class OutboxRelay:
