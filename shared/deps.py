@@ -45,6 +45,18 @@ async def get_conn(rt: RuntimeDep) -> AsyncIterator[asyncpg.Connection]:
 ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
 
 
+async def get_snapshot_conn(rt: RuntimeDep) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection inside one read-only repeatable-read transaction for the request: every
+    statement of an answer sees the same committed state (a balance and today's usage, a page and
+    its total agree while writers commit), and a read route cannot write."""
+    async with rt.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        yield conn
+
+
+#: for routes that only read (GET): one snapshot per answer
+SnapshotConnDep = Annotated[asyncpg.Connection, Depends(get_snapshot_conn)]
+
+
 async def get_clock(rt: RuntimeDep) -> Clock:
     """The service clock (`runtime.extras["clock"]`, injected by tests), else the system's."""
     return rt.extras.get("clock", utcnow)

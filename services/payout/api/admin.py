@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from services.payout import service_layer as sl
-from services.payout.api.deps import ConnDep, RuntimeDep, SettingsDep, kick, utcnow
+from services.payout.api.deps import ConnDep, SnapshotConnDep, RuntimeDep, SettingsDep, kick, utcnow
 from services.payout.api.schemas import Available, Decision, WithdrawalAdmin, WithdrawalAdminPage
 from services.payout.api.withdrawals import available_of
 from services.payout.domain.errors import WithdrawalNotFoundError
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 @router.get("/withdrawals", response_model=WithdrawalAdminPage)
-async def list_withdrawals(_: StaffIdentity, conn: ConnDep, settings: SettingsDep,
+async def list_withdrawals(_: StaffIdentity, conn: SnapshotConnDep, settings: SettingsDep,
                            status: Status | None = None,
                            promoter_id: str | None = None,
                            limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -32,7 +32,7 @@ async def list_withdrawals(_: StaffIdentity, conn: ConnDep, settings: SettingsDe
 
 
 @router.get("/withdrawals/{withdrawal_id}", response_model=WithdrawalAdmin)
-async def read_withdrawal(withdrawal_id: uuid.UUID, _: StaffIdentity, conn: ConnDep,
+async def read_withdrawal(withdrawal_id: uuid.UUID, _: StaffIdentity, conn: SnapshotConnDep,
                           settings: SettingsDep) -> WithdrawalAdmin:
     row = await wd.get(conn, withdrawal_id)
     if row is None:
@@ -58,5 +58,5 @@ async def decide(withdrawal_id: uuid.UUID, body: Decision, admin: FinanceIdentit
 
 
 @router.get("/promoters/{promoter_id}/available", response_model=Available)
-async def promoter_available(promoter_id: str, _: StaffIdentity, conn: ConnDep, settings: SettingsDep) -> Available:
+async def promoter_available(promoter_id: str, _: StaffIdentity, conn: SnapshotConnDep, settings: SettingsDep) -> Available:
     return await available_of(conn, promoter_id, settings)

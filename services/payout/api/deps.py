@@ -3,7 +3,7 @@ the clock) with payout's settings, and waking the relay and the transfer followe
 from __future__ import annotations
 
 from services.payout.settings import PayoutSettings
-from shared.deps import ConnDep, RuntimeDep, get_runtime, settings_dependency, utcnow  # noqa: F401
+from shared.deps import ConnDep, RuntimeDep, SnapshotConnDep, get_runtime, settings_dependency, utcnow  # noqa: F401
 from shared.service import Runtime
 
 SettingsDep = settings_dependency(PayoutSettings)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.payout.api.deps import ConnDep, RuntimeDep, SettingsDep, utcnow
+from services.payout.api.deps import ConnDep, RuntimeDep, SnapshotConnDep, SettingsDep, utcnow
 from services.payout.domain import payee as rules
 from services.payout.domain import policy
 from services.payout.service_layer import withholding_for
@@ -68,7 +68,7 @@ async def put_payee_identity(body: PayeeIdentityIn, identity: CurrentIdentity, c
 
 
 @router.get("/v1/promoters/me/payee-identity", response_model=PayeeIdentityOut)
-async def get_payee_identity(identity: CurrentIdentity, conn: ConnDep, master: MasterKeyDep) -> PayeeIdentityOut:
+async def get_payee_identity(identity: CurrentIdentity, conn: SnapshotConnDep, master: MasterKeyDep) -> PayeeIdentityOut:
     """What is recorded, masked."""
     got = (await store.load_identities(conn, master, [identity.user_id])).get(identity.user_id)
     if got is None:
@@ -103,7 +103,7 @@ class TaxQuote(BaseModel):
 
 
 @router.get("/v1/promoters/me/tax-quote", response_model=TaxQuote)
-async def tax_quote(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep,
+async def tax_quote(identity: CurrentIdentity, conn: SnapshotConnDep, settings: SettingsDep,
                     amount_fen: Annotated[int, Query(gt=0, le=10**12)]) -> TaxQuote:
     """The tax a withdrawal of `amount_fen` now would withhold, after this year's earlier withdrawals
     (paid, and requested ones not returned, with the tax withheld on each), and what the transfer
@@ -147,7 +147,7 @@ async def income_report(conn: Any, master: bytes, tz: str, start: date, end: dat
 
 @router.get("/v1/admin/tax/income-report", response_class=Response,
             responses={200: {"content": {"text/csv": {}, "application/json": {}}, "description": "the report"}})
-async def get_income_report(_: Annotated[Identity, Depends(require_role(Role.FINANCE, Role.AUDITOR))], conn: ConnDep,
+async def get_income_report(_: Annotated[Identity, Depends(require_role(Role.FINANCE, Role.AUDITOR))], conn: SnapshotConnDep,
                             settings: SettingsDep, master: MasterKeyDep,
                             from_: Annotated[date, Query(alias="from", description="first business day")],
                             to: Annotated[date, Query(description="day after the last")]) -> Response:

@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Response
 
 from services.payout import service_layer as sl
-from services.payout.api.deps import ConnDep, RuntimeDep, SettingsDep, kick, utcnow
+from services.payout.api.deps import ConnDep, SnapshotConnDep, RuntimeDep, SettingsDep, kick, utcnow
 from services.payout.api.schemas import Available, QuotePublic, Rules, WithdrawalCreate, WithdrawalPage, WithdrawalPublic
 from services.payout.domain import policy as rules
 from services.payout.domain.errors import (
@@ -71,7 +71,7 @@ async def request_withdrawal(body: WithdrawalCreate, identity: CurrentIdentity, 
 
 
 @router.get("/v1/withdrawals", response_model=WithdrawalPage)
-async def list_withdrawals(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep,
+async def list_withdrawals(identity: CurrentIdentity, conn: SnapshotConnDep, settings: SettingsDep,
                            status: Status | None = None,
                            limit: Annotated[int, Query(ge=1, le=100)] = 20,
                            before: datetime | None = None) -> WithdrawalPage:
@@ -82,7 +82,7 @@ async def list_withdrawals(identity: CurrentIdentity, conn: ConnDep, settings: S
 
 
 @router.get("/v1/withdrawals/quote", response_model=QuotePublic)
-async def quote(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep,
+async def quote(identity: CurrentIdentity, conn: SnapshotConnDep, settings: SettingsDep,
                 amount_fen: Annotated[int, Query(ge=-MAX_FEN, le=MAX_FEN)]) -> QuotePublic:
     """Fee, income tax withheld and transferred amount for `amount_fen` requested now, under the
     merchant's rules and after the promoter's earlier withdrawals this year (no balance check)."""
@@ -93,7 +93,7 @@ async def quote(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep,
 
 
 @router.get("/v1/withdrawals/{withdrawal_id}", response_model=WithdrawalPublic)
-async def read_withdrawal(withdrawal_id: uuid.UUID, identity: CurrentIdentity, conn: ConnDep,
+async def read_withdrawal(withdrawal_id: uuid.UUID, identity: CurrentIdentity, conn: SnapshotConnDep,
                           settings: SettingsDep) -> WithdrawalPublic:
     """One withdrawal; while the user must confirm the transfer, `confirm` carries the
     arguments of `wx.requestMerchantTransfer` ({mchId, appId, package, openId})."""
@@ -122,6 +122,6 @@ async def available_of(conn: asyncpg.Connection, promoter_id: str, settings) -> 
 
 
 @router.get("/v1/promoters/me/available", response_model=Available, tags=["balance"])
-async def my_available(identity: CurrentIdentity, conn: ConnDep, settings: SettingsDep) -> Available:
+async def my_available(identity: CurrentIdentity, conn: SnapshotConnDep, settings: SettingsDep) -> Available:
     """The promoter's available, reserved and withdrawn money, and today's use of the limits."""
     return await available_of(conn, identity.user_id, settings)
