@@ -13,6 +13,13 @@ PLUMBING_MIGRATIONS = Path(__file__).parent / "migrations"
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+def read_only_snapshot(conn: asyncpg.Connection) -> "asyncpg.transaction.Transaction":
+    """A read-only repeatable-read transaction on `conn` (`async with`): every statement in it sees
+    the same committed state, whatever commits meanwhile, and nothing in it can write. What every
+    answer made of several reads uses (API reads, dashboards, the replay's starting point)."""
+    return conn.transaction(isolation="repeatable_read", readonly=True)
+
+
 def check_schema(schema: str) -> str:
     if not _SCHEMA_RE.match(schema):
         raise ValueError(f"bad schema name {schema!r}")

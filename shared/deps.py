@@ -11,6 +11,7 @@ from typing import Annotated, Any, AsyncIterator, Callable, TypeVar
 import asyncpg
 from fastapi import Depends, Request
 
+from shared.db import read_only_snapshot
 from shared.service import Runtime
 
 S = TypeVar("S")
@@ -49,7 +50,7 @@ async def get_snapshot_conn(rt: RuntimeDep) -> AsyncIterator[asyncpg.Connection]
     """A pooled connection inside one read-only repeatable-read transaction for the request: every
     statement of an answer sees the same committed state (a balance and today's usage, a page and
     its total agree while writers commit), and a read route cannot write."""
-    async with rt.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    async with rt.pool.acquire() as conn, read_only_snapshot(conn):
         yield conn
 
 

@@ -98,8 +98,8 @@ _LOCK = "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'
 #: the next unpublished rows in seq order, and the chain heads (rows with a NULL seq). Each outbox
 #: row is read by its key (a lateral subquery fenced with OFFSET 0: no plan can scan the table):
 #: as a plain join, the plan cached while the tables were empty was a hash join over a scan of the
-#: whole outbox, run on every cycle until an ANALYZE replaced it (measured: PostgreSQL at 80-100 %
-#: of a core for 40 s of a backlog; tests/integration/foundation/test_outbox_plans.py)
+#: whole outbox, run on every cycle until an ANALYZE replaced it (the likely cause of one bench run's
+#: 40 s of PostgreSQL at 80-100 % of a core; tests/integration/foundation/test_outbox_plans.py)
 _PENDING = """
     SELECT o.seq, o.topic, o.key, o.value, o.headers::text AS headers, NULL::integer AS partition
     FROM (SELECT seq FROM outbox_pending ORDER BY seq LIMIT $1) AS p

@@ -79,7 +79,7 @@ async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
 async def snapshot(dsn: str, schema: str) -> Snapshot:
     conn = await _connect(dsn, schema)
     try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
+        async with db.read_only_snapshot(conn):
             offs = await conn.fetch("SELECT topic, partition, next_offset FROM projector_offsets WHERE projection = $1", PROJECTION)
             origin = await conn.fetch("SELECT topic, partition, from_offset FROM replay_origin")
             bal = await conn.fetch(f"SELECT promoter_id, {', '.join(COLUMNS)} FROM balances")

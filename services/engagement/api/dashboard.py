@@ -10,6 +10,7 @@ from services.engagement.api.deps import ConnDep, SettingsDep, may_read, utcnow
 from services.engagement.api.schemas import (
     Balance, BoardRow, Dashboard, DaySums, Funnel, Leaderboard, PeriodSums, ProductEarning,
 )
+from shared.db import read_only_snapshot
 from shared.display import mask_nickname
 from services.engagement.domain.errors import BadPeriodError
 from services.engagement.domain.periods import period_of
@@ -27,7 +28,7 @@ def _sums(r) -> dict:
 async def dashboard_of(conn, promoter_id: str, tz: str, now: datetime, days: int) -> Dashboard:
     # one snapshot for every figure: read statement by statement, events committed in between made
     # the periods disagree with the balance in the same answer
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
+    async with read_only_snapshot(conn):
         return await _dashboard_of(conn, promoter_id, tz, now, days)
 
 
@@ -85,7 +86,7 @@ async def leaderboard(identity: CurrentIdentity, conn: ConnDep, settings: Settin
         raise BadPeriodError("`at` must carry its UTC offset")
     p = period_of(period, at or utcnow(), settings.business_timezone)
     n = top or settings.leaderboard_top
-    async with conn.transaction(isolation="repeatable_read", readonly=True):  # ranks and count of one snapshot
+    async with read_only_snapshot(conn):  # ranks and count of one snapshot
         rows = await stats.board(conn, metric, p.start, p.end, n, identity.user_id)
         participants = await stats.participants(conn, metric, p.start, p.end)
     me = identity.user_id

@@ -9,6 +9,7 @@ import asyncpg
 
 from services.referral.settings import ReferralSettings
 from shared.deps import NowDep, RuntimeDep, get_now, get_runtime, settings_dependency  # noqa: F401
+from shared.db import read_only_snapshot
 from shared.events import Envelope
 from shared.outbox import record_events
 from shared.service import Runtime
@@ -32,5 +33,5 @@ async def in_transaction(rt: Runtime, work: Callable[[asyncpg.Connection], Await
 async def read(rt: Runtime, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
     """`work`'s statements in one read-only snapshot: a page and its total, a promoter and their
     user, agree with each other even when binds commit meanwhile (and a read cannot write)."""
-    async with rt.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    async with rt.pool.acquire() as conn, read_only_snapshot(conn):
         return await work(conn)

@@ -8,12 +8,12 @@ and `accruals` that cached plan was a scan of every accrual ever made, on every 
 tables are filled without ANALYZE, and the plans they then run must read no accrual but by key."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from services.commission.store import settlement as store
+from tests.integration.pg import plan_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +23,6 @@ PLAIN_JOIN = """SELECT d.due_at FROM settlement_due d JOIN accruals a USING (acc
                 WHERE a.settled_at IS NULL ORDER BY d.due_at LIMIT 1"""
 
 
-def _scans(plan: dict) -> list[tuple[str, str | None]]:
-    """(node type, relation) of every node of an EXPLAIN (FORMAT JSON) plan."""
-    out = [(plan["Node Type"], plan.get("Relation Name"))]
-    for child in plan.get("Plans", ()):
-        out += _scans(child)
-    return out
-
-
-async def _plan(conn, statement: str) -> list[tuple[str, str | None]]:
-    raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {statement}")
-    return _scans((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
 
 
 async def _fill(conn, accruals: int) -> None:
@@ -64,10 +53,10 @@ async def test_scheduler_plans_cached_on_empty_tables_read_accruals_only_by_key(
 
     await _fill(dbc, 30_000)  # no ANALYZE: the plans cached above stay
 
-    control = await _plan(dbc, "plain_join")
+    control = await plan_nodes(dbc, "plain_join")
     assert ("Seq Scan", "accruals") in control, f"the setup no longer reproduces a stale plan: {control}"
     for statement in ("take_due('2026-12-02 09:00:00+00', 100)", "next_due"):
-        plan = await _plan(dbc, statement)
+        plan = await plan_nodes(dbc, statement)
         by_index = ("Index Scan", "Index Only Scan")
         assert not [n for n in plan if n[1] in ("accruals", "settlement_due") and n[0] not in by_index], (statement, plan)
         assert [n for n in plan if n[1] == "settlement_due"], (statement, plan)

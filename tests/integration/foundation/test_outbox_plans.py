@@ -11,14 +11,13 @@ depend on the planner's choice), the tables filled without ANALYZE, and the plan
 must read the outbox only by key."""
 from __future__ import annotations
 
-import json
-
 import asyncpg
 import pytest
 
 from shared import db
 from shared.outbox import _PENDING, _PUBLISHED, _PARK
 from tests.integration.foundation.tally import MIGRATIONS
+from tests.integration.pg import plan_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +26,6 @@ PLAIN_JOIN = """SELECT o.seq, o.value FROM (SELECT seq FROM outbox_pending ORDER
                 JOIN outbox o ON o.seq = p.seq"""
 
 
-def _scans(plan: dict) -> list[tuple[str, str | None]]:
-    out = [(plan["Node Type"], plan.get("Relation Name"))]
-    for child in plan.get("Plans", ()):
-        out += _scans(child)
-    return out
-
-
-async def _plan(conn, statement: str) -> list[tuple[str, str | None]]:
-    raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {statement}")
-    return _scans((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
 
 
 async def test_relay_plans_cached_on_an_empty_outbox_read_it_only_by_key(infra, fresh_schema):
@@ -62,12 +51,12 @@ async def test_relay_plans_cached_on_an_empty_outbox_read_it_only_by_key(infra, 
                           FROM generate_series(1, 30000) AS g RETURNING seq)
                INSERT INTO outbox_pending (seq) SELECT seq FROM w WHERE seq > 29000""")
 
-        control = await _plan(conn, "plain_join(2000)")
+        control = await plan_nodes(conn, "plain_join(2000)")
         assert ("Seq Scan", "outbox") in control, f"the setup no longer reproduces a stale plan: {control}"
         by_key = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Bitmap Index Scan", "ModifyTable")
         for statement in ("pending(2000)", "published('{29001,29002}', '{t}', '{0}', '{5}', '{}', '{}', '{}')",
                           "park('{29003}', '{too large}')"):
-            plan = await _plan(conn, statement)
+            plan = await plan_nodes(conn, statement)
             assert not [n for n in plan if n[1] in ("outbox", "outbox_pending") and n[0] not in by_key], (statement, plan)
             assert [n for n in plan if n[1] == "outbox"], (statement, plan)
 

@@ -8,19 +8,14 @@ import asyncpg
 import pytest
 from fastapi.routing import APIRoute
 
-from shared import db
 from shared.deps import get_conn, get_snapshot_conn
+from tests.integration.pg import pool_and_writer
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_snapshot_connection_sees_one_state_and_cannot_write(infra, fresh_schema):
-    admin = await asyncpg.connect(infra["db"])
-    await admin.execute(f'CREATE SCHEMA "{fresh_schema}"')
-    await admin.close()
-    pool = await db.create_pool(infra["db"], fresh_schema)
-    other = await asyncpg.connect(infra["db"], server_settings={"search_path": fresh_schema})
-    try:
+    async with pool_and_writer(infra["db"], fresh_schema) as (pool, other):
         await other.execute("CREATE TABLE ledger_rows (fen int)")
         await other.execute("INSERT INTO ledger_rows VALUES (100)")
         rt = SimpleNamespace(pool=pool)
@@ -40,9 +35,6 @@ async def test_a_snapshot_connection_sees_one_state_and_cannot_write(infra, fres
         conn = await gen.__anext__()
         assert await conn.fetchval("SELECT sum(fen) FROM ledger_rows") == 60  # the next answer sees it
         await gen.aclose()
-    finally:
-        await other.close()
-        await pool.close()
 
 
 def _calls(dependant) -> set:

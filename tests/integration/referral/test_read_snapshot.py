@@ -8,18 +8,13 @@ import asyncpg
 import pytest
 
 from services.referral.api.deps import read
-from shared import db
+from tests.integration.pg import pool_and_writer
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_read_sees_one_snapshot_and_cannot_write(infra, fresh_schema):
-    admin = await asyncpg.connect(infra["db"])
-    await admin.execute(f'CREATE SCHEMA "{fresh_schema}"')
-    await admin.close()
-    pool = await db.create_pool(infra["db"], fresh_schema)
-    other = await asyncpg.connect(infra["db"], server_settings={"search_path": fresh_schema})
-    try:
+    async with pool_and_writer(infra["db"], fresh_schema) as (pool, other):
         await other.execute("CREATE TABLE team_rows (n int)")
         await other.execute("INSERT INTO team_rows VALUES (1), (2)")
 
@@ -34,6 +29,3 @@ async def test_a_read_sees_one_snapshot_and_cannot_write(infra, fresh_schema):
         assert await read(rt, lambda conn: conn.fetchval("SELECT count(*) FROM team_rows")) == 3
         with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
             await read(rt, lambda conn: conn.execute("INSERT INTO team_rows VALUES (9)"))
-    finally:
-        await other.close()
-        await pool.close()
