@@ -308,7 +308,6 @@ class CommissionProjection:
         if self._pending_tiers:
             await self._announce_tiers(conn, out)
         await write_back(conn, ledger, accrual_rows, self.tier_epoch, meanwhile=out.finish)
-        out.finish()  # (a no-op when the write ran it)
         if ledger.dues and self.due_channel:
             await store.notify_due(conn, self.due_channel)
         if self.on_batch is not None:
@@ -637,7 +636,7 @@ async def write_back(conn: asyncpg.Connection, ledger: Ledger, accrual_rows: lis
     any, then what every batch adds in one statement (`store.write_batch`: new orders, accruals
     and skips, record buckets, first purchases, balances; records before balances, the lock order
     the settlement scheduler uses too). `meanwhile`: CPU work run here while PostgreSQL executes
-    that statement (the event bytes: `_Outgoing.finish`), else before returning."""
+    that statement (the event bytes: `_Outgoing.finish`), else before returning: always run once."""
     await store.update_accruals(conn, [s for s in ledger.by_id.values() if s.dirty and not s.new])
     await store.write_refunds_applied(conn, ledger.refunds_applied)
     await store.write_dues(conn, ledger.dues)

@@ -55,7 +55,6 @@ async def settle_due(conn: asyncpg.Connection, now: datetime, limit: int = 1000,
     out = _Outgoing(batch, now=now)
     accrual_rows = proj.publish(ledger, out)
     await write_back(conn, ledger, accrual_rows, tier_epoch, meanwhile=out.finish)
-    out.finish()
     await record_outbox(conn, batch.emitted)
     return len(due)
 
