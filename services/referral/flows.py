@@ -135,11 +135,12 @@ class BindOutcome:
 
 async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, source: str, product_id: str | None,
                clock: Callable[[], datetime], *, nickname: str | None = None, avatar_url: str | None = None) -> BindOutcome:
-    """A user arrived through a share. Decide under the bindings lock, store the outcome and
-    its event (a refusal is stored too: the caller commits, then answers 4xx).
+    """A user arrived through a share. Decide under the binding graph's locks (the customer's
+    node, the promoter's chain: `store.bindings`), store the outcome and its event (a refusal is
+    stored too: the caller commits, then answers 4xx).
 
-    Every bind waits for the one lock, so what other binds cannot change is read before it
-    (settings, the promoter, the visit), and what they can is read under it in one statement."""
+    What other binds cannot change is read before the locks (settings, the promoter, the visit),
+    and what they can is read under them (`bind_state`)."""
     # "new": nothing of this user before this arrival (no visit, no bind attempt, no enrolment)
     # and no paid order of theirs seen. This arrival is recorded as their first visit; the row
     # lock it takes queues a second arrival of the same user behind this one.
@@ -147,9 +148,9 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
                                           promoter_code if codes.looks_like_code(promoter_code) else None, clock(),
                                           nickname=nickname, avatar_url=avatar_url)
     ms, promoter, known = arrival.settings, arrival.promoter, arrival.known
-    # `arrive` ended by taking the bindings lock.
-    # Read the time only once the lock is held: binds are then stamped in the order they
-    # happen, so a takeover never starts before the binding it ends.
+    # `arrive` ended by locking the customer's node and the promoter's.
+    # Read the time only once they are held: one customer's binds are then stamped in the order
+    # they happen, so a takeover never starts before the binding it ends.
     now = clock()
     state = await bindings_store.bind_state(conn, customer_id, promoter.user_id if promoter else None)
     current, ancestors = state.current, state.ancestors
@@ -188,7 +189,7 @@ async def bind(conn: asyncpg.Connection, customer_id: str, promoter_code: str, s
                                     previous_promoter_id=decision.previous_promoter_id, promoter_code=promoter.code,
                                     source=source, product_id=product_id, mode=mode, bound_at=now)  # type: ignore[arg-type]
         if not await bindings_store.supersede(conn, customer_id, decision.previous_promoter_id, now):
-            raise RuntimeError("current binding moved while the bindings lock was held")  # pragma: no cover
+            raise RuntimeError("current binding moved while the customer's node was locked")  # pragma: no cover
     else:
         payload = ReferralBound(customer_id=customer_id, promoter_id=promoter.user_id, promoter_code=promoter.code,  # type: ignore[assignment]
                                 source=source, product_id=product_id, mode=mode, bound_at=now)  # type: ignore[arg-type]
@@ -208,7 +209,7 @@ async def rebind(conn: asyncpg.Connection, customer_id: str, promoter_id: str, r
     from services.referral.domain.rebind import decide_rebind
 
     promoter = await promoters_store.get(conn, promoter_id)
-    await bindings_store.lock_all(conn)  # the cycle check and the write, atomically (as bind does)
+    await bindings_store.lock_for_bind(conn, customer_id, promoter_id)  # as bind does: the cycle check and the write
     now = clock()
     state = await bindings_store.bind_state(conn, customer_id, promoter_id)
     current = state.current
@@ -222,7 +223,7 @@ async def rebind(conn: asyncpg.Connection, customer_id: str, promoter_id: str, r
     if decision.previous_promoter_id is not None:
         payload = ReferralTakenOver(previous_promoter_id=decision.previous_promoter_id, **common)  # type: ignore[arg-type]
         if not await bindings_store.supersede(conn, customer_id, decision.previous_promoter_id, now):
-            raise RuntimeError("current binding moved while the bindings lock was held")  # pragma: no cover
+            raise RuntimeError("current binding moved while the customer's node was locked")  # pragma: no cover
     else:
         payload = ReferralBound(**common)  # type: ignore[assignment,arg-type]
     env = new_event(payload, occurred_at=now)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from services.referral import flows
 from services.referral.api import schemas
-from services.referral.api.deps import NowDep, RuntimeDep, read
+from services.referral.api.deps import NowDep, RuntimeDep, in_transaction, read
 from services.referral.domain import binding as rules
 from services.referral.domain import errors
 from shared.display import mask_nickname
@@ -16,8 +16,6 @@ from services.referral.store import chain as chain_store
 from services.referral.store import promoters as promoters_store
 from shared.identity import CurrentIdentity
 from shared.limits import rate_limited
-from shared.outbox import record_events
-from shared.topics import REFERRAL_EVENTS
 
 router = APIRouter(prefix="/v1", tags=["bindings"])
 
@@ -34,12 +32,11 @@ def binding_public(b: bindings_store.BindingRow) -> schemas.BindingPublic:
 async def bind(body: schemas.BindingCreate, identity: CurrentIdentity, rt: RuntimeDep):
     """The gateway reports that the signed-in user (the customer) arrived through a share.
     A refusal is recorded (BindingRefused + a row) and answered with its reason code."""
-    async with rt.pool.acquire() as conn, conn.transaction():
-        out = await flows.bind(conn, identity.user_id, body.promoter_code, body.source, body.product_id, rt.extras["clock"],
-                               nickname=body.nickname, avatar_url=body.avatar_url)
-        await record_events(conn, REFERRAL_EVENTS, out.events)
-    if out.events:
-        rt.relay.kick()
+    async def work(conn):
+        out = await flows.bind(conn, identity.user_id, body.promoter_code, body.source, body.product_id,
+                               rt.extras["clock"], nickname=body.nickname, avatar_url=body.avatar_url)
+        return out, out.events
+    out = await in_transaction(rt, work)
     d = out.decision
     if isinstance(d, rules.Refuse):
         raise errors.BindingRefusedError(d.reason, d.message)  # after the commit: the refusal stays recorded

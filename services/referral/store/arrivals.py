@@ -7,7 +7,7 @@ from datetime import datetime
 import asyncpg
 
 from services.referral.domain.promoters import Promoter
-from services.referral.store.bindings import LOCK_ALL
+from services.referral.store.bindings import lock_customer_sql, lock_read_sql
 from services.referral.store.merchant import MerchantSettings
 
 _MS_COLS = ("enrolment_mode", "spend_threshold_fen", "binding_mode", "protection_window_days", "enrolment_mode_since",
@@ -28,9 +28,10 @@ class Arrival:
 async def arrive(conn: asyncpg.Connection, customer_id: str, promoter_code: str | None, seen_at: datetime, *,
                  nickname: str | None = None, avatar_url: str | None = None) -> Arrival:
     """Record the visit (as `users.touch` does), read the merchant settings and the promoter
-    by code (none of this depends on other binds), then take the bindings lock (`lock_all`):
-    one statement, so the lock is not held over a round trip of its own. What must be read
-    under the lock is read by the next statement (this one's snapshot predates the lock)."""
+    by code (none of this depends on other binds), then lock the customer's node and the
+    promoter's (`store.bindings`: exclusive, shared): one statement, so no lock costs a round
+    trip of its own. What must be read under the locks is read by the next statement
+    (`bindings.bind_state`: this one's snapshot predates them)."""
     row = await conn.fetchrow(
         f"""WITH visit AS (
                 INSERT INTO users AS u (user_id, nickname, avatar_url, first_seen_at, last_seen_at)
@@ -45,9 +46,11 @@ async def arrive(conn: asyncpg.Connection, customer_id: str, promoter_code: str 
                    p.user_id IS NOT NULL AS has_promoter, {", ".join(f"p.{c} AS p_{c}" for c in _P_COLS)}
             FROM visit CROSS JOIN merchant_settings ms
             LEFT JOIN promoters p ON p.code = $2
-            -- the lock is evaluated on the visit's row, i.e. only once the user's row is ours:
-            -- never hold the bindings lock while waiting for a row lock
-            CROSS JOIN LATERAL (SELECT {LOCK_ALL} WHERE visit.known IS NOT NULL) lock""",
+            -- the locks are evaluated on the visit's row, i.e. only once the user's row is ours:
+            -- never hold a node lock while waiting for a row lock; the customer's node first
+            CROSS JOIN LATERAL (SELECT {lock_customer_sql('$1')} AS held WHERE visit.known IS NOT NULL) lock_c
+            LEFT JOIN LATERAL (SELECT {lock_read_sql('p.user_id')} AS held
+                               WHERE p.user_id IS NOT NULL AND lock_c.held IS NOT NULL) lock_p ON true""",
         customer_id, promoter_code, nickname, avatar_url, seen_at,
     )
     if row is None:

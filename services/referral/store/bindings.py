@@ -13,16 +13,32 @@ from services.referral.domain.binding import CurrentBinding
 _MAX_DEPTH = 10_000
 
 
-async def lock_all(conn: asyncpg.Connection) -> None:
-    """Serialise every bind in this schema for the rest of the transaction.
+# -- the binding graph's locks ------------------------------------------------------------------
+# A cycle is a fact about the whole graph: binds A->B and B->A, or A->B, B->C, C->A, each see no
+# cycle alone. Rather than one lock for every bind, each user is a node with its own advisory lock
+# (two-key form: a key space of its own): a bind holds its customer's node exclusively (it changes
+# that node's upline) and every node of the promoter's chain shared (it read their uplines), from
+# before those reads until the commit. Two binds then wait for each other only if one changes an
+# upline the other read; binds of unrelated customers (nearly all) run at once. A wait-for cycle
+# between binds needs each to read the node another changes, i.e. their bindings together would
+# close a cycle: PostgreSQL breaks it (deadlock_timeout) and the loser is retried
+# (`api.deps.in_transaction`), to find the cycle and refuse.
+_NODE = "hashtext(current_schema() || '.bindings'), hashtext({})"
 
-    A cycle is a fact about the whole graph: two concurrent binds A->B and B->A each see no
-    cycle alone. One transaction-level advisory lock makes the check-then-write atomic."""
-    await conn.execute(f"SELECT {LOCK_ALL}")
+
+def lock_customer_sql(param: str) -> str:
+    """The expression taking the customer node's lock (exclusive), for a statement's end."""
+    return f"pg_advisory_xact_lock({_NODE.format(param)})"
 
 
-#: the expression taking the bindings lock, for a statement that takes it at its end
-LOCK_ALL = "pg_advisory_xact_lock(hashtext(current_schema() || '.bindings'))"
+def lock_read_sql(param: str) -> str:
+    """The expression taking a read node's lock (shared)."""
+    return f"pg_advisory_xact_lock_shared({_NODE.format(param)})"
+
+
+async def lock_for_bind(conn: asyncpg.Connection, customer_id: str, promoter_id: str) -> None:
+    """The customer's node, then the promoter's (`bind_state` locks the rest of the chain)."""
+    await conn.execute(f"SELECT {lock_customer_sql('$1')}, {lock_read_sql('$2')}", customer_id, promoter_id)
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ async def ancestors(conn: asyncpg.Connection, user_id: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class BindState:
-    """What a bind must read under the bindings lock, because other binds change it."""
+    """What a bind must read under its locks, because other binds change it."""
     #: the customer's binding in force now, if any
     current: BindingRow | None
     #: the promoter's referrers all the way up through current bindings, nearest first
@@ -77,7 +93,28 @@ class BindState:
 
 async def bind_state(conn: asyncpg.Connection, customer_id: str, promoter_id: str | None) -> BindState:
     """The customer's current binding, the promoter's whole ancestor chain and the customer's
-    paid-order flag, in one statement (one round trip while every other bind waits)."""
+    paid-order flag, with every node of the chain locked (shared) from before the read that is
+    returned. The caller holds the customer's node and the promoter's (`arrive`, `lock_for_bind`).
+
+    A statement reads the chain in its snapshot and then locks what it read; that read is stable
+    only for nodes locked before the statement began (whoever changed them has committed, and
+    nobody can now). So when the chain has ancestors a second statement reads it again: if every
+    node it walks was locked by then, that read is the answer, else lock the new ones and repeat.
+    A top-level promoter (no upline) takes one statement, as before."""
+    locked = {promoter_id} if promoter_id is not None else set()
+    for _ in range(_MAX_ROUNDS):
+        state = await _read_state(conn, customer_id, promoter_id)
+        if set(state.ancestors) <= locked:
+            return state
+        locked.update(state.ancestors)  # the statement locked them at its end
+    raise RuntimeError(f"the chain above {promoter_id} kept changing for {_MAX_ROUNDS} reads")  # pragma: no cover
+
+
+#: chain re-reads before giving up (each needs a concurrent rebind inside the chain)
+_MAX_ROUNDS = 50
+
+
+async def _read_state(conn: asyncpg.Connection, customer_id: str, promoter_id: str | None) -> BindState:
     row = await conn.fetchrow(
         f"""WITH RECURSIVE up(who, depth) AS (
                 SELECT promoter_id, 1 FROM bindings WHERE customer_id = $2 AND superseded_at IS NULL
@@ -87,6 +124,7 @@ async def bind_state(conn: asyncpg.Connection, customer_id: str, promoter_id: st
             ),
             chain AS (SELECT who, min(depth) AS depth FROM up GROUP BY who)
             SELECT (SELECT COALESCE(array_agg(who ORDER BY depth), '{{}}') FROM chain) AS ancestors,
+                   (SELECT count({lock_read_sql('who')}) FROM chain) AS locked,
                    EXISTS (SELECT 1 FROM customer_orders WHERE buyer_id = $1) AS has_paid_order,
                    cur.id IS NOT NULL AS has_current, {", ".join("cur." + c for c in _COLS.split(", "))}
             FROM (SELECT 1) one
