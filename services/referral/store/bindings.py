@@ -15,15 +15,23 @@ _MAX_DEPTH = 10_000
 
 # -- the binding graph's locks ------------------------------------------------------------------
 # A cycle is a fact about the whole graph: binds A->B and B->A, or A->B, B->C, C->A, each see no
-# cycle alone. Rather than one lock for every bind, each user is a node with its own advisory lock
-# (two-key form: a key space of its own): a bind holds its customer's node exclusively (it changes
-# that node's upline) and every node of the promoter's chain shared (it read their uplines), from
-# before those reads until the commit. Two binds then wait for each other only if one changes an
-# upline the other read; binds of unrelated customers (nearly all) run at once. A wait-for cycle
-# between binds needs each to read the node another changes, i.e. their bindings together would
-# close a cycle: PostgreSQL breaks it (deadlock_timeout) and the loser is retried
-# (`api.deps.in_transaction`), to find the cycle and refuse.
+# cycle alone. But a bind C->P can only close a cycle if C is somewhere above P, i.e. if someone
+# is bound to C. So:
+# - each user is a node with its own advisory lock (two-key form: a key space of its own). A bind
+#   holds its customer's node exclusively (it changes that node's upline, and nobody may bind to
+#   the customer meanwhile) and its promoter's node shared (nobody may move the promoter meanwhile);
+# - a customer nobody is bound to (nearly every bind: a new user) cannot close a cycle, and stays
+#   so while their node is held: such binds run at once, two locks each;
+# - a customer with a team reads the promoter's chain under one lock per merchant (`_TEAM_BINDS`),
+#   taken after the node locks. Every node above the promoter has a team (the node below it), so
+#   whatever would move one of them waits for that lock too, and the promoter is held: the chain
+#   is stable while it is read and the binding written.
+# At most three locks per bind, whatever the chain's depth. Binds that would together close a
+# ring (each customer's node read by another: A->B, B->A sent at once by two new users) wait for
+# each other in a ring; PostgreSQL breaks it (deadlock_timeout) and the victim is run again
+# (`api.deps.in_transaction`), now sees a team and the cycle, and is refused.
 _NODE = "hashtext(current_schema() || '.bindings'), hashtext({})"
+_TEAM_BINDS = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.bindings'))"
 
 
 def lock_customer_sql(param: str) -> str:
@@ -32,12 +40,12 @@ def lock_customer_sql(param: str) -> str:
 
 
 def lock_read_sql(param: str) -> str:
-    """The expression taking a read node's lock (shared)."""
+    """The expression taking the promoter node's lock (shared)."""
     return f"pg_advisory_xact_lock_shared({_NODE.format(param)})"
 
 
 async def lock_for_bind(conn: asyncpg.Connection, customer_id: str, promoter_id: str) -> None:
-    """The customer's node, then the promoter's (`bind_state` locks the rest of the chain)."""
+    """The customer's node, then the promoter's (as `arrivals.arrive` takes them for a bind)."""
     await conn.execute(f"SELECT {lock_customer_sql('$1')}, {lock_read_sql('$2')}", customer_id, promoter_id)
 
 
@@ -89,29 +97,20 @@ class BindState:
     ancestors: tuple[str, ...]
     #: a paid order of the customer's was seen
     has_paid_order: bool
+    #: someone is bound to the customer (only then can this bind close a cycle)
+    has_team: bool = False
 
 
 async def bind_state(conn: asyncpg.Connection, customer_id: str, promoter_id: str | None) -> BindState:
     """The customer's current binding, the promoter's whole ancestor chain and the customer's
-    paid-order flag, with every node of the chain locked (shared) from before the read that is
-    returned. The caller holds the customer's node and the promoter's (`arrive`, `lock_for_bind`).
-
-    A statement reads the chain in its snapshot and then locks what it read; that read is stable
-    only for nodes locked before the statement began (whoever changed them has committed, and
-    nobody can now). So when the chain has ancestors a second statement reads it again: if every
-    node it walks was locked by then, that read is the answer, else lock the new ones and repeat.
-    A top-level promoter (no upline) takes one statement, as before."""
-    locked = {promoter_id} if promoter_id is not None else set()
-    for _ in range(_MAX_ROUNDS):
-        state = await _read_state(conn, customer_id, promoter_id)
-        if set(state.ancestors) <= locked:
-            return state
-        locked.update(state.ancestors)  # the statement locked them at its end
-    raise RuntimeError(f"the chain above {promoter_id} kept changing for {_MAX_ROUNDS} reads")  # pragma: no cover
-
-
-#: chain re-reads before giving up (each needs a concurrent rebind inside the chain)
-_MAX_ROUNDS = 50
+    paid-order flag, as a bind must decide on them. The caller holds the customer's node and
+    the promoter's (`arrivals.arrive`, `lock_for_bind`); a customer with a team is read again
+    under the merchant's lock for such binds, after which their chain cannot move."""
+    state = await _read_state(conn, customer_id, promoter_id)
+    if state.has_team:
+        await conn.execute(_TEAM_BINDS)
+        state = await _read_state(conn, customer_id, promoter_id)  # a snapshot after the lock
+    return state
 
 
 async def _read_state(conn: asyncpg.Connection, customer_id: str, promoter_id: str | None) -> BindState:
@@ -124,15 +123,16 @@ async def _read_state(conn: asyncpg.Connection, customer_id: str, promoter_id: s
             ),
             chain AS (SELECT who, min(depth) AS depth FROM up GROUP BY who)
             SELECT (SELECT COALESCE(array_agg(who ORDER BY depth), '{{}}') FROM chain) AS ancestors,
-                   (SELECT count({lock_read_sql('who')}) FROM chain) AS locked,
                    EXISTS (SELECT 1 FROM customer_orders WHERE buyer_id = $1) AS has_paid_order,
+                   EXISTS (SELECT 1 FROM bindings WHERE promoter_id = $1 AND superseded_at IS NULL) AS has_team,
                    cur.id IS NOT NULL AS has_current, {", ".join("cur." + c for c in _COLS.split(", "))}
             FROM (SELECT 1) one
             LEFT JOIN bindings cur ON cur.customer_id = $1 AND cur.superseded_at IS NULL""",
         customer_id, promoter_id, _MAX_DEPTH,
     )
     cur = BindingRow(**{c: row[c] for c in _COLS.split(", ")}) if row["has_current"] else None
-    return BindState(current=cur, ancestors=tuple(row["ancestors"]), has_paid_order=row["has_paid_order"])
+    return BindState(current=cur, ancestors=tuple(row["ancestors"]), has_paid_order=row["has_paid_order"],
+                     has_team=row["has_team"])
 
 
 async def insert(conn: asyncpg.Connection, *, customer_id: str, promoter_id: str, promoter_code: str, source: str,

@@ -1,7 +1,8 @@
 """The binding graph's locks (`services.referral.store.bindings`): a bind waits only for binds
-that change an upline it reads, rings closed by concurrent binds are still refused, and a bind
-PostgreSQL picks as a deadlock's victim is run again. Real PostgreSQL; the test holds a node's
-lock on its own connection as an in-flight bind would."""
+of its own customer or that would move its promoter, a customer with a team waits for the other
+team binds only, rings closed by concurrent binds are still refused, and a bind PostgreSQL picks
+as a deadlock's victim is run again. Real PostgreSQL; the test holds the locks on its own
+connection as an in-flight bind would."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from services.referral.store.bindings import lock_customer_sql, lock_read_sql
+from services.referral.store.bindings import _TEAM_BINDS, lock_customer_sql, lock_read_sql
 from tests.conftest import eventually
 from tests.integration.referral.conftest import bind, enrol
 
@@ -30,6 +31,13 @@ async def _waiting(db_conn: asyncpg.Connection, schema: str) -> int:
     return await db_conn.fetchval(
         """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2
            AND classid = hashtext($1 || '.bindings')::oid""", schema)
+
+
+async def _waiting_team(db_conn: asyncpg.Connection, schema: str) -> int:
+    """Backends waiting for this schema's lock of binds by customers with a team (one-key form)."""
+    return await db_conn.fetchval(
+        """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+           AND objid = hashtext($1 || '.bindings')::oid""", schema)
 
 
 def _retries() -> float:
@@ -66,9 +74,31 @@ async def _is(n: int, value) -> bool:
     return await value == n
 
 
+async def test_a_customer_with_a_team_binds_under_the_team_lock_and_new_users_do_not(make_svc, ids, infra, db_conn,
+                                                                                      fresh_schema):
+    async with make_svc() as svc:
+        p, t, u, n = ids("p"), ids("t"), ids("u"), ids("n")
+        code_p, code_t = await enrol(svc, p), await enrol(svc, t)
+        assert (await bind(svc, u, code_t)).status_code == 200  # t has a team: u
+        held = await _open(infra["db"], fresh_schema)  # another team's bind in flight
+        try:
+            await held.execute(_TEAM_BINDS)
+            r = await asyncio.wait_for(bind(svc, n, code_p), 20)  # a new user: no team, no wait
+            assert (r.status_code, r.json()["outcome"]) == (200, "bound"), r.text
+            team_bind = asyncio.create_task(bind(svc, t, code_p))
+            await eventually(lambda: _is(1, _waiting_team(db_conn, fresh_schema)))
+            assert not team_bind.done()
+        finally:
+            await held.execute("ROLLBACK")
+            await held.close()
+        r = await asyncio.wait_for(team_bind, 20)
+        assert (r.status_code, r.json()["binding"]["promoter_id"]) == (200, p), r.text
+
+
 async def test_concurrent_binds_closing_a_ring_through_committed_links_leave_one_refused(make_svc, ids):
     # a -> b and c -> d are in place; b -> c and d -> a sent at once share no user, so locking only
-    # each bind's two users would let both through and close a -> b -> c -> d -> a
+    # each bind's two users would let both through and close a -> b -> c -> d -> a (b and d have
+    # teams: their binds take the team lock and read the chain one after the other)
     async with make_svc() as svc:
         for round_ in range(4):
             a, b, c, d = (ids(f"{x}{round_}") for x in "abcd")
