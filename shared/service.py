@@ -144,6 +144,11 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         app.state.runtime = rt
         for hook in spec.on_start:
             await hook(rt)
+        if not settings.projector_synchronous_commit and spec.projections:
+            # a batch visible before it is durable can be published, lost in a crash and re-decided
+            # with new bytes: the outbox hash chain then reports a break (docs/benchmarks.md, rec. 5)
+            log.warning("projector_synchronous_commit_off", service=spec.service,
+                        risk="after a PostgreSQL crash the outbox hash chain may report a break")
         for make in spec.projections:
             projection = make(rt)
             projector = Projector(projection, pool, service=spec.service, relay=relay,
