@@ -322,9 +322,10 @@ class CommissionProjection:
 
     # -- tiers by epoch -------------------------------------------------------------------------
     async def _tiers_for(self, conn: asyncpg.Connection, paid: list[Any], plans: PlanBook, history: History) -> None:
-        """Put into `history` the tier in force, in its epoch, for everyone these orders may pay:
-        from the contributions of the epochs before (cached; they no longer change once every
-        order partition has been folded past the epoch's start, which the guard waits for)."""
+        """Put into `history` the tier in force, in its epoch, for everyone these orders may pay
+        (whoever is a promoter at the payment): from the contributions of the epochs before
+        (cached; they no longer change once every order partition has been folded past the
+        epoch's start, which the guard waits for)."""
         ref = self.reference.history
         wanted: dict[tuple[str, int, int], tuple[Plan, datetime]] = {}
         use: list[tuple[str, int, int]] = []
@@ -338,7 +339,9 @@ class CommissionProjection:
             r1 = ref.referrer_at(p.buyer_id, p.paid_at)
             r2 = ref.referrer_at(r1, p.paid_at) if r1 is not None else None
             for who in (p.buyer_id, r1, r2):
-                if who is None:
+                # a tier is read only for a slot whose promoter is active at the payment, so nobody
+                # who is not a promoter then needs one (most buyers: no query for their record)
+                if who is None or ref.status_at(who, p.paid_at) is None:
                     continue
                 k = (who, e, version)
                 use.append(k)
