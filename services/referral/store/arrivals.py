@@ -7,7 +7,7 @@ from datetime import datetime
 import asyncpg
 
 from services.referral.domain.promoters import Promoter
-from services.referral.store.bindings import lock_customer_sql, lock_read_sql
+from services.referral.store.bindings import ALL_BINDS_SHARED, lock_customer_sql, lock_read_sql
 from services.referral.store.merchant import MerchantSettings
 
 _MS_COLS = ("enrolment_mode", "spend_threshold_fen", "binding_mode", "protection_window_days", "enrolment_mode_since",
@@ -29,8 +29,8 @@ async def arrive(conn: asyncpg.Connection, customer_id: str, promoter_code: str 
                  nickname: str | None = None, avatar_url: str | None = None) -> Arrival:
     """Record the visit (as `users.touch` does), read the merchant settings and the promoter
     by code (none of this depends on other binds), then lock the customer's node and the
-    promoter's (`store.bindings`: exclusive, shared): one statement, so no lock costs a round
-    trip of its own. What must be read under the locks is read by the next statement
+    promoter's (`store.bindings`: exclusive, shared) and the older versions' lock (shared): one
+    statement, so no lock costs a round trip of its own. What must be read under the locks is read by the next statement
     (`bindings.bind_state`: this one's snapshot predates them)."""
     row = await conn.fetchrow(
         f"""WITH visit AS (
@@ -50,7 +50,10 @@ async def arrive(conn: asyncpg.Connection, customer_id: str, promoter_code: str 
             -- never hold a node lock while waiting for a row lock; the customer's node first
             CROSS JOIN LATERAL (SELECT {lock_customer_sql('$1')} AS held WHERE visit.known IS NOT NULL) lock_c
             LEFT JOIN LATERAL (SELECT {lock_read_sql('p.user_id')} AS held
-                               WHERE p.user_id IS NOT NULL AND lock_c.held IS NOT NULL) lock_p ON true""",
+                               WHERE p.user_id IS NOT NULL AND lock_c.held IS NOT NULL) lock_p ON true
+            -- last, the lock older versions took for every bind (shared: see store.bindings)
+            CROSS JOIN LATERAL (SELECT {ALL_BINDS_SHARED} AS held
+                                WHERE lock_c.held IS NOT NULL AND (lock_p.held IS NOT NULL OR p.user_id IS NULL)) lock_all""",
         customer_id, promoter_code, nickname, avatar_url, seen_at,
     )
     if row is None:

@@ -26,12 +26,17 @@ _MAX_DEPTH = 10_000
 #   taken after the node locks. Every node above the promoter has a team (the node below it), so
 #   whatever would move one of them waits for that lock too, and the promoter is held: the chain
 #   is stable while it is read and the binding written.
-# At most three locks per bind, whatever the chain's depth. Binds that would together close a
+# - every bind also holds, shared, the one lock per merchant that versions before 2026-12-02 took
+#   exclusively for every bind: during a rolling deploy a bind of an old replica then runs alone, as
+#   those replicas assume (taken last, after the node locks: whoever holds it waits for nothing).
+# At most four locks per bind, whatever the chain's depth. Binds that would together close a
 # ring (each customer's node read by another: A->B, B->A sent at once by two new users) wait for
 # each other in a ring; PostgreSQL breaks it (deadlock_timeout) and the victim is run again
 # (`api.deps.in_transaction`), now sees a team and the cycle, and is refused.
 _NODE = "hashtext(current_schema() || '.bindings'), hashtext({})"
-_TEAM_BINDS = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.bindings'))"
+#: the lock every bind of an older version took exclusively (one key per schema)
+ALL_BINDS_SHARED = "pg_advisory_xact_lock_shared(hashtext(current_schema() || '.bindings'))"
+_TEAM_BINDS = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.bindings.team'))"
 
 
 def lock_customer_sql(param: str) -> str:
@@ -45,8 +50,10 @@ def lock_read_sql(param: str) -> str:
 
 
 async def lock_for_bind(conn: asyncpg.Connection, customer_id: str, promoter_id: str) -> None:
-    """The customer's node, then the promoter's (as `arrivals.arrive` takes them for a bind)."""
-    await conn.execute(f"SELECT {lock_customer_sql('$1')}, {lock_read_sql('$2')}", customer_id, promoter_id)
+    """The customer's node, the promoter's, then the older versions' lock shared (as
+    `arrivals.arrive` takes them for a bind)."""
+    await conn.execute(f"SELECT {lock_customer_sql('$1')}, {lock_read_sql('$2')}, {ALL_BINDS_SHARED}",
+                       customer_id, promoter_id)
 
 
 @dataclass(frozen=True)

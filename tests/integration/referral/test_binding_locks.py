@@ -33,11 +33,11 @@ async def _waiting(db_conn: asyncpg.Connection, schema: str) -> int:
            AND classid = hashtext($1 || '.bindings')::oid""", schema)
 
 
-async def _waiting_team(db_conn: asyncpg.Connection, schema: str) -> int:
-    """Backends waiting for this schema's lock of binds by customers with a team (one-key form)."""
+async def _waiting_one_key(db_conn: asyncpg.Connection, schema: str, suffix: str) -> int:
+    """Backends waiting for this schema's one-key advisory lock named `suffix`."""
     return await db_conn.fetchval(
         """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
-           AND objid = hashtext($1 || '.bindings')::oid""", schema)
+           AND objid = hashtext($1 || $2)::oid""", schema, suffix)
 
 
 def _retries() -> float:
@@ -86,13 +86,32 @@ async def test_a_customer_with_a_team_binds_under_the_team_lock_and_new_users_do
             r = await asyncio.wait_for(bind(svc, n, code_p), 20)  # a new user: no team, no wait
             assert (r.status_code, r.json()["outcome"]) == (200, "bound"), r.text
             team_bind = asyncio.create_task(bind(svc, t, code_p))
-            await eventually(lambda: _is(1, _waiting_team(db_conn, fresh_schema)))
+            await eventually(lambda: _is(1, _waiting_one_key(db_conn, fresh_schema, '.bindings.team')))
             assert not team_bind.done()
         finally:
             await held.execute("ROLLBACK")
             await held.close()
         r = await asyncio.wait_for(team_bind, 20)
         assert (r.status_code, r.json()["binding"]["promoter_id"]) == (200, p), r.text
+
+
+async def test_a_bind_of_an_older_replica_runs_alone(make_svc, ids, infra, db_conn, fresh_schema):
+    # versions before the node locks took one lock per merchant exclusively for every bind; during a
+    # rolling deploy such a bind must not run beside this version's, which it does not know about
+    async with make_svc() as svc:
+        p, c = ids("p"), ids("c")
+        code_p = await enrol(svc, p)
+        held = await _open(infra["db"], fresh_schema)
+        try:
+            await held.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.bindings'))")
+            task = asyncio.create_task(bind(svc, c, code_p))
+            await eventually(lambda: _is(1, _waiting_one_key(db_conn, fresh_schema, '.bindings')))
+            assert not task.done()
+        finally:
+            await held.execute("ROLLBACK")
+            await held.close()
+        r = await asyncio.wait_for(task, 20)
+        assert (r.status_code, r.json()["outcome"]) == (200, "bound"), r.text
 
 
 async def test_concurrent_binds_closing_a_ring_through_committed_links_leave_one_refused(make_svc, ids):
