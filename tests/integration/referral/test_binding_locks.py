@@ -6,6 +6,8 @@ connection as an in-flight bind would."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 import asyncpg
 import pytest
@@ -18,12 +20,18 @@ from tests.integration.referral.conftest import bind, enrol
 pytestmark = pytest.mark.integration
 
 
-async def _open(dsn: str, schema: str) -> asyncpg.Connection:
-    """A connection in a transaction on the service's schema (node keys hash current_schema())."""
+@asynccontextmanager
+async def _in_flight(dsn: str, schema: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction on the service's schema (node keys hash current_schema()),
+    standing for a bind in flight: the locks it takes go when the block ends."""
     conn = await asyncpg.connect(dsn)
-    await conn.execute("BEGIN")
-    await conn.execute(f'SET LOCAL search_path TO "{schema}"')
-    return conn
+    try:
+        await conn.execute("BEGIN")
+        await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        yield conn
+    finally:
+        await conn.execute("ROLLBACK")
+        await conn.close()
 
 
 async def _waiting(db_conn: asyncpg.Connection, schema: str) -> int:
@@ -49,8 +57,7 @@ async def test_a_bind_waits_only_for_binds_that_change_an_upline_it_reads(make_s
         p, q, c1, c2, y = ids("p"), ids("q"), ids("c1"), ids("c2"), ids("y")
         code_p, code_q, code_c1 = await enrol(svc, p), await enrol(svc, q), await enrol(svc, c1)
         # an in-flight bind c1 -> p: c1's node exclusive, p's shared
-        held = await _open(infra["db"], fresh_schema)
-        try:
+        async with _in_flight(infra["db"], fresh_schema) as held:
             await held.execute(f"SELECT {lock_customer_sql('$1')}, {lock_read_sql('$2')}", c1, p)
             # another customer to the same promoter goes through at once
             r = await asyncio.wait_for(bind(svc, c2, code_p), 20)
@@ -61,9 +68,6 @@ async def test_a_bind_waits_only_for_binds_that_change_an_upline_it_reads(make_s
             below_c1 = asyncio.create_task(bind(svc, y, code_c1))
             await eventually(lambda: _is(2, _waiting(db_conn, fresh_schema)))
             assert not same_customer.done() and not below_c1.done()
-        finally:
-            await held.execute("ROLLBACK")
-            await held.close()
         r1, r2 = await asyncio.wait_for(asyncio.gather(same_customer, below_c1), 20)
         assert (r1.status_code, r1.json()["outcome"]) == (200, "bound"), r1.text
         assert (r2.status_code, r2.json()["outcome"]) == (200, "bound"), r2.text
@@ -80,17 +84,13 @@ async def test_a_customer_with_a_team_binds_under_the_team_lock_and_new_users_do
         p, t, u, n = ids("p"), ids("t"), ids("u"), ids("n")
         code_p, code_t = await enrol(svc, p), await enrol(svc, t)
         assert (await bind(svc, u, code_t)).status_code == 200  # t has a team: u
-        held = await _open(infra["db"], fresh_schema)  # another team's bind in flight
-        try:
+        async with _in_flight(infra["db"], fresh_schema) as held:  # another team's bind in flight
             await held.execute(_TEAM_BINDS)
             r = await asyncio.wait_for(bind(svc, n, code_p), 20)  # a new user: no team, no wait
             assert (r.status_code, r.json()["outcome"]) == (200, "bound"), r.text
             team_bind = asyncio.create_task(bind(svc, t, code_p))
             await eventually(lambda: _is(1, _waiting_one_key(db_conn, fresh_schema, '.bindings.team')))
             assert not team_bind.done()
-        finally:
-            await held.execute("ROLLBACK")
-            await held.close()
         r = await asyncio.wait_for(team_bind, 20)
         assert (r.status_code, r.json()["binding"]["promoter_id"]) == (200, p), r.text
 
@@ -101,15 +101,11 @@ async def test_a_bind_of_an_older_replica_runs_alone(make_svc, ids, infra, db_co
     async with make_svc() as svc:
         p, c = ids("p"), ids("c")
         code_p = await enrol(svc, p)
-        held = await _open(infra["db"], fresh_schema)
-        try:
+        async with _in_flight(infra["db"], fresh_schema) as held:
             await held.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.bindings'))")
             task = asyncio.create_task(bind(svc, c, code_p))
             await eventually(lambda: _is(1, _waiting_one_key(db_conn, fresh_schema, '.bindings')))
             assert not task.done()
-        finally:
-            await held.execute("ROLLBACK")
-            await held.close()
         r = await asyncio.wait_for(task, 20)
         assert (r.status_code, r.json()["outcome"]) == (200, "bound"), r.text
 
@@ -135,8 +131,7 @@ async def test_a_deadlock_victim_is_run_again_and_binds(make_svc, ids, infra, db
         code_b = await enrol(svc, b)
         before = _retries()
         # an in-flight bind of b holds b's node; the bind a -> b takes a's node and waits for b's
-        held = await _open(infra["db"], fresh_schema)
-        try:
+        async with _in_flight(infra["db"], fresh_schema) as held:
             await held.execute(f"SELECT {lock_customer_sql('$1')}", b)
             task = asyncio.create_task(bind(svc, a, code_b))
             await eventually(lambda: _is(1, _waiting(db_conn, fresh_schema)))
@@ -145,9 +140,6 @@ async def test_a_deadlock_victim_is_run_again_and_binds(make_svc, ids, infra, db
             await asyncio.wait_for(held.execute(f"SELECT {lock_read_sql('$1')}", a), 20)
             await eventually(lambda: _is(1, _waiting(db_conn, fresh_schema)))  # the bind, run again, waits
             assert not task.done()
-        finally:
-            await held.execute("ROLLBACK")
-            await held.close()
         r = await asyncio.wait_for(task, 20)
         assert (r.status_code, r.json()["outcome"]) == (200, "bound"), r.text
         assert _retries() == before + 1
