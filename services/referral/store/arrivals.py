@@ -30,8 +30,8 @@ async def arrive(conn: asyncpg.Connection, customer_id: str, promoter_code: str 
     """Record the visit (as `users.touch` does), read the merchant settings and the promoter
     by code (none of this depends on other binds), then lock the customer's node and the
     promoter's (`store.bindings`: exclusive, shared) and the older versions' lock (shared): one
-    statement, so no lock costs a round trip of its own. What must be read under the locks is read by the next statement
-    (`bindings.bind_state`: this one's snapshot predates them)."""
+    statement, so no lock costs a round trip of its own. What must be read under the locks is read
+    by the next statement (`bindings.bind_state`: this one's snapshot predates them)."""
     row = await conn.fetchrow(
         f"""WITH visit AS (
                 INSERT INTO users AS u (user_id, nickname, avatar_url, first_seen_at, last_seen_at)

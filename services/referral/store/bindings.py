@@ -21,7 +21,7 @@ _MAX_DEPTH = 10_000
 #   holds its customer's node exclusively (it changes that node's upline, and nobody may bind to
 #   the customer meanwhile) and its promoter's node shared (nobody may move the promoter meanwhile);
 # - a customer nobody is bound to (nearly every bind: a new user) cannot close a cycle, and stays
-#   so while their node is held: such binds run at once, two locks each;
+#   so while their node is held: such binds run at once, beside any other;
 # - a customer with a team reads the promoter's chain under one lock per merchant (`_TEAM_BINDS`),
 #   taken after the node locks. Every node above the promoter has a team (the node below it), so
 #   whatever would move one of them waits for that lock too, and the promoter is held: the chain
@@ -105,7 +105,7 @@ class BindState:
     #: a paid order of the customer's was seen
     has_paid_order: bool
     #: someone is bound to the customer (only then can this bind close a cycle)
-    has_team: bool = False
+    has_team: bool
 
 
 async def bind_state(conn: asyncpg.Connection, customer_id: str, promoter_id: str | None) -> BindState:

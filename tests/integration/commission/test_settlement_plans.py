@@ -23,8 +23,6 @@ PLAIN_JOIN = """SELECT d.due_at FROM settlement_due d JOIN accruals a USING (acc
                 WHERE a.settled_at IS NULL ORDER BY d.due_at LIMIT 1"""
 
 
-
-
 async def _fill(conn, accruals: int) -> None:
     """`accruals` accruals, every third one completed (a due row); among the earliest due, one
     already settled (its due row left behind) and one due in the past."""

@@ -26,8 +26,6 @@ PLAIN_JOIN = """SELECT o.seq, o.value FROM (SELECT seq FROM outbox_pending ORDER
                 JOIN outbox o ON o.seq = p.seq"""
 
 
-
-
 async def test_relay_plans_cached_on_an_empty_outbox_read_it_only_by_key(infra, fresh_schema):
     await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
     conn = await asyncpg.connect(infra["db"], server_settings={"search_path": fresh_schema,
