@@ -518,6 +518,12 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
             return not in_flight
         await wait_for(probes_done, "every probe's balance", timeout, on_timeout=ctx.commission.tail)
         await asyncio.gather(*confirms)
+
+        # the relay publishes a probe's accrual after its balance row commits, so the log can trail
+        # the balance: stopping the log watcher now would miss the last probes' arrivals
+        async def probes_on_log():
+            return all(j in t_accrued for j in t_send)
+        await wait_for(probes_on_log, "every probe's accrual on the log", timeout, on_timeout=ctx.commission.tail)
     finally:
         if hog is not None:
             hog.kill()
