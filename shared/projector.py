@@ -537,10 +537,19 @@ class _PositionListener(ConsumerRebalanceListener):
 
 
 # -- drivers ---------------------------------------------------------------------------------
-def subscribe(broker: Any, projector: Projector, *, group_id: str, max_records: int = 2000, batch_timeout_ms: int = 20):
+def subscribe(broker: Any, projector: Projector, *, group_id: str, max_records: int = 2000, batch_timeout_ms: int = 20,
+              fetch_max_wait_ms: int = 50):
     """Run the projector as a FastStream batch subscriber. Offsets live in PostgreSQL, so the
     ack policy is MANUAL and nothing is ever committed to Kafka (FastStream's default,
-    ACK_FIRST, would acknowledge before handling: at-most-once)."""
+    ACK_FIRST, would acknowledge before handling: at-most-once).
+
+    `fetch_max_wait_ms` is short (Kafka's default is 500) because of how aiokafka fetches: one
+    fetch in flight per broker, and partitions with records still buffered are left out of it.
+    When a batch runs longer than aiokafka's prefetch backoff (100 ms), the next fetch asks for
+    only the other partitions, often idle ones (commission's withdrawal topic), and the broker
+    holds it for the whole wait; the busy partitions cannot be fetched until it returns. At 500 ms
+    that stall made the next batch large enough to run long again: the bench's latency phase
+    kept a saw-tooth of 0.3-1 s from one slow batch to its end (docs/benchmarks.md)."""
     from faststream import AckPolicy
 
     async def raw_decoder(msg: Any) -> Any:
@@ -556,6 +565,7 @@ def subscribe(broker: Any, projector: Projector, *, group_id: str, max_records: 
         group_id=group_id,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
         listener=projector.listener,
         decoder=raw_decoder,
     )

@@ -155,7 +155,8 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
                                   synchronous_commit=settings.projector_synchronous_commit, on_committed=MALLOC.after_batch)
             # a test or replay schema gets its own group, so it never shares partitions with the live one
             gid = group(spec.service, projection.name) + ("" if schema == spec.service else f".{schema}")
-            subscribe(broker, projector, group_id=gid, max_records=settings.projector_batch_max)
+            subscribe(broker, projector, group_id=gid, max_records=settings.projector_batch_max,
+                      fetch_max_wait_ms=settings.projector_fetch_max_wait_ms)
             rt.projectors.append(projector)
         # The log must be complete: topics with unlimited retention, no stored position below a log
         # start. Either refuses the start with an error naming the topic (shared.topics, shared.projector).

@@ -31,6 +31,12 @@ class CommonSettings(BaseSettings):
     #: OTLP endpoint; empty keeps spans in-process (still correlated in logs)
     otel_exporter_otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     projector_batch_max: int = Field(2000, validation_alias="PROJECTOR_BATCH_MAX")
+    #: how long the broker may hold a projector's fetch for data that has not come (Kafka's and
+    #: aiokafka's default is 500). It bounds a stall, not just idle polling: while a long batch
+    #: runs, aiokafka sends its next fetch for only the partitions with nothing buffered (often
+    #: idle ones), and no other fetch goes to that broker until this one returns
+    #: (shared.projector.subscribe)
+    projector_fetch_max_wait_ms: int = Field(50, ge=1, le=500, validation_alias="PROJECTOR_FETCH_MAX_WAIT_MS")
     #: off is safe for exactly-once (state and offsets commit or vanish together) and faster
     projector_synchronous_commit: bool = Field(True, validation_alias="PROJECTOR_SYNCHRONOUS_COMMIT")
     #: where the outbox relay runs: `inline` (a task on the service's event loop) or `process` (its
