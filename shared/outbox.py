@@ -52,6 +52,11 @@ class OutboxRecord:
 OUTBOX_COLUMNS = ("seq", "event_id", "topic", "key", "value", "headers", "created_at", "published_at", "parked_at",
                   "parked_reason")
 
+#: whether the outbox row `outbox` has been published, as a column of a query over the outbox:
+#: its seq gone from `outbox_pending` and not parked (the outbox is insert-only since migration
+#: 0004; `published_at` is not maintained)
+PUBLISHED = "(outbox.parked_at IS NULL AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = outbox.seq))"
+
 #: the rows and their place in `outbox_pending` (what the relay has still to publish), one statement
 _INSERT = """WITH written AS (
                  INSERT INTO outbox (event_id, topic, key, value, headers)
@@ -106,11 +111,10 @@ _PENDING = """
     CROSS JOIN LATERAL (SELECT seq, topic, key, value, headers FROM outbox WHERE outbox.seq = p.seq OFFSET 0) AS o
     UNION ALL
     SELECT NULL, topic, NULL, NULL, hash, partition FROM outbox_chain_heads"""
-#: rows published (gone from the pending rows; `published_at` set by a HOT update: no indexed
-#: column changes), how far each partition is published, the chain heads: one statement
+#: rows published (gone from the pending rows: the outbox row itself is never updated, see
+#: migration 0004), how far each partition is published, the chain heads: one statement
 _PUBLISHED = """
     WITH sent AS (DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])),
-    published AS (UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])),
     marks AS (INSERT INTO outbox_published_marks (topic, partition, next_offset)
               SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[])
               ON CONFLICT (topic, partition) DO UPDATE
@@ -336,12 +340,15 @@ class OutboxRelay:
 async def prune_published(conn: asyncpg.Connection, keep_s: float, limit: int = 20_000) -> int:
     """Delete up to `limit` published outbox rows created more than `keep_s` seconds ago (never
     an unpublished or a parked one), in the caller's transaction, first moving each partition's
-    `pruned_through` to how far it is published: a pruned row lies below it in the log."""
+    `pruned_through` to how far it is published: a pruned row lies below it in the log.
+    Published means gone from `outbox_pending` and not parked (`published_at` is only set on rows
+    published before migration 0004)."""
     await conn.execute("UPDATE outbox_published_marks SET pruned_through = next_offset WHERE pruned_through < next_offset")
     return int((await conn.execute(
         """DELETE FROM outbox WHERE seq IN (
-               SELECT seq FROM outbox WHERE created_at < now() - make_interval(secs => $1)
-                 AND published_at IS NOT NULL AND parked_at IS NULL LIMIT $2)""", float(keep_s), limit)).split()[-1])
+               SELECT o.seq FROM outbox o WHERE o.created_at < now() - make_interval(secs => $1) AND o.parked_at IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq) LIMIT $2)""",
+        float(keep_s), limit)).split()[-1])
 
 
 async def pruned_through(conn: asyncpg.Connection) -> dict[tuple[str, int], int]:

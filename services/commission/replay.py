@@ -100,7 +100,7 @@ async def snapshot(dsn: str, schema: str) -> Snapshot:
 async def _undrained(dsn: str, schema: str, last_seq: int) -> int:
     conn = await _connect(dsn, schema)
     try:
-        return await conn.fetchval("SELECT count(*) FROM outbox WHERE seq <= $1 AND published_at IS NULL", last_seq)
+        return await conn.fetchval("SELECT count(*) FROM outbox_pending WHERE seq <= $1", last_seq)
     finally:
         await conn.close()
 

@@ -106,7 +106,7 @@ async def compare(dsn: str, live_schema: str, replay_schema: str,
 async def unpublished(dsn: str, schema: str) -> int:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": db.check_schema(schema)})
     try:
-        return await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return await conn.fetchval("SELECT count(*) FROM outbox_pending")
     finally:
         await conn.close()
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.outbox import PUBLISHED
+
 
 async def paid_order(conn: asyncpg.Connection, order_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT order_id, buyer_id, paid_at FROM paid_orders WHERE order_id = $1", order_id)
@@ -66,13 +68,13 @@ async def own_events(conn: asyncpg.Connection, topic: str, keys: list[str], orde
     """This service's events about the order (accrued, skipped, reversed, settled), from its outbox,
     in the order they were recorded, with whether the relay has published them."""
     rows = await conn.fetch(
-        """SELECT seq, convert_from(value, 'UTF8')::jsonb AS env, published_at FROM outbox
+        f"""SELECT seq, convert_from(value, 'UTF8')::jsonb AS env, {PUBLISHED} AS published FROM outbox
            WHERE topic = $1 AND key = ANY($2::text[])
-             AND convert_from(value, 'UTF8')::jsonb #>> '{payload,order_id}' = $3
+             AND convert_from(value, 'UTF8')::jsonb #>> '{{payload,order_id}}' = $3
            ORDER BY seq""",
         topic, keys, order_id)
     out = []
     for r in rows:
         env = r["env"] if isinstance(r["env"], dict) else json.loads(r["env"])
-        out.append({**env, "published": r["published_at"] is not None})
+        out.append({**env, "published": r["published"]})
     return out

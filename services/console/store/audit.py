@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from shared.outbox import PUBLISHED
+
 
 async def start_run(conn: asyncpg.Connection, run_id: uuid.UUID, kind: str, by: str, at: datetime) -> None:
     await conn.execute("INSERT INTO audit_runs (run_id, kind, started_by, started_at) VALUES ($1, $2, $3, $4)",
@@ -28,10 +30,11 @@ async def run(conn: asyncpg.Connection, run_id: uuid.UUID) -> asyncpg.Record | N
 
 async def recent_actions(conn: asyncpg.Connection, limit: int = 50) -> list[dict]:
     rows = await conn.fetch(
-        "SELECT event_id, convert_from(value, 'UTF8') AS v, published_at FROM outbox ORDER BY seq DESC LIMIT $1", limit)
+        f"SELECT event_id, convert_from(value, 'UTF8') AS v, {PUBLISHED} AS published FROM outbox ORDER BY seq DESC LIMIT $1",
+        limit)
     out = []
     for r in rows:
         env = json.loads(r["v"])
         if env.get("event_type") == "OperatorActionRecorded":
-            out.append({**env["payload"], "event_id": str(r["event_id"]), "published": r["published_at"] is not None})
+            out.append({**env["payload"], "event_id": str(r["event_id"]), "published": r["published"]})
     return out

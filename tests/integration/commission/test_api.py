@@ -40,7 +40,7 @@ async def test_plan_is_admin_only_refused_with_a_reason_and_versioned(schema, db
         # published through the outbox, in the same transaction
         events = await dbc.fetch("SELECT key FROM outbox ORDER BY seq")
         assert [e["key"] for e in events] == ["default", "default"]
-        await eventually(lambda: dbc.fetchval("SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL"))
+        await eventually(lambda: dbc.fetchval("SELECT count(*) = 0 FROM outbox_pending"))
 
 
 async def test_records_are_paginated_and_filtered(schema, feed, ids):

@@ -126,7 +126,7 @@ async def test_killed_mid_batch_balances_equal_expected_sums_and_replay(infra, s
         async def quiet() -> bool:
             if await offsets_of(conn, ORDER_EVENTS) < orders_end:
                 return False
-            if await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+            if await conn.fetchval("SELECT count(*) FROM outbox_pending"):
                 return False
             return not await conn.fetchval("SELECT count(*) FROM settlement_due")
 

@@ -79,7 +79,7 @@ async def caught_up(conn: asyncpg.Connection, orders_end: int, timeout: float = 
         if pos < orders_end:
             return False
         return not await conn.fetchval(
-            """SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL) + (SELECT count(*) FROM settlement_due)
+            """SELECT (SELECT count(*) FROM outbox_pending) + (SELECT count(*) FROM settlement_due)
                       + (SELECT count(*) FROM deferred_order_events)""")
 
     for _ in range(int(timeout / 0.2)):

@@ -21,6 +21,7 @@ from shared.contracts.commission import CommissionAccrued
 from shared.contracts.orders import OrderLine, OrderPaid
 from shared.contracts.referral import PromoterEnrolled
 from shared.events import new_event
+from shared.outbox import PUBLISHED
 from shared.topics import ALL_TOPICS
 from tests.conftest import create_topics, eventually, running_app
 
@@ -55,10 +56,11 @@ def csrf_of(html: str) -> str:
 async def actions(dsn: str, schema: str) -> list[dict]:
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(f'SELECT value, published_at FROM "{schema}".outbox ORDER BY seq')
+        await conn.execute(f'SET search_path = "{schema}"')
+        rows = await conn.fetch(f'SELECT value, {PUBLISHED} AS published FROM outbox ORDER BY seq')
     finally:
         await conn.close()
-    return [{**json.loads(bytes(r["value"]))["payload"], "published": r["published_at"] is not None} for r in rows]
+    return [{**json.loads(bytes(r["value"]))["payload"], "published": r["published"]} for r in rows]
 
 
 async def test_login_sessions_csrf_roles_and_every_action_is_an_event(infra, fresh_schema):

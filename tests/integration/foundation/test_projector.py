@@ -189,7 +189,7 @@ async def test_crash_between_commit_and_publish_loses_no_caused_event(infra, fre
     applied = (await totals(infra["db"], fresh_schema))[0]
     assert applied > 0
     conn = await asyncpg.connect(infra["db"])
-    unpublished = await conn.fetchval(f"SELECT count(*) FROM {fresh_schema}.outbox WHERE published_at IS NULL")
+    unpublished = await conn.fetchval(f"SELECT count(*) FROM {fresh_schema}.outbox_pending")
     await conn.close()
     assert unpublished == applied  # the caused events are safe in the outbox, not yet on Kafka
     svc = await TallyProcess(infra, fresh_schema, topic, out).start()  # restart without the crash
@@ -268,6 +268,7 @@ async def test_redelivered_and_duplicate_records_are_applied_once(infra, fresh_s
 async def test_migrations_apply_to_empty_schema_and_again_as_no_op(infra, fresh_schema):
     first = await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
     assert first == ["0000_projector_and_outbox", "0001_outbox_parking_and_pruning", "0002_outbox_chain", "0003_outbox_pending",
+                     "0004_outbox_insert_only",
                      "0001_create_tally"]
     assert await db.migrate(infra["db"], fresh_schema, MIGRATIONS) == []
     conn = await asyncpg.connect(infra["db"])
@@ -330,7 +331,7 @@ async def test_relay_batches_land_on_the_partition_a_plain_send_would_choose_in_
         for r in sorted(got, key=lambda r: (r.partition, r.offset)):
             by_key.setdefault(r.key.decode(), []).append(json.loads(r.value)["payload"]["amount"])
         assert all(v == sorted(v) for v in by_key.values())  # per key, in the order written
-        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+        assert await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0
     finally:
         await producer.stop()
         await pool.close()

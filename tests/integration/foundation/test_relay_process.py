@@ -72,7 +72,7 @@ async def outbox_order(dsn: str, schema: str) -> list[tuple[str, int | None]]:
 async def unpublished(dsn: str, schema: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL")
+        return await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox_pending")
     finally:
         await conn.close()
 

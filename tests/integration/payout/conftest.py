@@ -203,6 +203,6 @@ async def published_end(conn: asyncpg.Connection, kafka: str) -> dict[TopicParti
     """Once payout's outbox has published every event: the topics' end offsets (where a rebuild
     from the log stops to compare with the live tables)."""
     async def drained() -> bool:
-        return await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+        return await conn.fetchval("SELECT count(*) FROM outbox_pending") == 0
     await eventually(drained)
     return await end_offsets(kafka)

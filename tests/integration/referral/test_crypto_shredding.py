@@ -59,7 +59,7 @@ async def test_personal_fields_are_sealed_in_the_log_and_shredded_on_erasure(mak
         assert r.status_code == 200, r.text
 
         async def published():
-            n = await db_conn.fetchval(f'SELECT count(*) FROM "{fresh_schema}".outbox WHERE published_at IS NULL')
+            n = await db_conn.fetchval(f'SELECT count(*) FROM "{fresh_schema}".outbox_pending')
             return n == 0 or None
         await eventually(published)
         raw = await _records_since(infra["kafka"], since, u)
