@@ -345,9 +345,8 @@ async def prune_published(conn: asyncpg.Connection, keep_s: float, limit: int = 
     published before migration 0004)."""
     await conn.execute("UPDATE outbox_published_marks SET pruned_through = next_offset WHERE pruned_through < next_offset")
     return int((await conn.execute(
-        """DELETE FROM outbox WHERE seq IN (
-               SELECT o.seq FROM outbox o WHERE o.created_at < now() - make_interval(secs => $1) AND o.parked_at IS NULL
-                 AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq) LIMIT $2)""",
+        f"""DELETE FROM outbox WHERE seq IN (
+               SELECT seq FROM outbox WHERE created_at < now() - make_interval(secs => $1) AND {PUBLISHED} LIMIT $2)""",
         float(keep_s), limit)).split()[-1])
 
 
