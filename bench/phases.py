@@ -3,6 +3,7 @@ reads it once, at import)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench import ceiling, workload
+from bench import ceiling, gcpause, workload
 from bench.loadgen import RawHttp, open_loop, request_bytes, summary_ms
 from bench.memory import RssSampler
 from shared.identity import HEADER, sign_identity
@@ -488,6 +489,9 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     if hog_duty:
         # the machine busy with other work: a CPU hog of the bench's own, bounded in duty and time
         hog = subprocess.Popen([sys.executable, "-m", "bench.hog", str(hog_duty), str(seconds + 30)], cwd=ROOT)
+    # the bench's own full collections out of the measurement (bench/gcpause.py), and on record
+    heap = contextlib.ExitStack()
+    pauses = heap.enter_context(gcpause.quiet_heap())
     tasks = [asyncio.create_task(watch_log()), asyncio.create_task(watch_balances())]
     futs = []
     lag = []
@@ -525,6 +529,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
             return all(j in t_accrued for j in t_send)
         await wait_for(probes_on_log, "every probe's accrual on the log", timeout, on_timeout=ctx.commission.tail)
     finally:
+        heap.close()
         if hog is not None:
             hog.kill()
             hog.wait()
@@ -553,7 +558,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     pop.probe_round += 1  # the next latency phase pays the probes once more
     ctx.results[name] = {
         "started_at": start_wall.isoformat(), "offered_orders_per_s": rate, "cpu_hog_duty": hog_duty, "seconds": seconds, "orders": n, "achieved_orders_per_s": round(n / offered_s, 1),
-        "generator_lag_p99_ms": summary_ms(lag)["p99_ms"],
+        "generator_lag_p99_ms": summary_ms(lag)["p99_ms"], "bench_gc": pauses.as_dict(),
         "probes": n_probes, "probes_seen": len(end_to_end), "poll_interval_ms": poll_s * 1000, "api_reads": api_reads[0],
         "end_to_end": summary_ms(end_to_end), "to_committed": summary_ms(committed),
         "to_accrued_on_log": summary_ms(on_log),
@@ -567,7 +572,8 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     ctx.log(f"{name} at {rate:.0f} orders/s for {seconds:.0f}s: {len(end_to_end)}/{n_probes} probes, OrderPaid sent -> "
             f"balance visible via API p50 {e2e['p50_ms']} ms, p99 {e2e['p99_ms']} ms, max {e2e['max_ms']} ms "
             f"(balance row committed p50 {summary_ms(committed)['p50_ms']} ms); balances "
-            f"{'MATCH' if check['match'] else 'DIFFER'}")
+            f"{'MATCH' if check['match'] else 'DIFFER'}; the bench's generator lag p99 {summary_ms(lag)['p99_ms']} ms, "
+            f"its longest GC pause {pauses.as_dict()['max_pause_ms']} ms")
 
 
 # -- API ---------------------------------------------------------------------------------------
