@@ -41,6 +41,13 @@ class GcPauses:
                 "max_pause_ms_by_generation": [round(x, 2) for x in self.max_ms]}
 
 
+def refreeze() -> None:
+    """Inside `quiet_heap`: also freeze what the phase built since (its workload, before its
+    clock starts), so the collections it still runs walk only what it makes while timed."""
+    gc.collect()
+    gc.freeze()
+
+
 @contextmanager
 def quiet_heap() -> Iterator[GcPauses]:
     """Freeze the heap as it is now, record the collections run inside, unfreeze after."""

@@ -272,6 +272,7 @@ async def accrual(ctx: Ctx, count: int, timeout: float) -> None:
         before = await frozen_total(conn)
         if before:
             raise RuntimeError(f"balances not empty before the accrual phase: {before}")
+        gcpause.refreeze()  # the 100,000 orders just built: out of the timed collections' sight
         t0 = time.perf_counter()
         await publish(ctx.producer, ORDER_EVENTS, records, ctx.order_ends)
         t_pub = time.perf_counter()
@@ -717,6 +718,7 @@ async def scale(ctx: Ctx, n_orders: int, timeout: float, counts: tuple[int, ...]
                         len({x for o in owned for x in o}) == 4
                 await wait_for(ready, f"{n} commission process(es) to form their group", max(timeout, 180), interval=0.2)
                 order_ends: dict[int, int] = {}
+                gcpause.refreeze()
                 t0 = time.perf_counter()
                 await publish(ctx.producer, topic(ORDER_EVENTS), records, order_ends)
                 last = [0]

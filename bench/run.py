@@ -222,6 +222,7 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
     import structlog
 
     from bench import phases
+    from bench.gcpause import quiet_heap  # the bench's own collections out of what it times
     from bench.memory import RssSampler
     from shared.settings import CommonSettings
 
@@ -257,9 +258,13 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
         await phases.publish_plan(ctx)
         await phases.load_population(ctx, args.users, args.probes)
         ctx.phase("accrual")
-        await phases.accrual(ctx, args.orders, args.timeout)
+        with quiet_heap() as pauses:
+            await phases.accrual(ctx, args.orders, args.timeout)
+        res["accrual"]["bench_gc"] = pauses.as_dict()
         ctx.phase("ceiling")
-        await phases.ceilings(ctx)
+        with quiet_heap() as pauses:
+            await phases.ceilings(ctx)
+        res["ceiling"]["bench_gc"] = pauses.as_dict()
         if not args.skip_replay:
             ctx.phase("replay")
             await phases.replay(ctx)
@@ -284,7 +289,9 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
             await phases.api_bind(ctx, args.bind_rate, args.api_seconds)
         if args.scale_orders > 0:
             ctx.phase("scale")
-            await phases.scale(ctx, args.scale_orders, args.timeout)
+            with quiet_heap() as pauses:
+                await phases.scale(ctx, args.scale_orders, args.timeout)
+            res["scale"]["bench_gc"] = pauses.as_dict()
     finally:
         await sampler.stop()
         if ctx.producer is not None:

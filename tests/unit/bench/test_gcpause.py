@@ -2,7 +2,7 @@
 records every collection it still runs (bench/gcpause.py)."""
 import gc
 
-from bench.gcpause import quiet_heap
+from bench.gcpause import quiet_heap, refreeze
 
 
 class _Node:
@@ -36,3 +36,12 @@ def test_a_collection_after_the_block_is_not_counted():
         pass
     gc.collect(2)
     assert pauses.as_dict()["collections_by_generation"] == [0, 0, 0]
+
+
+def test_refreeze_inside_also_freezes_what_was_built_since_entry():
+    with quiet_heap():
+        at_entry = gc.get_freeze_count()
+        built = [_Node() for _ in range(500)]
+        refreeze()
+        assert gc.get_freeze_count() >= at_entry + len(built)
+    assert gc.get_freeze_count() == 0
