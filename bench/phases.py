@@ -584,6 +584,7 @@ async def api_balance(ctx: Ctx, rate: float, seconds: float) -> None:
     reqs = [request_bytes("GET", "/v1/promoters/me/balance", f"{host}:{port}",
                           {HEADER: sign_identity(ctx.secret, p, audience="commission", ttl_s=7200)}) for p in pop.promoters]
     client = RawHttp(host, port, max_conns=64)
+    gcpause.refreeze()
     try:
         res = await open_loop(client, lambda i: reqs[i % len(reqs)], rate=rate, seconds=seconds,
                               check=lambda s, b: None if b'"frozen_fen"' in b else "bad_body")
@@ -622,6 +623,7 @@ async def api_bind(ctx: Ctx, rate: float, seconds: float, promoters: int = 50) -
                               {HEADER: sign_identity(ctx.secret, f"bbc{ctx.run}-{i}", audience="referral", ttl_s=7200)},
                               {"promoter_code": codes[i % len(codes)], "source": "poster"}) for i in range(n)]
         client = RawHttp(host, port, max_conns=64)
+        gcpause.refreeze()
         try:
             res = await open_loop(client, lambda i: reqs[i], rate=rate, seconds=seconds,
                                   check=lambda s, b: None if b'"bound"' in b else "not_bound")

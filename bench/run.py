@@ -282,11 +282,15 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
                                      name="latency_busy", hog_duty=args.hog_duty, seed=14)
         if args.api_seconds > 0:
             ctx.phase("api_balance")
-            await phases.api_balance(ctx, args.balance_rate, args.api_seconds)
+            with quiet_heap() as pauses:
+                await phases.api_balance(ctx, args.balance_rate, args.api_seconds)
+            res["api_balance"]["bench_gc"] = pauses.as_dict()
         ctx.stop("commission")
         if args.api_seconds > 0:
             ctx.phase("api_bind")
-            await phases.api_bind(ctx, args.bind_rate, args.api_seconds)
+            with quiet_heap() as pauses:
+                await phases.api_bind(ctx, args.bind_rate, args.api_seconds)
+            res["api_bind"]["bench_gc"] = pauses.as_dict()
         if args.scale_orders > 0:
             ctx.phase("scale")
             with quiet_heap() as pauses:
