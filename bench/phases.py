@@ -20,6 +20,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench import ceiling, gcpause, workload
+from bench.cpu import CpuMeter, children_of, listener_of, parent_of
 from bench.loadgen import RawHttp, open_loop, request_bytes, summary_ms
 from bench.memory import RssSampler
 from shared.identity import HEADER, sign_identity
@@ -101,6 +102,8 @@ class Ctx:
     results: dict[str, Any] = field(default_factory=dict)
     services: dict[str, ProfiledService] = field(default_factory=dict)
     current: str = "startup"
+    #: CPU per phase and process group (bench/cpu.py), when the run meters it
+    cpu: CpuMeter | None = None
 
     def phase(self, name: str) -> None:
         """A new bench phase: memory peaks and profiles are kept per phase."""
@@ -108,6 +111,8 @@ class Ctx:
             svc.end_segment(self.current)
         self.current = name
         self.sampler.set_phase(name)
+        if self.cpu is not None:
+            self.cpu.set_phase(name)
 
     def service(self, name: str, env: dict[str, str], module: str | None = None) -> ProfiledService:
         svc = ProfiledService(name, free_port(), env, self.log_dir / f"{name}.log")
@@ -122,6 +127,8 @@ class Ctx:
         svc = self.services.get(name)
         if svc is not None:
             self.sampler.sample()
+            if self.cpu is not None:
+                self.cpu.sample()  # its last CPU, before it is gone
             svc.stop(last_segment=self.current)
 
     @property
@@ -131,6 +138,35 @@ class Ctx:
 
     async def db(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+
+
+async def cpu_groups(ctx: Ctx) -> Callable[[], dict[str, list[int]]]:
+    """The process groups the CPU meter reads (bench/cpu.py): the services (and their relay
+    processes), PostgreSQL's postmaster and all it started, the Kafka broker, the bench."""
+    from simulation.cluster import relay_processes
+
+    conn = await asyncpg.connect(ctx.dsn)
+    try:
+        postmaster = parent_of(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+    kafka = listener_of(int(ctx.bootstrap.split(",")[0].rsplit(":", 1)[1]))
+
+    def groups() -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {"bench": [os.getpid()]}
+        if postmaster:
+            out["postgres"] = [postmaster, *children_of(postmaster)]
+        if kafka:
+            out["kafka"] = [kafka]
+        relays = relay_processes()
+        for name, svc in ctx.services.items():
+            proc = svc.proc
+            if proc is not None and proc.poll() is None:
+                out[name] = [proc.pid]
+                if relays.get(proc.pid):
+                    out[f"{name}.relay"] = relays[proc.pid]
+        return out
+    return groups
 
 
 def _merge_ends(into: dict[int, int], metas) -> None:

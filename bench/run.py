@@ -251,6 +251,10 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
     res["settings"]["service_env"] = service_env
     log(f"run {run}: kafka {ctx.bootstrap}, logs in {log_dir}")
     sampler.start()
+    from bench.cpu import CpuMeter
+
+    ctx.cpu = CpuMeter(await phases.cpu_groups(ctx))
+    ctx.cpu.start()
     t0 = time.perf_counter()
     try:
         await phases.start_commission(ctx)
@@ -298,6 +302,8 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
             res["scale"]["bench_gc"] = pauses.as_dict()
     finally:
         await sampler.stop()
+        if ctx.cpu is not None:
+            await ctx.cpu.stop()
         if ctx.producer is not None:
             await ctx.producer.stop()
         for name in list(ctx.services):
@@ -309,6 +315,12 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
                 log(f"clean-up failed: {exc!r}")
     res.pop("_orders_bytes", None)
     res["memory"] = sampler.as_dict()
+    res["cpu"] = ctx.cpu.as_dict() if ctx.cpu is not None else {"per_order_us": {}}
+    # per order, where a phase's orders are known: what each process spent on one order's way
+    res["cpu"]["per_order_us"] = {ph: ctx.cpu.per_order_us(ph, res[ph]["orders"])
+                                  for ph in ("accrual", "latency", "latency_busy") if ph in res and ctx.cpu is not None}
+    for ph, us in res["cpu"]["per_order_us"].items():
+        log(f"cpu per order in {ph} (µs): " + ", ".join(f"{g} {v:,.0f}" for g, v in sorted(us.items(), key=lambda kv: -kv[1])))
     res["machine"]["loadavg_end"] = os.getloadavg()[0]
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     if args.profile:
