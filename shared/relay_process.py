@@ -261,7 +261,7 @@ async def _child(args: argparse.Namespace) -> int:
     producer = make_producer(settings.kafka_bootstrap_servers)
     try:
         await producer.start()
-        relay = OutboxRelay(pool, producer, args.service)
+        relay = OutboxRelay(pool, producer, args.service, linger_s=settings.outbox_linger_ms / 1000)
         relay.on_counts = reporter.counts
         # republish what was left unpublished before saying ready (and before the relay's own loop
         # starts: the two would take turns at the lock, and a turn lost would end the drain early)

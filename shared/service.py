@@ -129,13 +129,14 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             relay = RelayProcess(spec.service, schema, database_url=settings.database_url,
                                  kafka_bootstrap=settings.kafka_bootstrap_servers,
                                  env={"LOG_LEVEL": settings.log_level, "LOG_JSON": str(settings.log_json).lower(),
+                                      "FENXIAO_OUTBOX_LINGER_MS": str(settings.outbox_linger_ms),
                                       "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otel_exporter_otlp_endpoint},
                                  # the first restart's delay (doubling to 10 s while it keeps exiting)
                                  restart_min_s=float(os.environ.get("FENXIAO_OUTBOX_RELAY_RESTART_S", "0.5")))
         else:
             producer = make_producer(settings.kafka_bootstrap_servers)
             await producer.start()
-            relay = OutboxRelay(pool, producer, spec.service)
+            relay = OutboxRelay(pool, producer, spec.service, linger_s=settings.outbox_linger_ms / 1000)
         # a list: FastStream would take "a:9092,b:9092" for one host
         broker = KafkaBroker(settings.kafka_bootstrap_servers.split(","), log_level=logging.DEBUG,
                              security=faststream_security())  # per-batch logs are noise; TLS / SASL: shared.kafka_security

@@ -43,6 +43,9 @@ class CommonSettings(BaseSettings):
     #: own OS process beside the service, shared.relay_process: the publishing work leaves the
     #: loop that projects; docs/reliability.md)
     outbox_relay: Literal["inline", "process"] = Field("inline", validation_alias="FENXIAO_OUTBOX_RELAY")
+    #: after a relay cycle that published, wait this long before the next (shared.outbox.OutboxRelay):
+    #: fewer, larger cycles under load, at the price of up to this much more time to the log
+    outbox_linger_ms: int = Field(0, ge=0, le=1000, validation_alias="FENXIAO_OUTBOX_LINGER_MS")
     db_pool_min: int = Field(1, validation_alias="DB_POOL_MIN")
     db_pool_max: int = Field(10, validation_alias="DB_POOL_MAX")
     #: seconds an idle HTTP keep-alive connection stays open; above the gateway's idle timeout

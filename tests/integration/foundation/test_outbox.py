@@ -248,3 +248,71 @@ async def test_pending_rows_track_what_is_left_and_publishing_never_rewrites_a_r
         # not, makes a new version stamped with the relay's transaction)
         assert await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM outbox") == 1
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == 0
+
+
+async def test_a_lingering_relay_serves_the_kicks_of_its_wait_in_one_cycle(infra, fresh_schema, ids):
+    """linger_s: after a cycle that published, the relay waits before the next; commits and kicks
+    that come meanwhile are published together once the wait ends (fewer, larger cycles under
+    load), and none of them is left behind."""
+    import asyncio
+
+    out = ids("linger-out")
+    async with outbox_on(infra, fresh_schema, out, partitions=2) as (pool, producer):
+        relay = OutboxRelay(pool, producer, "tally-linger", idle_s=600, linger_s=0.5)
+        cycles: list[int] = []
+        publish = relay.publish_pending
+
+        async def counted() -> int:
+            n = await publish()
+            if n:
+                cycles.append(n)
+            return n
+        relay.publish_pending = counted  # type: ignore[method-assign]
+        try:
+            relay.start()
+            async with pool.acquire() as conn, conn.transaction():
+                await record_events(conn, out, [new_event(TallyAdded(counter="l0", amount=0))])
+            relay.kick()
+            for _ in range(100):
+                if cycles:
+                    break
+                await asyncio.sleep(0.01)
+            assert cycles == [1]
+            for i in range(1, 6):  # five writers' commits within the relay's wait
+                async with pool.acquire() as conn, conn.transaction():
+                    await record_events(conn, out, [new_event(TallyAdded(counter=f"l{i}", amount=i))])
+                relay.kick()
+                await asyncio.sleep(0.02)
+            for _ in range(200):
+                if not await pool.fetchval("SELECT count(*) FROM outbox_pending"):
+                    break
+                await asyncio.sleep(0.02)
+            assert await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0
+            assert cycles == [1, 5]
+            assert len(await read_topic(infra["kafka"], out, min_count=6)) == 6
+        finally:
+            await relay.stop()
+
+
+async def test_finish_publishes_what_was_committed_before_it_even_mid_wait(infra, fresh_schema, ids):
+    """finish() while the relay lingers after a cycle: the relay still runs one more cycle, read
+    after finish() was asked, so a row committed before finish() is on the log when it returns."""
+    import asyncio
+
+    out = ids("finish-out")
+    async with outbox_on(infra, fresh_schema, out, partitions=1) as (pool, producer):
+        relay = OutboxRelay(pool, producer, "tally-finish", idle_s=600, linger_s=5.0)
+        relay.start()
+        async with pool.acquire() as conn, conn.transaction():
+            await record_events(conn, out, [new_event(TallyAdded(counter="f0", amount=0))])
+        relay.kick()
+        for _ in range(100):
+            if not await pool.fetchval("SELECT count(*) FROM outbox_pending"):
+                break
+            await asyncio.sleep(0.02)
+        # the relay now lingers for 5 s; a row committed without a kick, then finish()
+        async with pool.acquire() as conn, conn.transaction():
+            await record_events(conn, out, [new_event(TallyAdded(counter="f1", amount=1))])
+        await asyncio.wait_for(relay.finish(), 10)
+        assert await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0
+        assert len(await read_topic(infra["kafka"], out, min_count=2)) == 2
