@@ -536,6 +536,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max((start_wall - datetime.now(timezone.utc)).total_seconds(), 0))
         t0 = loop.time()
+        cpu0 = time.process_time()  # the bench's own CPU while it sends and observes (not building, not checking)
         for i, (is_probe, item) in enumerate(plan):
             due = t0 + i / rate
             d = due - loop.time()
@@ -559,6 +560,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
             return not in_flight
         await wait_for(probes_done, "every probe's balance", timeout, on_timeout=ctx.commission.tail)
         await asyncio.gather(*confirms)
+        window_cpu_s = time.process_time() - cpu0
 
         # the relay publishes a probe's accrual after its balance row commits, so the log can trail
         # the balance: stopping the log watcher now would miss the last probes' arrivals
@@ -596,6 +598,9 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     ctx.results[name] = {
         "started_at": start_wall.isoformat(), "offered_orders_per_s": rate, "cpu_hog_duty": hog_duty, "seconds": seconds, "orders": n, "achieved_orders_per_s": round(n / offered_s, 1),
         "generator_lag_p99_ms": summary_ms(lag)["p99_ms"], "bench_gc": pauses.as_dict(),
+        # what the bench itself spent while it sent and observed, per order sent (its generator,
+        # log watcher, balance polls and API reads, which share the cores with what they measure)
+        "bench_cpu_while_sending_us_per_order": round(window_cpu_s / n * 1e6, 1),
         "probes": n_probes, "probes_seen": len(end_to_end), "poll_interval_ms": poll_s * 1000, "api_reads": api_reads[0],
         "end_to_end": summary_ms(end_to_end), "to_committed": summary_ms(committed),
         "to_accrued_on_log": summary_ms(on_log),
@@ -610,7 +615,8 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
             f"balance visible via API p50 {e2e['p50_ms']} ms, p99 {e2e['p99_ms']} ms, max {e2e['max_ms']} ms "
             f"(balance row committed p50 {summary_ms(committed)['p50_ms']} ms); balances "
             f"{'MATCH' if check['match'] else 'DIFFER'}; the bench's generator lag p99 {summary_ms(lag)['p99_ms']} ms, "
-            f"its longest GC pause {pauses.as_dict()['max_pause_ms']} ms")
+            f"its longest GC pause {pauses.as_dict()['max_pause_ms']} ms, its CPU while sending "
+            f"{ctx.results[name]['bench_cpu_while_sending_us_per_order']:,.0f} µs per order")
 
 
 # -- API ---------------------------------------------------------------------------------------
