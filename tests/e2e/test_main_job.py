@@ -1,7 +1,8 @@
 """The main job, small: the four services as separate processes on the real Kafka and
 PostgreSQL, WeChat stood in for locally, traffic through HTTP and signed notices. It must end
 with every balance explained: equal to an independent recomputation, and to the audit replay."""
-import uuid
+import random
+import string
 
 import pytest
 
@@ -14,7 +15,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 async def test_main_job_balances_equal_recomputation_and_audit_replay(infra):
     wechat, *svc = free_ports(7)
     lines = []
-    run_id = "e2e" + uuid.uuid4().hex[:6]
+    # letters only: ids built from it (run id + a counter) must never look like a phone number to
+    # the log check below (a hex id of digits only, "159428", once made "15942800001")
+    run_id = "e2e" + "".join(random.choices(string.ascii_lowercase, k=6))
     ok, rep = await run_demo(promoters=6, customers=14, seed=3, run_id=run_id, wechat_port=wechat,
                              ports=dict(zip(("referral", "orders", "commission", "payout", "engagement", "console"), svc)), log=lines.append)
     out = "\n".join(lines)
