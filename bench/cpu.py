@@ -15,34 +15,28 @@ two reads loses at most that interval's CPU (the bench reads a service right bef
 What existed when the meter started counts from then; a process started later counts whole."""
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
 from typing import Callable
+
+from bench.sampling import Periodic
+from simulation.cluster import stat_fields
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU of a live process (None when it is gone or a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # "pid (comm) state ...": comm may hold spaces and parentheses; fields count after the last ')'
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":
+    fields = stat_fields(pid)
+    if fields is None or fields[0] == "Z":
         return None
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def parent_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[1])
+    fields = stat_fields(pid)
+    return int(fields[1]) if fields is not None else None
 
 
 def children_of(ppid: int) -> list[int]:
@@ -79,18 +73,18 @@ def listener_of(port: int) -> int | None:
     return None
 
 
-class CpuMeter:
+class CpuMeter(Periodic):
     """`groups()` names the pids of each group now; `set_phase` closes a phase's figures."""
 
     def __init__(self, groups: Callable[[], dict[str, list[int]]], interval_s: float = 1.0) -> None:
-        self.groups, self.interval_s = groups, interval_s
+        super().__init__(interval_s, "cpu-meter")
+        self.groups = groups
         self.phase = "startup"
         self.by_phase: dict[str, dict[str, float]] = {}
         self.wall_by_phase: dict[str, float] = {}
         self._last: dict[int, float] = {}
         self._acc: dict[str, float] = {}
         self._t0 = time.perf_counter()
-        self._task: asyncio.Task | None = None
         for pids in groups().values():  # what runs already counts from now
             for pid in pids:
                 c = cpu_seconds(pid)
@@ -115,21 +109,8 @@ class CpuMeter:
         self.wall_by_phase[self.phase] = round(now - self._t0, 2)
         self._acc, self._t0, self.phase = {}, now, name
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            self.sample()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="cpu-meter")
-
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await super().stop()
         self.set_phase("-")
 
     def per_order_us(self, phase: str, orders: int) -> dict[str, float]:

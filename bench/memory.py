@@ -11,11 +11,11 @@ A service that runs its outbox relay in its own process (FENXIAO_OUTBOX_RELAY=pr
 continues the same figure)."""
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.sampling import Periodic
 from simulation.cluster import memory_of, relay_processes
 
 
@@ -27,9 +27,9 @@ def _reset_hwm(pid: int) -> bool:
         return False
 
 
-class RssSampler:
+class RssSampler(Periodic):
     def __init__(self, interval_s: float = 0.2) -> None:
-        self.interval_s = interval_s
+        super().__init__(interval_s, "rss-sampler")
         self.processes: dict[str, Any] = {}  # name -> simulation.cluster.ServiceProcess
         self.phase = "startup"
         self.peak: dict[str, int] = {}  # the high-water mark (true peak) where known, else sampled
@@ -39,7 +39,6 @@ class RssSampler:
         #: pids whose mark was reset at the start of the current phase (their VmHWM is this phase's)
         self._fresh: set[int] = set()
         self._seen: set[int] = set()
-        self._task: asyncio.Task | None = None
         #: parent pid -> its relay processes, looked up every `relay_scan_s`
         self._relays: dict[int, list[int]] = {}
         self._relays_at = float("-inf")
@@ -93,22 +92,9 @@ class RssSampler:
                 self._fresh.add(pid)
         self.phase = name
 
-    async def _run(self) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(self.interval_s)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rss-sampler")
-
     async def stop(self) -> None:
+        await super().stop()
         self.sample()
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
     def as_dict(self) -> dict:
         mib = lambda b: round(b / (1 << 20), 1)  # noqa: E731

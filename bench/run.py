@@ -255,6 +255,12 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
 
     ctx.cpu = CpuMeter(await phases.cpu_groups(ctx))
     ctx.cpu.start()
+    async def heap_quiet(phase: str, work) -> None:
+        """Run a phase with the bench's heap frozen (bench/gcpause.py); its collections go in its results."""
+        with quiet_heap() as pauses:
+            await work
+        res[phase]["bench_gc"] = pauses.as_dict()
+
     t0 = time.perf_counter()
     try:
         await phases.start_commission(ctx)
@@ -262,13 +268,9 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
         await phases.publish_plan(ctx)
         await phases.load_population(ctx, args.users, args.probes)
         ctx.phase("accrual")
-        with quiet_heap() as pauses:
-            await phases.accrual(ctx, args.orders, args.timeout)
-        res["accrual"]["bench_gc"] = pauses.as_dict()
+        await heap_quiet("accrual", phases.accrual(ctx, args.orders, args.timeout))
         ctx.phase("ceiling")
-        with quiet_heap() as pauses:
-            await phases.ceilings(ctx)
-        res["ceiling"]["bench_gc"] = pauses.as_dict()
+        await heap_quiet("ceiling", phases.ceilings(ctx))
         if not args.skip_replay:
             ctx.phase("replay")
             await phases.replay(ctx)
@@ -286,24 +288,17 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
                                      name="latency_busy", hog_duty=args.hog_duty, seed=14)
         if args.api_seconds > 0:
             ctx.phase("api_balance")
-            with quiet_heap() as pauses:
-                await phases.api_balance(ctx, args.balance_rate, args.api_seconds)
-            res["api_balance"]["bench_gc"] = pauses.as_dict()
+            await heap_quiet("api_balance", phases.api_balance(ctx, args.balance_rate, args.api_seconds))
         ctx.stop("commission")
         if args.api_seconds > 0:
             ctx.phase("api_bind")
-            with quiet_heap() as pauses:
-                await phases.api_bind(ctx, args.bind_rate, args.api_seconds)
-            res["api_bind"]["bench_gc"] = pauses.as_dict()
+            await heap_quiet("api_bind", phases.api_bind(ctx, args.bind_rate, args.api_seconds))
         if args.scale_orders > 0:
             ctx.phase("scale")
-            with quiet_heap() as pauses:
-                await phases.scale(ctx, args.scale_orders, args.timeout)
-            res["scale"]["bench_gc"] = pauses.as_dict()
+            await heap_quiet("scale", phases.scale(ctx, args.scale_orders, args.timeout))
     finally:
         await sampler.stop()
-        if ctx.cpu is not None:
-            await ctx.cpu.stop()
+        await ctx.cpu.stop()
         if ctx.producer is not None:
             await ctx.producer.stop()
         for name in list(ctx.services):
@@ -315,10 +310,10 @@ async def bench(args: argparse.Namespace, run: str, log) -> dict:
                 log(f"clean-up failed: {exc!r}")
     res.pop("_orders_bytes", None)
     res["memory"] = sampler.as_dict()
-    res["cpu"] = ctx.cpu.as_dict() if ctx.cpu is not None else {"per_order_us": {}}
+    res["cpu"] = ctx.cpu.as_dict()
     # per order, where a phase's orders are known: what each process spent on one order's way
     res["cpu"]["per_order_us"] = {ph: ctx.cpu.per_order_us(ph, res[ph]["orders"])
-                                  for ph in ("accrual", "latency", "latency_busy") if ph in res and ctx.cpu is not None}
+                                  for ph in ("accrual", "latency", "latency_busy") if ph in res}
     for ph, us in res["cpu"]["per_order_us"].items():
         log(f"cpu per order in {ph} (µs): " + ", ".join(f"{g} {v:,.0f}" for g, v in sorted(us.items(), key=lambda kv: -kv[1])))
     res["machine"]["loadavg_end"] = os.getloadavg()[0]

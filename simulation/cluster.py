@@ -56,6 +56,17 @@ def memory_of(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ..., utime at [11], stime
+    at [12]); None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def relay_processes() -> dict[int, list[int]]:
     """Parent pid -> the outbox relay processes (shared.relay_process) it started, from one walk of
     Linux /proc (zombies, exited but not yet reaped, are left out)."""
@@ -63,10 +74,11 @@ def relay_processes() -> dict[int, list[int]]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        fields = stat_fields(int(entry.name))
+        if fields is None:
+            continue
+        state, ppid = fields[:2]
         try:
-            stat = (entry / "stat").read_text()
-            # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'
-            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
             if state == "Z" or b"shared.relay_process" not in (entry / "cmdline").read_bytes():
                 continue
             found.setdefault(int(ppid), []).append(int(entry.name))

@@ -11,7 +11,6 @@ import os
 import signal
 import uuid
 from collections import defaultdict
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -19,7 +18,7 @@ import pytest
 
 from shared import chain
 from shared.events import derive_event_id
-from simulation.cluster import relay_children
+from simulation.cluster import relay_children, stat_fields
 from tests.conftest import create_topics, eventually
 from tests.integration.foundation.test_chain import read_all
 from tests.integration.foundation.test_projector import TallyProcess, publish_tallies, totals
@@ -31,11 +30,8 @@ PROCESS = {"FENXIAO_OUTBOX_RELAY": "process"}
 
 def alive(pid: int) -> bool:
     """Running (not gone, not a zombie waiting to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 async def relay_pid(svc: TallyProcess) -> int:
