@@ -23,6 +23,7 @@ from bench import ceiling, gcpause, workload
 from bench.cpu import CpuMeter, children_of, listener_of, parent_of
 from bench.loadgen import RawHttp, open_loop, request_bytes, summary_ms
 from bench.memory import RssSampler
+from bench.sender import TickSender
 from shared.identity import HEADER, sign_identity
 from shared.outbox import make_producer
 from shared.topics import COMMISSION_EVENTS, NAMESPACE, ORDER_EVENTS, PAYOUT_EVENTS, REFERRAL_EVENTS
@@ -430,12 +431,17 @@ async def replay(ctx: Ctx) -> None:
 
 # -- latency at a fixed offered load -----------------------------------------------------------
 async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout: float, *, name: str = "latency",
-                  hog_duty: float = 0.0, seed: int = 13) -> None:
+                  hog_duty: float = 0.0, seed: int = 13, send_tick_s: float = 0.005) -> None:
     """OrderPaid at `rate`/s for `seconds` (open loop, on schedule); a sample of them are probe
     orders: a probe customer bound to a probe promoter nobody else earns through, so that the
     probe promoter's balance moves exactly when that order's commission lands.
 
-    Per probe: `sent` just before `send()`; `on the log` when this process's consumer of the
+    The orders go out as an outbox relay would publish them: every `send_tick_s`, what has
+    fallen due since the last tick, one record batch per partition (bench/sender.py; 0: one
+    `send()` per order, with the producer's 2 ms linger, as before the eighth session).
+
+    Per probe: `sent` is the order's time in the schedule (with ticks, up to one tick before it
+    leaves: the wait counts against the service), else just before its `send()`; `on the log` when this process's consumer of the
     commission topic reads the probe promoter's CommissionAccrued; `committed` when a poll of the
     balances table (one query for every probe in flight, every `poll_s`, on the bench's own
     connection, so the polling costs the service's event loop nothing) first shows the new
@@ -520,8 +526,12 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
                         confirms.append(asyncio.create_task(confirm(j)))
             await asyncio.sleep(poll_s)
 
-    producer = make_producer(ctx.bootstrap)  # as the orders service's outbox relay publishes
+    # as the orders service's outbox relay publishes (with ticks, each tick's batches go at once)
+    producer = make_producer(ctx.bootstrap, **({"linger_ms": 0} if send_tick_s else {}))
     await producer.start()
+    sender = TickSender(producer, ORDER_EVENTS, [tp.partition for tp in await ceiling.partitions(ctx.bootstrap, ORDER_EVENTS)])
+    if send_tick_s:  # each background order's partition found now, not while sending
+        plan = [(True, item) if is_probe else (False, (*item, sender.partition(item[0]))) for is_probe, item in plan]
     hog = None
     if hog_duty:
         # the machine busy with other work: a CPU hog of the bench's own, bounded in duty and time
@@ -536,25 +546,50 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max((start_wall - datetime.now(timezone.utc)).total_seconds(), 0))
         t0 = loop.time()
+        perf_of = time.perf_counter() - loop.time()  # loop time -> perf_counter, for `sent`
         cpu0 = time.process_time()  # the bench's own CPU while it sends and observes (not building, not checking)
-        for i, (is_probe, item) in enumerate(plan):
-            due = t0 + i / rate
-            d = due - loop.time()
-            if d > 0.001:
-                await asyncio.sleep(d)
-            lag.append(max(loop.time() - due, 0.0))
-            if is_probe:
-                order, _, _ = workload.probe_order(pop, item)
-                e = workload.paid_event(order)
-                value, key = e.to_bytes(), e.key.encode()
-                t_send[item] = time.perf_counter()
-                in_flight.add(item)
-                futs.append(await producer.send(ORDER_EVENTS, value, key=key))
-            else:
-                key, value = item
-                futs.append(await producer.send(ORDER_EVENTS, value, key=key))
-        offered_s = loop.time() - t0
-        _merge_ends(ctx.order_ends, await asyncio.gather(*futs))
+        if send_tick_s:
+            i = 0
+            while i < n:
+                now = loop.time()
+                while i < n and t0 + i / rate <= now:
+                    due = t0 + i / rate
+                    lag.append(now - due)
+                    is_probe, item = plan[i]
+                    if is_probe:
+                        order, _, _ = workload.probe_order(pop, item)
+                        e = workload.paid_event(order)
+                        t_send[item] = due + perf_of
+                        in_flight.add(item)
+                        await sender.add(e.key.encode(), e.to_bytes())
+                    else:
+                        await sender.add(*item)
+                    i += 1
+                await sender.flush()
+                if i < n:
+                    await asyncio.sleep(max(t0 + i / rate, now + send_tick_s) - loop.time())
+            offered_s = loop.time() - t0
+            for part, end in (await sender.ends()).items():
+                ctx.order_ends[part] = max(ctx.order_ends.get(part, 0), end)
+        else:
+            for i, (is_probe, item) in enumerate(plan):
+                due = t0 + i / rate
+                d = due - loop.time()
+                if d > 0.001:
+                    await asyncio.sleep(d)
+                lag.append(max(loop.time() - due, 0.0))
+                if is_probe:
+                    order, _, _ = workload.probe_order(pop, item)
+                    e = workload.paid_event(order)
+                    value, key = e.to_bytes(), e.key.encode()
+                    t_send[item] = time.perf_counter()
+                    in_flight.add(item)
+                    futs.append(await producer.send(ORDER_EVENTS, value, key=key))
+                else:
+                    key, value = item
+                    futs.append(await producer.send(ORDER_EVENTS, value, key=key))
+            offered_s = loop.time() - t0
+            _merge_ends(ctx.order_ends, await asyncio.gather(*futs))
 
         async def probes_done():
             return not in_flight
@@ -598,6 +633,8 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     ctx.results[name] = {
         "started_at": start_wall.isoformat(), "offered_orders_per_s": rate, "cpu_hog_duty": hog_duty, "seconds": seconds, "orders": n, "achieved_orders_per_s": round(n / offered_s, 1),
         "generator_lag_p99_ms": summary_ms(lag)["p99_ms"], "bench_gc": pauses.as_dict(),
+        # how the orders went out: ticks of this many ms (0: one send() each), in this many record batches
+        "send_tick_ms": send_tick_s * 1000, "record_batches_sent": sender.batches if send_tick_s else None,
         # what the bench itself spent while it sent and observed, per order sent (its generator,
         # log watcher, balance polls and API reads, which share the cores with what they measure)
         "bench_cpu_while_sending_us_per_order": round(window_cpu_s / n * 1e6, 1),

@@ -64,3 +64,19 @@ def test_a_phase_gets_the_cpu_spent_in_it_and_a_later_process_counts_whole():
     assert meter.by_phase["second"].get("me", 0) < first  # no work of ours in it beyond the polling
     assert meter.per_order_us("second", 1000)["child"] == round(meter.by_phase["second"]["child"] / 1000 * 1e6, 1)
     assert meter.per_order_us("second", 0) == {}
+
+
+def test_the_machine_busy_share_of_a_phase_counts_this_process_work_and_idle_time_as_idle():
+    from bench.cpu import machine_ticks
+
+    busy, total = machine_ticks()
+    assert 0 <= busy <= total
+    meter = CpuMeter(lambda: {})
+    _burn(0.5)  # one core busy: at least 1/ncpu of the machine, less what was idle meanwhile
+    meter.set_phase("idle")
+    burning = meter.machine_busy_by_phase["startup"]
+    assert 0.5 / (os.cpu_count() or 1) * 0.8 <= burning <= 1.0
+    time.sleep(0.6)
+    meter.set_phase("-")
+    assert 0.0 <= meter.machine_busy_by_phase["idle"] <= 1.0
+    assert meter.as_dict()["machine_busy_by_phase"] == meter.machine_busy_by_phase
