@@ -11,6 +11,7 @@ import os
 import signal
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -115,6 +116,9 @@ async def test_a_relay_process_publishes_every_row_in_order_and_chained(infra, f
         await eventually(counted, timeout=30)
         assert (await readyz(svc)).status_code == 200
         assert relay_children(svc.proc.pid) == [child]  # one relay process all along
+        # it runs on the loop its service runs on (uvloop, installed with uvicorn[standard])
+        maps = Path(f"/proc/{child}/maps").read_text()
+        assert "uvloop" in maps and "uvloop" in Path(f"/proc/{svc.proc.pid}/maps").read_text()
     finally:
         svc.kill()
 
