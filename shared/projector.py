@@ -538,7 +538,7 @@ class _PositionListener(ConsumerRebalanceListener):
 
 # -- drivers ---------------------------------------------------------------------------------
 def subscribe(broker: Any, projector: Projector, *, group_id: str, max_records: int = 2000, batch_timeout_ms: int = 20,
-              fetch_max_wait_ms: int = 50):
+              fetch_max_wait_ms: int = 50, min_interval_ms: int = 0):
     """Run the projector as a FastStream batch subscriber. Offsets live in PostgreSQL, so the
     ack policy is MANUAL and nothing is ever committed to Kafka (FastStream's default,
     ACK_FIRST, would acknowledge before handling: at-most-once).
@@ -571,9 +571,19 @@ def subscribe(broker: Any, projector: Projector, *, group_id: str, max_records: 
     )
     projector.bind_consumer(lambda: sub.consumer)
 
+    min_interval_s = min_interval_ms / 1000
+
     @sub
     async def _project(records: Any) -> None:
+        started = time.monotonic()
         await projector.handle(records)
+        if min_interval_s:
+            # batches start at least this far apart: what arrives meanwhile waits in the consumer's
+            # buffer and joins the next batch, instead of a batch per fetch, each paying the whole
+            # per-batch cost (its transaction, the relay's cycle) for a few records
+            rest = started + min_interval_s - time.monotonic()
+            if rest > 0:
+                await asyncio.sleep(rest)
 
     return sub
 

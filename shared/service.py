@@ -157,7 +157,8 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
             # a test or replay schema gets its own group, so it never shares partitions with the live one
             gid = group(spec.service, projection.name) + ("" if schema == spec.service else f".{schema}")
             subscribe(broker, projector, group_id=gid, max_records=settings.projector_batch_max,
-                      fetch_max_wait_ms=settings.projector_fetch_max_wait_ms)
+                      fetch_max_wait_ms=settings.projector_fetch_max_wait_ms,
+                      min_interval_ms=settings.projector_batch_min_interval_ms)
             rt.projectors.append(projector)
         # The log must be complete: topics with unlimited retention, no stored position below a log
         # start. Either refuses the start with an error naming the topic (shared.topics, shared.projector).

@@ -37,6 +37,10 @@ class CommonSettings(BaseSettings):
     #: idle ones), and no other fetch goes to that broker until this one returns
     #: (shared.projector.subscribe)
     projector_fetch_max_wait_ms: int = Field(50, ge=1, le=500, validation_alias="PROJECTOR_FETCH_MAX_WAIT_MS")
+    #: a projector's batches start at least this far apart (0: each as soon as the last is done).
+    #: Under a steady stream a batch per fetch pays its fixed cost (a transaction's round trips, a
+    #: relay cycle) for a few records; an order waits at most this much longer (shared.projector.subscribe)
+    projector_batch_min_interval_ms: int = Field(0, ge=0, le=1000, validation_alias="PROJECTOR_BATCH_MIN_INTERVAL_MS")
     #: off is safe for exactly-once (state and offsets commit or vanish together) and faster
     projector_synchronous_commit: bool = Field(True, validation_alias="PROJECTOR_SYNCHRONOUS_COMMIT")
     #: where the outbox relay runs: `inline` (a task on the service's event loop) or `process` (its

@@ -8,10 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -335,3 +337,29 @@ async def test_relay_batches_land_on_the_partition_a_plain_send_would_choose_in_
     finally:
         await producer.stop()
         await pool.close()
+
+
+async def test_batches_start_at_least_the_minimum_interval_apart_and_apply_everything_once(infra, fresh_schema, topics):
+    """PROJECTOR_BATCH_MIN_INTERVAL_MS: what arrives while a projector waits joins its next batch;
+    nothing is lost or applied twice, and no two batches start closer than the interval."""
+    topic, out = topics
+    await create_topics(infra["kafka"], [topic, out])
+    n, interval_s = 1200, 0.5
+    svc = await TallyProcess(infra, fresh_schema, topic, out, PROJECTOR_BATCH_MIN_INTERVAL_MS=int(interval_s * 1000),
+                             PROJECTOR_BATCH_MAX="200").start()
+    try:
+        t0 = time.monotonic()
+        expected_total = await publish_tallies(infra["kafka"], topic, n)
+        await eventually(lambda: _done(infra, fresh_schema, n), timeout=60)
+        elapsed = time.monotonic() - t0
+        assert await totals(infra["db"], fresh_schema) == (n, expected_total, n, n)
+        async with httpx.AsyncClient(timeout=5) as c:
+            text = (await c.get(f"http://127.0.0.1:{svc.env['TALLY_PORT']}/metrics")).text
+        batches = sum(float(line.split()[-1]) for line in text.splitlines()
+                      if line.startswith("fenxiao_batch_seconds_count{"))
+    finally:
+        svc.kill()
+    # at most 200 records a batch, so at least six; their starts at least the interval apart (without it the
+    # backlog goes through in well under a second)
+    assert batches >= n / 200
+    assert elapsed >= (batches - 1) * interval_s, (elapsed, batches)
