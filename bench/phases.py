@@ -529,8 +529,9 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
     # as the orders service's outbox relay publishes (with ticks, each tick's batches go at once)
     producer = make_producer(ctx.bootstrap, **({"linger_ms": 0} if send_tick_s else {}))
     await producer.start()
-    sender = TickSender(producer, ORDER_EVENTS, [tp.partition for tp in await ceiling.partitions(ctx.bootstrap, ORDER_EVENTS)])
+    sender = None
     if send_tick_s:  # each background order's partition found now, not while sending
+        sender = TickSender(producer, ORDER_EVENTS, [tp.partition for tp in await ceiling.partitions(ctx.bootstrap, ORDER_EVENTS)])
         plan = [(True, item) if is_probe else (False, (*item, sender.partition(item[0]))) for is_probe, item in plan]
     hog = None
     if hog_duty:
@@ -548,7 +549,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
         t0 = loop.time()
         perf_of = time.perf_counter() - loop.time()  # loop time -> perf_counter, for `sent`
         cpu0 = time.process_time()  # the bench's own CPU while it sends and observes (not building, not checking)
-        if send_tick_s:
+        if sender is not None:
             i = 0
             while i < n:
                 now = loop.time()
@@ -634,7 +635,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
         "started_at": start_wall.isoformat(), "offered_orders_per_s": rate, "cpu_hog_duty": hog_duty, "seconds": seconds, "orders": n, "achieved_orders_per_s": round(n / offered_s, 1),
         "generator_lag_p99_ms": summary_ms(lag)["p99_ms"], "bench_gc": pauses.as_dict(),
         # how the orders went out: ticks of this many ms (0: one send() each), in this many record batches
-        "send_tick_ms": send_tick_s * 1000, "record_batches_sent": sender.batches if send_tick_s else None,
+        "send_tick_ms": send_tick_s * 1000, "record_batches_sent": sender.batches if sender is not None else None,
         # what the bench itself spent while it sent and observed, per order sent (its generator,
         # log watcher, balance polls and API reads, which share the cores with what they measure)
         "bench_cpu_while_sending_us_per_order": round(window_cpu_s / n * 1e6, 1),
