@@ -22,6 +22,7 @@ from services.commission.domain.errors import CommissionError
 from services.commission.domain.explain import arithmetic
 from services.commission.domain.plan import HARD_CAP_BP, Plan, parse_plan
 from services.commission.store import explain as store
+from shared.db import read_only_snapshot
 from shared.identity import StaffIdentity
 from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, REFERRAL_EVENTS
 
@@ -163,6 +164,8 @@ def _json(v: Any) -> Any:
 
 
 async def explain_order(conn, order_id: str, focus: str | None = None) -> Explanation:
+    # callers hold one read-only snapshot: the accrual rows and the outbox are read by separate
+    # statements, and a settlement committed between them would show "frozen" beside its settlement
     order = await store.paid_order(conn, order_id)
     if order is None:
         raise NotExplainableError(f"no paid order {order_id} has reached the commission service")
@@ -271,7 +274,7 @@ async def explain_order(conn, order_id: str, focus: str | None = None) -> Explan
 @router.get("/explain/orders/{order_id}", response_model=Explanation)
 async def explain_an_order(_: StaffIdentity, pool: PoolDep, order_id: str = Path(min_length=1, max_length=128)) -> Explanation:
     """Every fen of one paid order: chain, plan, tier, rate, arithmetic, events, reversals, settlement."""
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, read_only_snapshot(conn):
         return await explain_order(conn, order_id)
 
 
@@ -279,7 +282,7 @@ async def explain_an_order(_: StaffIdentity, pool: PoolDep, order_id: str = Path
 async def explain_a_commission(_: StaffIdentity, pool: PoolDep,
                                accrual_id: str = Path(min_length=1, max_length=300)) -> Explanation:
     """One commission record (`order_id:line_id:level`), explained with its whole order; `focus_accrual_id` names it."""
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, read_only_snapshot(conn):
         order_id = await store.order_of_accrual(conn, accrual_id)
         if order_id is None:
             raise NotExplainableError(f"no commission record {accrual_id}", code="commission_not_found")

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from services.commission.main import create_app
+from services.commission.store import explain as store
 from shared.contracts.orders import OrderCompleted, OrderRefunded, RefundedLine
 from tests.conftest import eventually, running_app
 from tests.integration.commission.conftest import PLAN, now, settings, who
@@ -68,6 +69,45 @@ async def test_explain_an_order_and_a_commission_record(infra, schema, feed, ids
         r = await client.get(f"/v1/admin/explain/orders/{ids('nope')}", headers=ADMIN)
         assert (r.status_code, r.json()["code"]) == (404, "order_not_seen")
         assert (await client.get(f"/v1/admin/explain/orders/{order}", headers=who(c))).status_code == 403
+
+
+async def test_an_explanation_is_one_snapshot_whatever_commits_while_it_reads(infra, schema, feed, ids, dbc,
+                                                                             monkeypatch):
+    """A settlement committed between the explanation's reads (accrual rows, then the outbox) is
+    either wholly in the answer or wholly out: never "frozen" beside its own settlement."""
+    a, b, c = ids("pa"), ids("pb"), ids("buyer")
+    t = now() - timedelta(hours=1)
+    async with running_app(create_app(settings(clock_offset_s=0), schema=schema)) as client:
+        assert (await client.put("/v1/admin/plan", json=PLAN, headers=ADMIN)).status_code == 201
+        await enrol(feed, a, t)
+        await enrol(feed, b, t)
+        await bind(feed, b, a, t)
+        await bind(feed, c, b, t + timedelta(seconds=1))
+        order = ids("o")
+        await feed.send(paid(order, c, now(), ("l1", "sku", 3, 2999)))
+
+        async def accrued():
+            r = await client.get(f"/v1/admin/explain/orders/{order}", headers=ADMIN)
+            return r.status_code == 200 and len(r.json()["accruals"]) == 2
+
+        await eventually(accrued)
+        read_outbox = store.own_events
+
+        async def settle_meanwhile(conn, *args):
+            # the accrual rows are read; now the order completes and its settlement commits
+            await feed.send(OrderCompleted(order_id=order, reason="receipt_confirmed", completed_at=now()))
+            await eventually(lambda: dbc.fetchval(
+                "SELECT count(*) = 2 FROM accruals WHERE order_id = $1 AND settled_at IS NOT NULL", order))
+            return await read_outbox(conn, *args)
+
+        monkeypatch.setattr(store, "own_events", settle_meanwhile)
+        ex = (await client.get(f"/v1/admin/explain/orders/{order}", headers=ADMIN)).json()
+        assert [(x["status"], x["settlement"]) for x in ex["accruals"]] == [("frozen", None)] * 2
+        assert ex["totals"]["settled_fen"] == 0
+        monkeypatch.setattr(store, "own_events", read_outbox)
+        ex = (await client.get(f"/v1/admin/explain/orders/{order}", headers=ADMIN)).json()
+        assert [x["status"] for x in ex["accruals"]] == ["settled"] * 2
+        assert all(x["settlement"]["amount_fen"] == x["amount_fen"] for x in ex["accruals"])
 
 
 async def test_plan_check_refuses_like_publication_and_history_lists_versions(infra, schema):
