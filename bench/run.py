@@ -378,11 +378,8 @@ def bench_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
     observers' CPU did not change (docs/benchmarks.md, "Eighth session")."""
     if os.environ.get("FENXIAO_BENCH_LOOP", "asyncio") != "uvloop":
         return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    from shared.eventloop import uvloop_factory
+    return uvloop_factory()
 
 
 def main(argv: list[str] | None = None) -> int:

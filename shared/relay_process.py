@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter, Gauge
 
+from shared.eventloop import uvloop_factory
 from shared.outbox import OUTBOX_PARKED
 from shared.telemetry import OUTBOX_PUBLISHED
 
@@ -297,15 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     # the parent drives the shutdown: a terminal's Ctrl-C reaches the whole process group
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # the loop its service runs on (uvicorn takes uvloop where it is installed): asyncio's own
-    # costs about twice the CPU per round trip on these machines (docs/benchmarks.md)
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    # the loop its service runs on
+    with asyncio.Runner(loop_factory=uvloop_factory()) as runner:
         return runner.run(_child(args))
 
 
