@@ -170,9 +170,17 @@ async def cpu_groups(ctx: Ctx) -> Callable[[], dict[str, list[int]]]:
     return groups
 
 
+def _raise_ends(into: dict[int, int], ends: dict[int, int]) -> None:
+    """Per partition, the later of two end offsets (the offset after the last record sent)."""
+    for part, end in ends.items():
+        into[part] = max(into.get(part, 0), end)
+
+
 def _merge_ends(into: dict[int, int], metas) -> None:
+    ends: dict[int, int] = {}
     for m in metas:
-        into[m.partition] = max(into.get(m.partition, 0), m.offset + 1)
+        ends[m.partition] = max(ends.get(m.partition, 0), m.offset + 1)
+    _raise_ends(into, ends)
 
 
 async def publish(producer: AIOKafkaProducer, topic: str, records: list[tuple[bytes, bytes]], ends: dict[int, int]) -> None:
@@ -570,8 +578,7 @@ async def latency(ctx: Ctx, rate: float, seconds: float, poll_s: float, timeout:
                 if i < n:
                     await asyncio.sleep(max(t0 + i / rate, now + send_tick_s) - loop.time())
             offered_s = loop.time() - t0
-            for part, end in (await sender.ends()).items():
-                ctx.order_ends[part] = max(ctx.order_ends.get(part, 0), end)
+            _raise_ends(ctx.order_ends, await sender.ends())
         else:
             for i, (is_probe, item) in enumerate(plan):
                 due = t0 + i / rate
