@@ -270,7 +270,7 @@ async def test_redelivered_and_duplicate_records_are_applied_once(infra, fresh_s
 async def test_migrations_apply_to_empty_schema_and_again_as_no_op(infra, fresh_schema):
     first = await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
     assert first == ["0000_projector_and_outbox", "0001_outbox_parking_and_pruning", "0002_outbox_chain", "0003_outbox_pending",
-                     "0004_outbox_insert_only",
+                     "0004_outbox_insert_only", "0005_outbox_small_analyze_sample",
                      "0001_create_tally"]
     assert await db.migrate(infra["db"], fresh_schema, MIGRATIONS) == []
     conn = await asyncpg.connect(infra["db"])
