@@ -18,15 +18,21 @@ pytestmark = pytest.mark.integration
 ADMIN = who("op", "plan_admin")  # publishes plans; every operator role reads the explanations
 
 
-async def test_explain_an_order_and_a_commission_record(infra, schema, feed, ids):
+async def two_level_chain(client, feed, ids) -> tuple[str, str, str]:
+    """A plan, promoters a <- b, buyer c bound to b: (a, b, c)."""
     a, b, c = ids("pa"), ids("pb"), ids("buyer")
     t = now() - timedelta(hours=1)
+    assert (await client.put("/v1/admin/plan", json=PLAN, headers=ADMIN)).status_code == 201
+    await enrol(feed, a, t)
+    await enrol(feed, b, t)
+    await bind(feed, b, a, t)
+    await bind(feed, c, b, t + timedelta(seconds=1))
+    return a, b, c
+
+
+async def test_explain_an_order_and_a_commission_record(infra, schema, feed, ids):
     async with running_app(create_app(settings(clock_offset_s=0), schema=schema)) as client:
-        assert (await client.put("/v1/admin/plan", json=PLAN, headers=ADMIN)).status_code == 201
-        await enrol(feed, a, t)
-        await enrol(feed, b, t)
-        await bind(feed, b, a, t)
-        await bind(feed, c, b, t + timedelta(seconds=1))
+        a, b, c = await two_level_chain(client, feed, ids)
         order = ids("o")
         paid_env = await feed.send(paid(order, c, now(), ("l1", "sku", 3, 2999)))
         await feed.send(OrderRefunded(order_id=order, out_refund_no="r1", refunded_at=now(),
@@ -75,14 +81,8 @@ async def test_an_explanation_is_one_snapshot_whatever_commits_while_it_reads(in
                                                                              monkeypatch):
     """A settlement committed between the explanation's reads (accrual rows, then the outbox) is
     either wholly in the answer or wholly out: never "frozen" beside its own settlement."""
-    a, b, c = ids("pa"), ids("pb"), ids("buyer")
-    t = now() - timedelta(hours=1)
     async with running_app(create_app(settings(clock_offset_s=0), schema=schema)) as client:
-        assert (await client.put("/v1/admin/plan", json=PLAN, headers=ADMIN)).status_code == 201
-        await enrol(feed, a, t)
-        await enrol(feed, b, t)
-        await bind(feed, b, a, t)
-        await bind(feed, c, b, t + timedelta(seconds=1))
+        _, _, c = await two_level_chain(client, feed, ids)
         order = ids("o")
         await feed.send(paid(order, c, now(), ("l1", "sku", 3, 2999)))
 
