@@ -17,12 +17,11 @@ from typing import Any
 from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel
 
-from services.commission.api.deps import PoolDep
+from services.commission.api.deps import PoolDep, SnapshotConnDep
 from services.commission.domain.errors import CommissionError
 from services.commission.domain.explain import arithmetic
 from services.commission.domain.plan import HARD_CAP_BP, Plan, parse_plan
 from services.commission.store import explain as store
-from shared.db import read_only_snapshot
 from shared.identity import StaffIdentity
 from shared.topics import COMMISSION_EVENTS, ORDER_EVENTS, REFERRAL_EVENTS
 
@@ -164,8 +163,8 @@ def _json(v: Any) -> Any:
 
 
 async def explain_order(conn, order_id: str, focus: str | None = None) -> Explanation:
-    # callers hold one read-only snapshot: the accrual rows and the outbox are read by separate
-    # statements, and a settlement committed between them would show "frozen" beside its settlement
+    # `conn` holds one read-only snapshot (SnapshotConnDep): the accrual rows and the outbox are read
+    # by separate statements, and a settlement committed between them would show "frozen" beside it
     order = await store.paid_order(conn, order_id)
     if order is None:
         raise NotExplainableError(f"no paid order {order_id} has reached the commission service")
@@ -272,21 +271,20 @@ async def explain_order(conn, order_id: str, focus: str | None = None) -> Explan
 
 
 @router.get("/explain/orders/{order_id}", response_model=Explanation)
-async def explain_an_order(_: StaffIdentity, pool: PoolDep, order_id: str = Path(min_length=1, max_length=128)) -> Explanation:
+async def explain_an_order(_: StaffIdentity, conn: SnapshotConnDep,
+                           order_id: str = Path(min_length=1, max_length=128)) -> Explanation:
     """Every fen of one paid order: chain, plan, tier, rate, arithmetic, events, reversals, settlement."""
-    async with pool.acquire() as conn, read_only_snapshot(conn):
-        return await explain_order(conn, order_id)
+    return await explain_order(conn, order_id)
 
 
 @router.get("/explain/commissions/{accrual_id}", response_model=Explanation)
-async def explain_a_commission(_: StaffIdentity, pool: PoolDep,
+async def explain_a_commission(_: StaffIdentity, conn: SnapshotConnDep,
                                accrual_id: str = Path(min_length=1, max_length=300)) -> Explanation:
     """One commission record (`order_id:line_id:level`), explained with its whole order; `focus_accrual_id` names it."""
-    async with pool.acquire() as conn, read_only_snapshot(conn):
-        order_id = await store.order_of_accrual(conn, accrual_id)
-        if order_id is None:
-            raise NotExplainableError(f"no commission record {accrual_id}", code="commission_not_found")
-        return await explain_order(conn, order_id, focus=accrual_id)
+    order_id = await store.order_of_accrual(conn, accrual_id)
+    if order_id is None:
+        raise NotExplainableError(f"no commission record {accrual_id}", code="commission_not_found")
+    return await explain_order(conn, order_id, focus=accrual_id)
 
 
 @router.post("/plan/check", response_model=PlanCheck)

@@ -1,9 +1,11 @@
 import asyncio
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 from shared.eventloop import uvloop_factory
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_services_loop_is_uvloop_where_installed():
@@ -18,5 +20,5 @@ def test_without_uvloop_asyncio_s_own_loop():
     code = ("import sys; sys.modules['uvloop'] = None\n"
             "from shared.eventloop import uvloop_factory; print(uvloop_factory())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+                         cwd=ROOT)
     assert out.stdout.strip() == "None"
