@@ -370,8 +370,9 @@ class CommissionProjection:
         first (one row per promoter and tier; the event id is derived from both)."""
         pending, self._pending_tiers = self._pending_tiers, []
         changes: list[TierChange] = []
-        for promoter, epoch, plan, _ in pending:
-            buckets, firsts = await store.record_history(conn, promoter, epoch, epoch_start(epoch, self.tier_epoch))
+        histories = await store.record_histories(
+            conn, [(promoter, epoch, epoch_start(epoch, self.tier_epoch)) for promoter, epoch, _, _ in pending])
+        for (promoter, epoch, plan, _), (buckets, firsts) in zip(pending, histories):
             by_epoch: dict[int, list[int]] = {}
             for b, orders, sales in buckets:
                 v = by_epoch.setdefault(b, [0, 0, 0])

@@ -364,17 +364,30 @@ async def records_before(conn: asyncpg.Connection, promoters: list[str], epochs:
            ORDER BY k.i""", promoters, epochs, starts)
 
 
-async def record_history(conn: asyncpg.Connection, promoter: str, epoch: int, start: datetime
-                         ) -> tuple[list[tuple[int, int, int]], list[datetime | None]]:
-    """A promoter's contributions before an epoch: (bucket, orders, settled sales) rows and the
-    first purchase of each direct buyer."""
-    buckets = await conn.fetch(
-        "SELECT bucket, orders, settled_sales_fen FROM promoter_record_buckets WHERE promoter_id = $1 AND bucket < $2",
-        promoter, epoch)
-    firsts = await conn.fetch(
-        "SELECT first_paid_at FROM direct_buyers WHERE promoter_id = $1 AND (first_paid_at IS NULL OR first_paid_at <= $2)",
-        promoter, start)
-    return [(r[0], r[1], r[2]) for r in buckets], [r[0] for r in firsts]
+async def record_histories(conn: asyncpg.Connection, keys: Sequence[tuple[str, int, datetime]]
+                           ) -> list[tuple[list[tuple[int, int, int]], list[datetime | None]]]:
+    """Per (promoter, epoch, epoch start), in the order asked: the promoter's contributions
+    before the epoch as (bucket, orders, settled sales) rows, and the first purchase of each
+    direct buyer up to the start. One statement however many are asked: at an epoch boundary in
+    a sale, hundreds of promoters can step up in one batch."""
+    out: list[tuple[list[tuple[int, int, int]], list[datetime | None]]] = [([], []) for _ in keys]
+    if not keys:
+        return out
+    rows = await conn.fetch(
+        """WITH k AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) WITH ORDINALITY AS k(p, e, s, i))
+           SELECT k.i, r.bucket, r.orders, r.settled_sales_fen, NULL::timestamptz AS first_paid_at, false AS first
+           FROM k JOIN promoter_record_buckets r ON r.promoter_id = k.p AND r.bucket < k.e
+           UNION ALL
+           SELECT k.i, NULL, NULL, NULL, d.first_paid_at, true
+           FROM k JOIN direct_buyers d ON d.promoter_id = k.p AND (d.first_paid_at IS NULL OR d.first_paid_at <= k.s)""",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+    for i, bucket, orders, sales, first_paid_at, first in rows:
+        buckets, firsts = out[i - 1]
+        if first:
+            firsts.append(first_paid_at)
+        else:
+            buckets.append((bucket, orders, sales))
+    return out
 
 
 async def insert_tier_changes(conn: asyncpg.Connection, changes: list[TierChange]) -> set[tuple[str, str]]:
