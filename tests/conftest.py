@@ -95,6 +95,19 @@ async def fresh_schema(infra) -> AsyncIterator[str]:
     await drop_schema(infra["db"], name)
 
 
+@asynccontextmanager
+async def migrated(dsn: str, schema: str, migrations) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to `schema` once `migrations` have run there (a store tested on its own)."""
+    from shared.db import migrate
+
+    await migrate(dsn, schema, migrations)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 @pytest_asyncio.fixture
 async def db_conn(infra) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(infra["db"])

@@ -132,8 +132,12 @@ class ActivityProjection:
     # -- honours -----------------------------------------------------------------------------
     async def _award(self, conn, batch: Batch, promoter_id: str, key: str, title: str, cause: Envelope | None,
                      at: datetime, told: list) -> None:
-        if not await honours.award(conn, promoter_id, key, title, cause.event_id if cause else None, at):
-            return
+        if await honours.award(conn, promoter_id, key, title, cause.event_id if cause else None, at):
+            self._awarded(batch, promoter_id, key, title, cause, at, told)
+
+    def _awarded(self, batch: Batch, promoter_id: str, key: str, title: str, cause: Envelope | None, at: datetime,
+                 told: list) -> None:
+        """An honour awarded now: its event and its notice."""
         evt = new_event(HonourAwarded(promoter_id=promoter_id, honour_key=key, title=title[:64],
                                       source_event_id=str(cause.event_id) if cause else None, awarded_at=at),
                         event_id=derive_event_id(_AWARD_NS, promoter_id, key), occurred_at=at, cause=cause)
@@ -144,14 +148,24 @@ class ActivityProjection:
 
     async def _milestones(self, conn, batch: Batch, affected: dict[str, Envelope], recs: dict[str, dict[str, int]],
                           told: list) -> None:
+        """Milestones the batch's records reached, awarded in one statement (at the start of a sale,
+        hundreds of promoters make their first sale in one batch)."""
         ids = sorted(affected)
         held = await honours.held(conn, ids)
         milestones = list(honour_rules.BUILT_IN) + await honours.operator_milestones(conn)
+        due = []
         for pid in ids:
             record = honour_rules.Record(**recs[pid])
             for m in honour_rules.due(record, milestones, held[pid]):
                 cause = affected[pid]
-                await self._award(conn, batch, pid, m.key, m.title, cause, cause.occurred_at, told)
+                due.append((pid, m.key, m.title, cause))
+        if not due:
+            return
+        awarded = await honours.award_many(conn, [(pid, key, title, cause.event_id, cause.occurred_at)
+                                                  for pid, key, title, cause in due])
+        for pid, key, title, cause in due:
+            if (pid, key) in awarded:
+                self._awarded(batch, pid, key, title, cause, cause.occurred_at, told)
 
     async def _close_months(self, conn, batch: Batch, latest: datetime, told: list) -> None:
         """A settlement in a later month closes the months before it: their top N by settled
@@ -175,13 +189,21 @@ class ActivityProjection:
 
     # -- notices -----------------------------------------------------------------------------
     async def _notify(self, conn, told: list[tuple[Envelope, Notice]]) -> None:
+        """The batch's notices in one statement; then a subscribe message for each new notice
+        whose kind has an enabled template, for promoters with a subscription left (asked in one
+        statement; only those use one, a statement each)."""
         templates = await notices.templates(conn)
-        for env, n in told:
-            notice_id = await notices.add_notice(conn, env.event_id, n)
-            if notice_id is None:
-                continue
+        ids = await notices.add_notices(conn, [(env.event_id, n) for env, n in told])
+        sendable = []
+        for (env, n), notice_id in zip(told, ids):
             t = templates.get(n.kind)
-            if t is None or not t["enabled"]:
+            if notice_id is not None and t is not None and t["enabled"]:
+                sendable.append((env, n, notice_id, t))
+        if not sendable:
+            return
+        left = await notices.with_subscriptions_left(conn, sorted({(n.promoter_id, t["template_id"]) for _, n, _, t in sendable}))
+        for env, n, notice_id, t in sendable:
+            if (n.promoter_id, t["template_id"]) not in left:
                 continue
             openid = await notices.use_subscription(conn, n.promoter_id, t["template_id"])
             if openid is None:

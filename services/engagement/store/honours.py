@@ -17,6 +17,20 @@ async def award(conn: asyncpg.Connection, promoter_id: str, key: str, title: str
            ON CONFLICT DO NOTHING RETURNING 1""", promoter_id, key, title, source_event_id, at))
 
 
+async def award_many(conn: asyncpg.Connection, rows: list[tuple[str, str, str, uuid.UUID | None, datetime]]
+                     ) -> set[tuple[str, str]]:
+    """`award` for many (promoter, key, title, source event, at) rows in one statement; the
+    (promoter, key) pairs awarded now (the first award of each, ever)."""
+    if not rows:
+        return set()
+    found = await conn.fetch(
+        """INSERT INTO honours (promoter_id, honour_key, title, source_event_id, awarded_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[])
+           ON CONFLICT DO NOTHING RETURNING promoter_id, honour_key""",
+        *[[r[i] for r in rows] for i in range(5)])
+    return {(r["promoter_id"], r["honour_key"]) for r in found}
+
+
 async def held(conn: asyncpg.Connection, promoter_ids: list[str]) -> dict[str, set[str]]:
     rows = await conn.fetch("SELECT promoter_id, honour_key FROM honours WHERE promoter_id = ANY($1::text[])", promoter_ids)
     out: dict[str, set[str]] = {p: set() for p in promoter_ids}

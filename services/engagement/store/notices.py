@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Sequence
 
 import asyncpg
 
@@ -13,24 +14,52 @@ from shared.db import rows_affected
 NOTIFY_CHANNEL_SUFFIX = ".notices"
 
 
-async def add_notice(conn: asyncpg.Connection, source_event_id: uuid.UUID, n: Notice) -> int | None:
-    """Store the notice and wake every replica's streams at commit, in one statement. Its id is
-    the promoter's next number, taken under the promoter row's lock, so one promoter's ids
-    commit in increasing order. None when the event was noticed before (the number it drew is
-    skipped: a gap, never a reorder)."""
-    return await conn.fetchval(
-        f"""WITH seq AS (
-                INSERT INTO promoters (promoter_id, notice_seq) VALUES ($1, 1)
-                ON CONFLICT (promoter_id) DO UPDATE SET notice_seq = promoters.notice_seq + 1
-                RETURNING notice_seq),
+async def add_notices(conn: asyncpg.Connection, told: Sequence[tuple[uuid.UUID, Notice]]) -> list[int | None]:
+    """Store a batch's notices, in one statement, and wake every replica's streams at commit.
+    Each promoter's new notices take the next numbers of the promoter's counter in the order
+    given, under the promoter row's lock (rows locked in promoter order), so one promoter's ids
+    commit in increasing order. Per notice, in the order given: its id, or None when its event
+    was noticed before (earlier, or earlier in this batch). A concurrent insert of the same event
+    by another replica leaves the number this one drew unused: a gap, never a reorder."""
+    if not told:
+        return []
+    rows = await conn.fetch(
+        f"""WITH n AS (
+                SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                                     $7::text[], $8::text[], $9::timestamptz[])
+                WITH ORDINALITY AS n(promoter_id, source_event_id, kind, title, body, amount_fen, status, ref,
+                                     occurred_at, i)),
+            fresh AS (
+                SELECT DISTINCT ON (source_event_id) * FROM n
+                WHERE NOT EXISTS (SELECT 1 FROM notices x WHERE x.source_event_id = n.source_event_id)
+                ORDER BY source_event_id, i),
+            ranked AS (
+                SELECT fresh.*, row_number() OVER (PARTITION BY promoter_id ORDER BY i) AS k,
+                       count(*) OVER (PARTITION BY promoter_id) AS c
+                FROM fresh),
+            seq AS (
+                INSERT INTO promoters AS p (promoter_id, notice_seq)
+                SELECT promoter_id, max(c) FROM ranked GROUP BY promoter_id ORDER BY promoter_id
+                ON CONFLICT (promoter_id) DO UPDATE SET notice_seq = p.notice_seq + EXCLUDED.notice_seq
+                RETURNING p.promoter_id, p.notice_seq),
             ins AS (
                 INSERT INTO notices (promoter_id, notice_id, source_event_id, kind, title, body, amount_fen, status, ref,
                                      occurred_at)
-                SELECT $1, seq.notice_seq, $2, $3, $4, $5, $6, $7, $8, $9 FROM seq
-                ON CONFLICT (source_event_id) DO NOTHING RETURNING notice_id)
+                SELECT r.promoter_id, s.notice_seq - r.c + r.k, r.source_event_id, r.kind, r.title, r.body,
+                       r.amount_fen, r.status, r.ref, r.occurred_at
+                FROM ranked r JOIN seq s ON s.promoter_id = r.promoter_id
+                ORDER BY r.i
+                ON CONFLICT (source_event_id) DO NOTHING RETURNING source_event_id, notice_id, promoter_id)
             -- delivered at commit to every session LISTENing on this schema's channel (one per payload)
-            SELECT notice_id FROM ins, pg_notify(current_schema() || '{NOTIFY_CHANNEL_SUFFIX}', $1)""",
-        n.promoter_id, source_event_id, n.kind, n.title, n.body, n.amount_fen, n.status, n.ref, n.at)
+            SELECT source_event_id, notice_id FROM ins, pg_notify(current_schema() || '{NOTIFY_CHANNEL_SUFFIX}', ins.promoter_id)""",
+        [n.promoter_id for _, n in told], [e for e, _ in told], [n.kind for _, n in told], [n.title for _, n in told],
+        [n.body for _, n in told], [n.amount_fen for _, n in told], [n.status for _, n in told],
+        [n.ref for _, n in told], [n.at for _, n in told])
+    ids = {r["source_event_id"]: r["notice_id"] for r in rows}
+    out: list[int | None] = []
+    for e, _ in told:
+        out.append(ids.pop(e, None))  # a repeat later in the batch gets None
+    return out
 
 
 async def notices_after(conn: asyncpg.Connection, promoter_id: str, after: int, limit: int = 100) -> list[asyncpg.Record]:
@@ -79,6 +108,18 @@ async def subscriptions(conn: asyncpg.Connection, promoter_id: str) -> list[asyn
     return await conn.fetch(
         "SELECT template_id, accepted, used, accepted - used AS remaining FROM subscriptions WHERE promoter_id = $1 "
         "ORDER BY template_id", promoter_id)
+
+
+async def with_subscriptions_left(conn: asyncpg.Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (promoter, template) pairs have an unused subscription now (one statement): most
+    promoters have none, and asking each notice's pair alone was a statement per notice."""
+    if not pairs:
+        return set()
+    rows = await conn.fetch(
+        """SELECT s.promoter_id, s.template_id FROM subscriptions s
+           JOIN unnest($1::text[], $2::text[]) AS k(p, t) ON s.promoter_id = k.p AND s.template_id = k.t
+           WHERE s.used < s.accepted""", [p for p, _ in pairs], [t for _, t in pairs])
+    return {(r["promoter_id"], r["template_id"]) for r in rows}
 
 
 async def use_subscription(conn: asyncpg.Connection, promoter_id: str, template_id: str) -> str | None:

@@ -14,8 +14,8 @@ from services.commission.domain.tiers import epoch_start
 from services.commission.handlers.projection import CommissionProjection, _Outgoing
 from services.commission.main import MIGRATIONS
 from services.commission.store import state as store
-from shared import db
 from shared.projector import Batch
+from tests.conftest import migrated
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,6 @@ PLAN = Plan.model_validate({
               {"name": "partner", "level1_bp": 1500, "level2_bp": 500, "self_purchase_bp": 800,
                "upgrade": {"min_orders": 3}}],
 })
-
-
-async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
-    await db.migrate(dsn, schema, MIGRATIONS)
-    return await asyncpg.connect(dsn, server_settings={"search_path": schema})
 
 
 async def _seed(conn: asyncpg.Connection, rnd: random.Random, promoters: list[str], base: datetime
@@ -56,8 +51,7 @@ async def test_record_histories_answers_each_key_as_asked(infra, fresh_schema):
     epoch and its buyers first seen by the start, in the order asked, repeats included."""
     rnd = random.Random(7)
     base = epoch_start(100, EPOCH)
-    conn = await _connect(infra["db"], fresh_schema)
-    try:
+    async with migrated(infra["db"], fresh_schema, MIGRATIONS) as conn:
         promoters = [f"p{i}" for i in range(40)]
         buckets, firsts = await _seed(conn, rnd, promoters, base)
         keys = []
@@ -71,15 +65,12 @@ async def test_record_histories_answers_each_key_as_asked(infra, fresh_schema):
             want = [t for t in firsts.get(p, []) if t is None or t <= start]
             assert sorted(fs, key=lambda t: (t is not None, t)) == sorted(want, key=lambda t: (t is not None, t))
         assert await store.record_histories(conn, []) == []
-    finally:
-        await conn.close()
 
 
 async def test_announcing_many_tier_steps_takes_as_many_statements_as_one(infra, fresh_schema):
     """`_announce_tiers` with 1 and with 150 promoters stepping up: the same statements, and every
     promoter's PromoterTierChanged effective from the epoch after the one its record reached."""
-    conn = await _connect(infra["db"], fresh_schema)
-    try:
+    async with migrated(infra["db"], fresh_schema, MIGRATIONS) as conn:
         counts = []
         # the first run warms the connection's statement cache (its type lookups are statements too)
         for run, n in enumerate((1, 1, 150)):
@@ -108,5 +99,3 @@ async def test_announcing_many_tier_steps_takes_as_many_statements_as_one(infra,
                 ("sharer", "partner", epoch_start(101, EPOCH))}
             assert len(batch.emitted) == n
         assert counts[1] == counts[2], counts
-    finally:
-        await conn.close()

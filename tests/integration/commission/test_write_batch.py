@@ -9,7 +9,6 @@ import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-import asyncpg
 import pytest
 
 from services.commission.domain.accrual import Accrual
@@ -17,7 +16,7 @@ from services.commission.domain.balance import COLUMNS, Delta, Deltas
 from services.commission.domain.ledger import AccrualState
 from services.commission.main import MIGRATIONS
 from services.commission.store import state as store
-from shared import db
+from tests.conftest import migrated
 
 T0 = datetime(2026, 11, 11, 0, 0, tzinfo=timezone.utc)
 CST = timezone(timedelta(hours=8))
@@ -71,10 +70,8 @@ def random_batch(rng: random.Random, n_orders: int, tag: str):
 
 @pytest.fixture
 async def conn(infra, fresh_schema):
-    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
-    c = await asyncpg.connect(infra["db"], server_settings={"search_path": fresh_schema})
-    yield c
-    await c.close()
+    async with migrated(infra["db"], fresh_schema, MIGRATIONS) as c:
+        yield c
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
