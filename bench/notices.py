@@ -4,8 +4,10 @@ The engagement service as deployed (a separate process, fresh schema and topic n
 `--streams` promoters each with a notice page open (a Server-Sent Events stream), and
 `--rate` CommissionAccrued events per second published to the real commission topic, round
 robin over the promoters. Measures, per notice, publish (the send started) -> the notice read off
-the stream, and prints p50 / p95 / p99 / max. Nothing is asserted (shared machines are noisy); the
-integration test asserts the 1 s promise as a correctness property."""
+the stream, and prints p50 / p95 / p99 / max. With `--burst N`, then a sale's burst: N accruals at
+once over `--burst-promoters` new promoters, timed until every notice is stored, against a raw
+consume of the same records (the ratio is the figure to compare across runs). Nothing is asserted
+(shared machines are noisy); the integration test asserts the 1 s promise as a correctness property."""
 from __future__ import annotations
 
 import argparse
@@ -111,6 +113,8 @@ async def main(args) -> int:
         print(f"publish -> read off the stream (ms): p50 {pct(ms, 50):.1f}  p95 {pct(ms, 95):.1f}  "
               f"p99 {pct(ms, 99):.1f}  max {max(ms) if ms else float('nan'):.1f}")
         print(f"within 1 s: {sum(x <= 1000 for x in ms)}/{len(ms)}")
+        if args.burst:
+            await burst(args, settings, producer, schema)
         return 0
     finally:
         await producer.stop()
@@ -119,12 +123,68 @@ async def main(args) -> int:
         await drop_schema(settings.database_url, schema)
 
 
+async def burst(args, settings: CommonSettings, producer, schema: str) -> None:
+    """A sale's burst: `--burst` accruals over `--burst-promoters` new promoters published as fast
+    as the producer goes; the time from the first send until engagement has stored every one's
+    notice, against a raw consume of the same records from the log (the same run's ceiling)."""
+    import asyncpg
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        meta = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - the topic is not subscribed to
+        tps = [TopicPartition(COMMISSION_EVENTS, p) for p in sorted(meta.partitions_for_topic(COMMISSION_EVENTS) or ())]
+        if not tps:
+            raise RuntimeError(f"no partitions of {COMMISSION_EVENTS}")
+        starts = await consumer.end_offsets(tps)
+        now = datetime.now(timezone.utc)
+        values = []
+        for n in range(args.burst):
+            evt = CommissionAccrued(accrual_id=f"b{n}", order_id=f"burst-{RUN}-{n}", line_id="1",
+                                    beneficiary_id=f"burst-{RUN}-p{n % args.burst_promoters}", buyer_id=f"bb{n}",
+                                    level="level1", base_fen=10_000, quantity=1, rate_bp=1000, amount_fen=1_000,
+                                    plan_version=1, tier="t", unfreeze="order_completed+7d", paid_at=now)
+            env = new_event(evt)
+            values.append((env.key.encode(), env.to_bytes()))
+        count = f"SELECT count(*) FROM {schema}.notices WHERE kind = 'commission_accrued' AND promoter_id LIKE 'burst-%'"
+        t0 = time.perf_counter()
+        futures = [await producer.send(COMMISSION_EVENTS, v, key=k) for k, v in values]
+        await asyncio.gather(*futures)
+        published = time.perf_counter() - t0
+        while await conn.fetchval(count) < args.burst:
+            if time.perf_counter() - t0 > 600:
+                raise TimeoutError(f"engagement stored {await conn.fetchval(count)} of {args.burst} notices in 600 s")
+            await asyncio.sleep(0.05)
+        applied = time.perf_counter() - t0
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+        t1, read = time.perf_counter(), 0
+        target = sum(ends[tp] - starts[tp] for tp in tps)
+        while read < target:
+            got = await consumer.getmany(timeout_ms=500, max_records=5000)
+            read += sum(len(rs) for rs in got.values())
+        raw = read / (time.perf_counter() - t1)
+        rate = args.burst / applied
+        print(f"burst: {args.burst} accruals over {args.burst_promoters} promoters published in {published:.1f}s, "
+              f"every notice stored in {applied:.1f}s = {rate:,.0f}/s; raw consume of the same records {raw:,.0f}/s; "
+              f"ratio {rate / raw:.3f}")
+    finally:
+        await conn.close()
+        await consumer.stop()
+
+
 def cli() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.notices", description=__doc__.splitlines()[0])
     ap.add_argument("--streams", type=int, default=50)
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--burst", type=int, default=0, help="then this many accruals at once (0: none)")
+    ap.add_argument("--burst-promoters", type=int, default=2000)
     sys.exit(asyncio.run(main(ap.parse_args())))
 
 
