@@ -56,3 +56,19 @@ def test_bench_produces_a_complete_result_with_matching_balances(infra, tmp_path
     assert all(isinstance(v, (int, float)) and v > 0 for k, v in s.items() if k != "balances_match"), s
     assert all(v["value"] > 0 for v in d["targets"].values())
     assert "accrual: OrderPaid -> balances" in r.stdout  # the table was printed
+
+
+def test_notices_bench_runs_its_stream_and_burst_phases(infra):
+    """`python -m bench.notices` at toy sizes: every notice read off its stream, and the burst's
+    every notice stored, with a rate and a same-run ratio printed."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": infra["kafka"], "DATABASE_URL": infra["db"]}
+    r = subprocess.run([sys.executable, "-m", "bench.notices", "--streams", "3", "--rate", "50", "--count", "30",
+                        "--warmup", "3", "--burst", "300", "--burst-promoters", "30"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "notices: 30/30 received on 3 open streams" in r.stdout, r.stdout
+    assert "within 1 s:" in r.stdout
+    burst = next(line for line in r.stdout.splitlines() if line.startswith("burst: 300 accruals over 30 promoters"))
+    rate = float(burst.split("every notice stored in ")[1].split(" = ")[1].split("/s")[0].replace(",", ""))
+    ratio = float(burst.rsplit("ratio ", 1)[1])
+    assert rate > 0 and 0 < ratio, burst
