@@ -88,15 +88,32 @@ async def consume_produce(bootstrap: str, topic: str, out_topic: str, expect: in
         await producer.stop()
 
 
-async def consume_many(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[int, float]:
-    """Read these partitions from offset 0 up to `ends` (exclusive), as the audit replay does;
-    returns (records, records/s)."""
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    """The offset after the last record of each partition of `topic`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(await partitions(bootstrap, topic))
+    finally:
+        await consumer.stop()
+
+
+async def consume_many(bootstrap: str, ends: dict[TopicPartition, int],
+                       starts: dict[TopicPartition, int] | None = None) -> tuple[int, float]:
+    """Read these partitions from `starts` (the log's start where not given) up to `ends`
+    (exclusive), as the audit replay does; returns (records, records/s)."""
+    starts = starts or {}
     consumer = _reader(bootstrap)
     await consumer.start()
     try:
-        tps = [tp for tp, end in ends.items() if end > 0]
+        tps = [tp for tp, end in ends.items() if end > starts.get(tp, 0)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        from_start = [tp for tp in tps if tp not in starts]
+        if from_start:
+            await consumer.seek_to_beginning(*from_start)
+        for tp in tps:
+            if tp in starts:
+                consumer.seek(tp, starts[tp])
         left = {tp: ends[tp] for tp in tps}
         n = 0
         t0 = time.perf_counter()

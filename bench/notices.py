@@ -128,17 +128,13 @@ async def burst(args, settings: CommonSettings, producer, schema: str) -> None:
     as the producer goes; the time from the first send until engagement has stored every one's
     notice, against a raw consume of the same records from the log (the same run's ceiling)."""
     import asyncpg
-    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
+    from bench import ceiling
+
+    bootstrap = settings.kafka_bootstrap_servers
     conn = await asyncpg.connect(settings.database_url)
     try:
-        meta = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - the topic is not subscribed to
-        tps = [TopicPartition(COMMISSION_EVENTS, p) for p in sorted(meta.partitions_for_topic(COMMISSION_EVENTS) or ())]
-        if not tps:
-            raise RuntimeError(f"no partitions of {COMMISSION_EVENTS}")
-        starts = await consumer.end_offsets(tps)
+        starts = await ceiling.end_offsets(bootstrap, COMMISSION_EVENTS)
         now = datetime.now(timezone.utc)
         values = []
         for n in range(args.burst):
@@ -158,23 +154,13 @@ async def burst(args, settings: CommonSettings, producer, schema: str) -> None:
                 raise TimeoutError(f"engagement stored {await conn.fetchval(count)} of {args.burst} notices in 600 s")
             await asyncio.sleep(0.05)
         applied = time.perf_counter() - t0
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, starts[tp])
-        t1, read = time.perf_counter(), 0
-        target = sum(ends[tp] - starts[tp] for tp in tps)
-        while read < target:
-            got = await consumer.getmany(timeout_ms=500, max_records=5000)
-            read += sum(len(rs) for rs in got.values())
-        raw = read / (time.perf_counter() - t1)
+        _, raw = await ceiling.consume_many(bootstrap, await ceiling.end_offsets(bootstrap, COMMISSION_EVENTS), starts)
         rate = args.burst / applied
         print(f"burst: {args.burst} accruals over {args.burst_promoters} promoters published in {published:.1f}s, "
               f"every notice stored in {applied:.1f}s = {rate:,.0f}/s; raw consume of the same records {raw:,.0f}/s; "
               f"ratio {rate / raw:.3f}")
     finally:
         await conn.close()
-        await consumer.stop()
 
 
 def cli() -> None:

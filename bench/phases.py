@@ -265,13 +265,7 @@ async def load_population(ctx: Ctx, users: int, probes: int) -> None:
 
 
 async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await c.start()
-    try:
-        ends = await c.end_offsets(await ceiling.partitions(bootstrap, topic))
-        return {tp.partition: o for tp, o in ends.items()}
-    finally:
-        await c.stop()
+    return {tp.partition: o for tp, o in (await ceiling.end_offsets(bootstrap, topic)).items()}
 
 
 # -- balances against the oracle ---------------------------------------------------------------

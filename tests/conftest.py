@@ -11,8 +11,8 @@ import os
 import socket
 import subprocess
 import uuid
-from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import AsyncIterator, Iterator
 
 import asyncpg
 import httpx
@@ -106,6 +106,21 @@ async def migrated(dsn: str, schema: str, migrations) -> AsyncIterator[asyncpg.C
         yield conn
     finally:
         await conn.close()
+
+
+@contextmanager
+def statements_of(conn: asyncpg.Connection) -> Iterator[list[str]]:
+    """The statements `conn` sends inside the block, in order (asyncpg's query logger)."""
+    sent: list[str] = []
+
+    def logged(q) -> None:
+        sent.append(q.query)
+
+    conn.add_query_logger(logged)
+    try:
+        yield sent
+    finally:
+        conn.remove_query_logger(logged)
 
 
 @pytest_asyncio.fixture

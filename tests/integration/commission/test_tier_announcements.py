@@ -15,7 +15,7 @@ from services.commission.handlers.projection import CommissionProjection, _Outgo
 from services.commission.main import MIGRATIONS
 from services.commission.store import state as store
 from shared.projector import Batch
-from tests.conftest import migrated
+from tests.conftest import migrated, statements_of
 
 pytestmark = pytest.mark.integration
 
@@ -79,17 +79,11 @@ async def test_announcing_many_tier_steps_takes_as_many_statements_as_one(infra,
             await conn.executemany("INSERT INTO promoter_record_buckets VALUES ($1, 100, 3, 0)", [(p,) for p in promoters])
             proj = CommissionProjection(emit=True, tier_epoch=EPOCH)
             proj._pending_tiers = [(p, 102, PLAN, "partner") for p in promoters]  # noqa: SLF001
-            statements: list[str] = []
-
-            def logged(q, statements=statements) -> None:
-                statements.append(q.query)
-
-            conn.add_query_logger(logged)
             batch = Batch(events=[])
             out = _Outgoing(batch, datetime(2026, 12, 3, tzinfo=timezone.utc))
-            async with conn.transaction():
-                await proj._announce_tiers(conn, out)  # noqa: SLF001
-            conn.remove_query_logger(logged)
+            with statements_of(conn) as statements:
+                async with conn.transaction():
+                    await proj._announce_tiers(conn, out)  # noqa: SLF001
             out.finish()
             counts.append(len(statements))
             rows = await conn.fetch("SELECT promoter_id, from_tier, to_tier, effective_at FROM tier_changes "

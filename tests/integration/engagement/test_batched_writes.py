@@ -18,7 +18,7 @@ from services.engagement.store import facts, notices
 from shared.contracts.commission import CommissionAccrued
 from shared.events import new_event
 from shared.projector import Applied, Batch
-from tests.conftest import migrated
+from tests.conftest import migrated, statements_of
 
 pytestmark = pytest.mark.integration
 
@@ -123,16 +123,10 @@ async def test_a_batch_takes_as_many_statements_whatever_its_size(conn):
         # the batch's first promoter has accepted one subscribe message (the others none)
         await conn.execute("INSERT INTO subscriptions (promoter_id, template_id, openid, accepted) VALUES ($1, $2, $3, 1)",
                            events[0].payload.beneficiary_id, TEMPLATE, f"openid-{n}")
-        statements: list[str] = []
-
-        def logged(q, statements=statements) -> None:
-            statements.append(q.query)
-
-        conn.add_query_logger(logged)
         batch = Batch(events=events)
-        async with conn.transaction():
-            await proj.apply(conn, batch)
-        conn.remove_query_logger(logged)
+        with statements_of(conn) as statements:
+            async with conn.transaction():
+                await proj.apply(conn, batch)
         counts.append(len(statements))
         promoters = [a.payload.beneficiary_id for a in events]
         assert await conn.fetchval("SELECT count(*) FROM notices WHERE promoter_id = ANY($1::text[]) AND kind = "

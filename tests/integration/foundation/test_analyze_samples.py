@@ -2,11 +2,10 @@
 every column, a column added later included), and the planner still reads them by key."""
 from __future__ import annotations
 
-import asyncpg
 import pytest
 
 from services.commission.main import MIGRATIONS
-from shared import db
+from tests.conftest import migrated
 
 pytestmark = pytest.mark.integration
 
@@ -14,9 +13,7 @@ SMALL = {"outbox", "projector_applied", "accruals", "paid_orders"}
 
 
 async def test_every_column_of_the_growing_tables_has_a_small_sample(infra, fresh_schema):
-    await db.migrate(infra["db"], fresh_schema, MIGRATIONS)
-    conn = await asyncpg.connect(infra["db"], server_settings={"search_path": fresh_schema})
-    try:
+    async with migrated(infra["db"], fresh_schema, MIGRATIONS) as conn:
         rows = await conn.fetch(
             """SELECT c.relname, a.attname, a.attstattarget FROM pg_attribute a
                JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -40,5 +37,3 @@ async def test_every_column_of_the_growing_tables_has_a_small_sample(infra, fres
         some = await conn.fetchval("SELECT event_id FROM outbox WHERE seq = 777")
         plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN SELECT * FROM outbox WHERE event_id = '{some}'"))
         assert "Index Scan" in plan, plan
-    finally:
-        await conn.close()
